@@ -1,0 +1,40 @@
+"""Agents for pipelines, load tests and drills: ``echo``, ``sleep`` and ``fail``."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from agents.context import TaskContext
+from agents.registry import agent
+from service.errors import AgentError, NonRetryableError
+
+
+@agent("echo")
+async def echo(payload: Any, ctx: TaskContext) -> Any:
+    """Return the input unchanged."""
+    return payload
+
+
+@agent("sleep")
+async def sleep(payload: Any, ctx: TaskContext) -> dict[str, Any]:
+    """Sleep for ``{"seconds": s}`` (load tests, slow-agent and cancel drills)."""
+    seconds = float(_field(payload, "seconds", 1.0))
+    await asyncio.sleep(seconds)
+    return {"slept_s": seconds}
+
+
+@agent("fail")
+async def fail(payload: Any, ctx: TaskContext) -> dict[str, Any]:
+    """Fail on purpose: ``{"until_attempt": k}`` succeeds from attempt k on,
+    ``{"always": true}`` always fails (retryable), ``{"non_retryable": true}`` fails for good."""
+    if _field(payload, "non_retryable", False):
+        raise NonRetryableError(str(_field(payload, "message", "fail agent: non-retryable")))
+    until = _field(payload, "until_attempt", None)
+    if _field(payload, "always", False) or (until is not None and ctx.attempt < int(until)):
+        raise AgentError(f"fail agent: attempt {ctx.attempt} fails on purpose")
+    return {"succeeded_on_attempt": ctx.attempt}
+
+
+def _field(payload: Any, name: str, default: Any) -> Any:
+    return payload.get(name, default) if isinstance(payload, dict) else default

@@ -1,0 +1,123 @@
+"""The ``llm`` agent: one chat completion against an OpenAI-compatible endpoint."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+
+from agents.context import TaskContext
+from agents.registry import agent
+from service.errors import AgentError, NonRetryableError
+
+RETRYABLE_STATUS = frozenset({408, 429})
+
+
+@agent("llm")
+async def llm(payload: Any, ctx: TaskContext) -> dict[str, Any]:
+    """Chat completion for ``{"prompt": str}`` or ``{"messages": [...]}``.
+
+    Optional ``model`` (default ``ORCH_LLM_MODEL``), ``max_tokens`` and ``temperature``.
+    """
+    settings = ctx.settings
+    body = build_request(payload, settings.llm_model)
+    url = settings.llm_base_url.rstrip("/") + "/chat/completions"
+    headers = {"Authorization": f"Bearer {settings.llm_api_key}"} if settings.llm_api_key else {}
+    started = time.perf_counter()
+    try:
+        async with httpx.AsyncClient(timeout=settings.llm_timeout_s) as client:
+            response = await client.post(url, json=body, headers=headers)
+    except httpx.TimeoutException as exc:
+        raise AgentError(f"LLM endpoint {url} timed out after {settings.llm_timeout_s}s "
+                         f"({type(exc).__name__})") from exc
+    except httpx.TransportError as exc:
+        raise AgentError(f"LLM endpoint {url} is not reachable ({type(exc).__name__}: {exc}); "
+                         "check ORCH_LLM_BASE_URL and that the server is up") from exc
+    latency_s = time.perf_counter() - started
+    _raise_for_status(response, url)
+    return _parse_response(response, url, body["model"], latency_s, ctx)
+
+
+def build_request(payload: Any, default_model: str) -> dict[str, Any]:
+    """Validate the agent input and turn it into a chat-completions request body."""
+    if not isinstance(payload, dict):
+        raise NonRetryableError('llm: input must be an object with "prompt" or "messages"')
+    prompt, messages = payload.get("prompt"), payload.get("messages")
+    if (prompt is None) == (messages is None):
+        raise NonRetryableError('llm: give exactly one of "prompt" (a string) or "messages"')
+    if prompt is not None:
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise NonRetryableError('llm: "prompt" must be a non-empty string')
+        messages = [{"role": "user", "content": prompt}]
+    elif not isinstance(messages, list) or not messages or not all(
+            isinstance(m, dict) and isinstance(m.get("role"), str) and m["role"]
+            and isinstance(m.get("content"), str | list) for m in messages):
+        raise NonRetryableError(
+            'llm: "messages" must be a non-empty list of {"role": str, "content": str} objects')
+    model = payload.get("model", default_model)
+    if not isinstance(model, str) or not model:
+        raise NonRetryableError('llm: "model" must be a non-empty string')
+    body: dict[str, Any] = {"model": model, "messages": messages}
+    max_tokens = payload.get("max_tokens")
+    if max_tokens is not None:
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+            raise NonRetryableError('llm: "max_tokens" must be a whole number >= 1')
+        body["max_tokens"] = max_tokens
+    temperature = payload.get("temperature")
+    if temperature is not None:
+        if isinstance(temperature, bool) or not isinstance(temperature, int | float) \
+                or not 0 <= temperature <= 2:
+            raise NonRetryableError('llm: "temperature" must be a number from 0 to 2')
+        body["temperature"] = temperature
+    return body
+
+
+def _raise_for_status(response: httpx.Response, url: str) -> None:
+    status = response.status_code
+    if 200 <= status < 300:
+        return
+    detail = f"LLM endpoint {url} returned HTTP {status}: {_error_message(response)}"
+    if status in RETRYABLE_STATUS or status >= 500:
+        raise AgentError(detail)
+    raise NonRetryableError(detail)
+
+
+def _error_message(response: httpx.Response) -> str:
+    """The server's own error text: OpenAI-style ``{"error": {"message": ...}}`` or the raw body."""
+    try:
+        data = response.json()
+    except ValueError:
+        return response.text[:500] or response.reason_phrase
+    if isinstance(data, dict):
+        error = data.get("error", data.get("detail"))
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])
+        if isinstance(error, str) and error:
+            return error
+    return str(data)[:500]
+
+
+def _parse_response(response: httpx.Response, url: str, requested_model: str,
+                    latency_s: float, ctx: TaskContext) -> dict[str, Any]:
+    try:
+        data = response.json()
+        choice = data["choices"][0]
+        content = choice["message"]["content"]
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        raise NonRetryableError(
+            f"LLM endpoint {url} sent a response without choices[0].message.content "
+            f"({type(exc).__name__}: {exc}); is it an OpenAI-compatible endpoint?") from exc
+    usage = data.get("usage") or {}
+    tokens_in = int(usage.get("prompt_tokens") or 0)
+    tokens_out = int(usage.get("completion_tokens") or 0)
+    model = str(data.get("model") or requested_model)
+    ctx.record_model_call(model, tokens_in, tokens_out, latency_s)
+    return {
+        "model": model,
+        "content": content,
+        "finish_reason": choice.get("finish_reason"),
+        "usage": {"prompt_tokens": tokens_in, "completion_tokens": tokens_out,
+                  "total_tokens": int(usage.get("total_tokens") or tokens_in + tokens_out)},
+        "latency_s": latency_s,
+    }

@@ -1,0 +1,202 @@
+"""One delivery, start to finish: claim in PostgreSQL, run the agent, record the outcome, ack.
+
+The ack always comes after the outcome is committed. A delivery that cannot be recorded (the
+database is unreachable for longer than the retry window) is not acked, so it comes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import msgspec
+import psycopg
+from aio_pika.abc import AbstractIncomingMessage
+from loguru import logger
+from psycopg_pool import PoolTimeout
+
+from agents.context import TaskContext
+from agents.registry import get_agent
+from agents.retry import GiveUp, RetryPolicy, decide
+from service import metrics
+from service.broker.publisher import TaskMessage, decode_task_message
+from service.cache import Cache
+from service.db.runs import NotClaimed, Run, RunStore
+from service.domain import Task
+from service.errors import NonRetryableError
+from service.settings import Settings
+
+T = TypeVar("T")
+_MAX_ERROR_CHARS = 2000
+
+
+class TaskExecutor:
+    """Runs deliveries with bounded concurrency and records every outcome."""
+
+    def __init__(self, runs: RunStore, cache: Cache, settings: Settings,
+                 on_outbox_change: Callable[[], None], db_retry_window_s: float = 30.0) -> None:
+        self.runs = runs
+        self.cache = cache
+        self.settings = settings
+        self.on_outbox_change = on_outbox_change
+        self.db_retry_window_s = db_retry_window_s
+        self.default_policy = RetryPolicy(
+            max_attempts=settings.retry_max_attempts, base_delay_s=settings.retry_base_delay_s,
+            max_delay_s=settings.retry_max_delay_s, jitter=settings.retry_jitter,
+        )
+        self.slots = asyncio.Semaphore(settings.concurrency)
+        self.handlers: set[asyncio.Task[Any]] = set()
+        self.running: dict[str, asyncio.Task[Any]] = {}
+        self._cancel_requested: set[str] = set()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self.handlers)
+
+    def request_cancel(self, task_id: str) -> bool:
+        """Cancel the agent call of a running task, if this worker runs it."""
+        child = self.running.get(task_id)
+        if child is None:
+            return False
+        self._cancel_requested.add(task_id)
+        child.cancel()
+        return True
+
+    async def handle(self, delivery: AbstractIncomingMessage) -> None:
+        """The consumer callback."""
+        me = asyncio.current_task()
+        assert me is not None
+        self.handlers.add(me)
+        try:
+            try:
+                message = decode_task_message(delivery.body)
+            except msgspec.DecodeError as exc:
+                logger.error("malformed task message dropped to the dead-letter queue: {}", exc)
+                await delivery.reject(requeue=False)
+                return
+            async with self.slots:
+                await self._handle(message, delivery)
+        finally:
+            self.handlers.discard(me)
+
+    async def _handle(self, message: TaskMessage, delivery: AbstractIncomingMessage) -> None:
+        log = logger.bind(task_id=message.task_id, agent=message.agent, attempt=message.attempt)
+        redelivered = bool(delivery.redelivered)
+        try:
+            claim = await self._db(lambda: self.runs.claim(message.task_id,
+                                                           redelivered=redelivered))
+            if isinstance(claim, NotClaimed):
+                await self._not_claimed(message, claim, redelivered)
+            else:
+                await self._run(claim, log)
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            log.error("database unreachable, returning the message to the queue: {}", exc)
+            await delivery.nack(requeue=True)
+            return
+        await delivery.ack()
+
+    async def _not_claimed(self, message: TaskMessage, claim: NotClaimed,
+                           redelivered: bool) -> None:
+        if claim.reason == "duplicate":
+            metrics.DUPLICATE_DELIVERIES.labels(message.agent).inc()
+            await self._db(lambda: self.runs.record_duplicate(
+                message.task_id, {"attempt": message.attempt, "redelivered": redelivered}))
+            logger.bind(task_id=message.task_id).info("duplicate delivery dropped")
+            return
+        if claim.reason == "cancelled":
+            metrics.TASKS_CANCELLED.labels(message.agent).inc()
+        else:
+            metrics.TASKS_DEAD_LETTERED.labels(message.agent).inc()
+            self.on_outbox_change()
+        await self._cached(claim.task)
+
+    async def _run(self, run: Run, log: Any) -> None:
+        task = run.task
+        await self._cached(task)
+        metrics.TASKS_STARTED.labels(task.agent).inc()
+        in_progress = metrics.TASKS_IN_PROGRESS.labels(task.agent)
+        in_progress.inc()
+        started = time.perf_counter()
+        try:
+            result, error = await self._call_agent(run)
+        finally:
+            in_progress.dec()
+            metrics.RUN_DURATION.labels(task.agent).observe(time.perf_counter() - started)
+        if error is None:
+            done = await self._db(lambda: self.runs.succeed(run, result))
+            if done is None:
+                metrics.DUPLICATE_DELIVERIES.labels(task.agent).inc()
+                log.warning("result discarded: another run owns the task now")
+                return
+            metrics.TASKS_SUCCEEDED.labels(task.agent).inc()
+            log.info("task succeeded")
+        elif isinstance(error, asyncio.CancelledError):
+            done = await self._db(lambda: self.runs.cancelled(run))
+            metrics.TASKS_CANCELLED.labels(task.agent).inc()
+            log.info("task cancelled while running")
+        else:
+            done = await self._failed(run, error, log)
+        await self._cached(done)
+
+    async def _call_agent(self, run: Run) -> tuple[Any, BaseException | None]:
+        """Run the agent function with its timeout; returns ``(result, error)``."""
+        task = run.task
+        spec = get_agent(task.agent)
+        if spec is None:
+            return None, NonRetryableError(f"no agent {task.agent!r} registered in this worker")
+        ctx = TaskContext(task.id, task.agent, task.attempts, task.max_attempts,
+                          self.runs.worker_id, self.settings)
+        timeout_s = min(task.timeout_s, spec.timeout_s or task.timeout_s)
+        child = asyncio.create_task(spec.fn(task.input, ctx), name=f"agent:{task.id}")
+        self.running[task.id] = child
+        try:
+            return await asyncio.wait_for(child, timeout_s), None
+        except TimeoutError:
+            return None, TimeoutError(f"attempt exceeded the timeout of {timeout_s:g}s")
+        except asyncio.CancelledError as exc:
+            me = asyncio.current_task()
+            if (me is not None and me.cancelling()) or task.id not in self._cancel_requested:
+                raise  # the worker is shutting down: leave the message unacked
+            return None, exc
+        except Exception as exc:
+            return None, exc
+        finally:
+            self.running.pop(task.id, None)
+            self._cancel_requested.discard(task.id)
+
+    async def _failed(self, run: Run, error: BaseException, log: Any) -> Task | None:
+        task = run.task
+        metrics.TASKS_FAILED.labels(task.agent).inc()
+        text = f"{type(error).__name__}: {error}"[:_MAX_ERROR_CHARS]
+        spec = get_agent(task.agent)
+        policy = spec.retry if spec and spec.retry else self.default_policy
+        verdict = decide(task.attempts, task.max_attempts, error, policy)
+        if isinstance(verdict, GiveUp):
+            done = await self._db(lambda: self.runs.bury(run, text, verdict.reason))
+            metrics.TASKS_DEAD_LETTERED.labels(task.agent).inc()
+            log.warning("task dead ({}): {}", verdict.reason, text)
+        else:
+            done = await self._db(lambda: self.runs.retry(run, text, verdict.delay_s))
+            metrics.TASKS_RETRIED.labels(task.agent).inc()
+            log.info("attempt failed, retry in {:.2f}s: {}", verdict.delay_s, text)
+        self.on_outbox_change()
+        return done
+
+    async def _cached(self, task: Task | None) -> None:
+        if task is not None:
+            await self.cache.put_task(task)
+
+    async def _db(self, op: Callable[[], Awaitable[T]]) -> T:
+        """Run a database operation, retrying while the database is unreachable."""
+        deadline = time.monotonic() + self.db_retry_window_s
+        delay = 0.2
+        while True:
+            try:
+                return await op()
+            except (psycopg.OperationalError, PoolTimeout):
+                if time.monotonic() + delay > deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)

@@ -1,0 +1,133 @@
+"""The agent worker process: wiring, consuming, cooperative cancel and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import uuid
+from typing import Any
+
+import msgspec
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
+from loguru import logger
+
+from agents.registry import known_agents, load_agent_modules
+from agents.runtime.executor import TaskExecutor
+from agents.runtime.heartbeat import Heartbeat
+from service.broker.connection import connect
+from service.broker.publisher import Publisher
+from service.broker.relay import OutboxRelay
+from service.broker.topology import Topology
+from service.cache import Cache
+from service.db.migrate import migrate
+from service.db.outbox import OutboxStore
+from service.db.pool import Pool, open_pool
+from service.db.runs import RunStore
+from service.db.workers import WorkerRegistry
+from service.settings import Settings
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class Worker:
+    """Consumes the queues of some agent types until stopped."""
+
+    def __init__(self, settings: Settings, agents: list[str] | None = None,
+                 worker_id: str | None = None) -> None:
+        load_agent_modules(settings.agent_modules)
+        chosen = agents or list(settings.agents) or known_agents()
+        unknown = sorted(set(chosen) - set(known_agents()))
+        if unknown:
+            raise ValueError(f"unknown agents {unknown}; known agents: {known_agents()}")
+        self.settings = settings
+        self.agents = chosen
+        self.worker_id = worker_id or new_worker_id()
+        self._consumers: list[tuple[AbstractQueue, str]] = []
+        self._stopped = asyncio.Event()
+        self.pool: Pool | None = None
+        self.connection: AbstractRobustConnection | None = None
+
+    async def start(self) -> None:
+        s = self.settings
+        self.pool = await open_pool(s, name=f"agent {self.worker_id}"[:60])
+        await migrate(self.pool)
+        self.cache = Cache(s)
+        self.connection = await connect(s, f"agent {self.worker_id}")
+        publish_channel = await self.connection.channel(publisher_confirms=True)
+        publish_topology = Topology(publish_channel, s.delivery_limit)
+        await publish_topology.declare_core()
+        self.relay = OutboxRelay(OutboxStore(self.pool, self.worker_id),
+                                 Publisher(publish_topology), batch_size=s.relay_batch_size,
+                                 poll_interval_s=s.relay_poll_interval_s)
+        self.executor = TaskExecutor(RunStore(self.pool, self.worker_id), self.cache, s,
+                                     self.relay.wake)
+        self.consume_channel = await self.connection.channel()
+        await self.consume_channel.set_qos(prefetch_count=s.prefetch)
+        topology = Topology(self.consume_channel, s.delivery_limit)
+        await topology.declare_core()
+        self.relay.start()
+        self.heartbeat = Heartbeat(
+            self.worker_id, self.agents, s.concurrency, self.cache, WorkerRegistry(self.pool),
+            lambda: self.executor.in_flight, interval_s=s.heartbeat_interval_s,
+            ttl_s=s.heartbeat_ttl_s)
+        await self.heartbeat.beat()
+        self.heartbeat.start()
+        control = await topology.declare_control_queue(self.worker_id)
+        await control.consume(self._on_control, no_ack=True)
+        for agent in self.agents:
+            queue = await topology.declare_agent_queue(agent)
+            tag = await queue.consume(self.executor.handle)
+            self._consumers.append((queue, tag))
+        logger.info("worker {} consuming {} (concurrency {}, prefetch {})", self.worker_id,
+                    ",".join(self.agents), s.concurrency, s.prefetch)
+
+    async def _on_control(self, message: AbstractIncomingMessage) -> None:
+        try:
+            command: dict[str, Any] = msgspec.json.decode(message.body)
+        except msgspec.DecodeError:
+            return
+        task_id = command.get("cancel")
+        if isinstance(task_id, str) and self.executor.request_cancel(task_id):
+            logger.bind(task_id=task_id).info("cooperative cancel delivered to the running agent")
+
+    def request_stop(self) -> None:
+        self._stopped.set()
+
+    async def run_until_stopped(self) -> None:
+        """Start, serve until SIGTERM/SIGINT, then shut down gracefully."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        await self.start()
+        await self._stopped.wait()
+        await self.stop()
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Stop consuming, give in-flight work ``grace_s`` to finish, leave the rest unacked."""
+        grace = self.settings.shutdown_grace_s if grace_s is None else grace_s
+        for queue, tag in self._consumers:
+            with contextlib.suppress(Exception):
+                await queue.cancel(tag)
+        self._consumers.clear()
+        pending = set(self.executor.handlers)
+        if pending:
+            logger.info("waiting up to {}s for {} in-flight tasks", grace, len(pending))
+            _, still = await asyncio.wait(pending, timeout=grace)
+            if still:
+                logger.warning("{} tasks still running after the grace period; their messages"
+                               " stay unacked and will be redelivered", len(still))
+        await self.heartbeat.stop()
+        await self.relay.stop()
+        if self.connection is not None:
+            await self.connection.close()  # unacked deliveries go back to their queues
+        for handler in list(self.executor.handlers):
+            handler.cancel()
+        await self.cache.close()
+        if self.pool is not None:
+            await self.pool.close()
+        logger.info("worker {} stopped", self.worker_id)

@@ -1,0 +1,1 @@
+"""The orchestrator service: settings, storage, broker, cache, API and CLI."""

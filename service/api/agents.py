@@ -1,0 +1,36 @@
+"""``/v1/agents``: agent types and the workers serving them."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from litestar import Request, get
+
+from agents.registry import get_agent
+from service import names
+from service.api.schemas import AgentsOut, AgentType
+from service.api.state import Services
+
+
+@get("/v1/agents", opt={"scope": "tasks:read"}, tags=["agents"],
+     summary="Agent types and live workers (Redis heartbeats; PostgreSQL when Redis is down)")
+async def list_agents(request: Request[Any, Any, Any]) -> AgentsOut:
+    services: Services = request.app.state.services
+    workers = await services.cache.heartbeats()
+    source = "redis"
+    if workers is None:
+        workers = [_jsonable(w) for w in
+                   await services.workers.live(services.settings.heartbeat_ttl_s)]
+        source = "postgresql"
+    per_agent = Counter(agent for w in workers for agent in w.get("agents", []))
+    types = []
+    for name in services.agents:
+        spec = get_agent(name)
+        types.append(AgentType(name, spec.description if spec else "", names.agent_queue(name),
+                               per_agent[name]))
+    return AgentsOut(types, sorted(workers, key=lambda w: str(w.get("worker_id"))), source)
+
+
+def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in row.items()}

@@ -1,0 +1,93 @@
+"""One place that maps errors to HTTP answers: a 4xx that says what to fix, never a traceback."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from loguru import logger
+from psycopg_pool import PoolTimeout
+
+from service.errors import (
+    DependencyUnavailable,
+    IdempotencyConflict,
+    InvalidTransition,
+    OrchestratorError,
+    TaskNotFound,
+    UnknownAgent,
+)
+
+_STATUS_OF: dict[type[OrchestratorError], int] = {
+    TaskNotFound: 404,
+    UnknownAgent: 422,
+    InvalidTransition: 409,
+    IdempotencyConflict: 409,
+    DependencyUnavailable: 503,
+}
+
+
+def problem(status: int, detail: str, errors: list[dict[str, Any]] | None = None,
+            **extra: Any) -> Response[dict[str, Any]]:
+    body: dict[str, Any] = {"status": status, "detail": detail, **extra}
+    if errors:
+        body["errors"] = errors
+    return Response(body, status_code=status, media_type=MediaType.JSON)
+
+
+def _field_errors(extra: Any) -> list[dict[str, Any]]:
+    items = extra if isinstance(extra, list) else [extra] if extra else []
+    out = []
+    for item in items:
+        if isinstance(item, dict):
+            where = ".".join(str(p) for p in (item.get("source"), item.get("key")) if p)
+            out.append({"field": where or None, "message": item.get("message", str(item))})
+        else:
+            out.append({"field": None, "message": str(item)})
+    return out
+
+
+def http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    detail = exc.detail
+    errors = _field_errors(exc.extra)
+    if isinstance(exc, ValidationException) and errors:
+        detail = "; ".join(f"{e['field']}: {e['message']}" if e["field"] else e["message"]
+                           for e in errors)
+    headers = getattr(exc, "headers", None) or {}
+    response = problem(exc.status_code, detail, errors)
+    response.headers.update(headers)
+    return response
+
+
+def orchestrator_error(request: Request[Any, Any, Any], exc: OrchestratorError) -> Response[Any]:
+    status = next((code for kind, code in _STATUS_OF.items() if isinstance(exc, kind)), 400)
+    extra: dict[str, Any] = {}
+    if isinstance(exc, UnknownAgent):
+        extra["known_agents"] = exc.known
+    if isinstance(exc, IdempotencyConflict):
+        extra["task_id"] = exc.task_id
+    return problem(status, str(exc), **extra)
+
+
+def database_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    logger.error("database unavailable while serving {} {}: {}", request.method,
+                 request.scope.get("path_template", request.url.path), exc)
+    response = problem(503, "the database is unavailable; retry shortly")
+    response.headers["Retry-After"] = "5"
+    return response
+
+
+def unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    logger.opt(exception=exc).error("unhandled error serving {} {}", request.method,
+                                    request.url.path)
+    return problem(500, "internal error; the incident has been logged")
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    HTTPException: http_exception,
+    OrchestratorError: orchestrator_error,
+    psycopg.OperationalError: database_error,
+    PoolTimeout: database_error,
+    Exception: unexpected_error,
+}

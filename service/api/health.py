@@ -1,0 +1,62 @@
+"""``/health/live`` and ``/health/ready``: each dependency's status and latency."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from litestar import Request, Response, get
+
+from service.api.schemas import DependencyHealth, Readiness
+from service.api.state import Services
+
+_PROBE_TIMEOUT_S = 2.0
+
+
+@get("/health/live", tags=["health"], summary="The process answers")
+async def live() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@get("/health/ready", tags=["health"],
+     summary="503 when PostgreSQL or RabbitMQ is unusable; Redis down is 'degraded' (200)")
+async def ready(request: Request[Any, Any, Any]) -> Response[Readiness]:
+    services: Services = request.app.state.services
+    postgres, rabbitmq, redis = await asyncio.gather(
+        _probe(lambda: _postgres(services)),
+        _probe(lambda: _rabbitmq(services)),
+        _probe(lambda: _redis(services)),
+    )
+    deps = {"postgresql": postgres, "rabbitmq": rabbitmq, "redis": redis}
+    if postgres.status != "up" or rabbitmq.status != "up":
+        return Response(Readiness("unavailable", deps), status_code=503)
+    return Response(Readiness("degraded" if redis.status != "up" else "ready", deps),
+                    status_code=200)
+
+
+async def _probe(check: Callable[[], Awaitable[None]]) -> DependencyHealth:
+    started = time.perf_counter()
+    try:
+        await asyncio.wait_for(check(), _PROBE_TIMEOUT_S)
+    except Exception as exc:
+        return DependencyHealth("down", None, str(exc) or type(exc).__name__)
+    return DependencyHealth("up", round((time.perf_counter() - started) * 1000, 2))
+
+
+async def _postgres(services: Services) -> None:
+    async with services.pool.connection(timeout=_PROBE_TIMEOUT_S) as conn:
+        await conn.execute("SELECT 1")
+
+
+async def _rabbitmq(services: Services) -> None:
+    if services.amqp.is_closed:
+        raise ConnectionError("connection to RabbitMQ is closed (reconnecting)")
+    channel = await services.amqp.channel(publisher_confirms=False)
+    await channel.close()
+
+
+async def _redis(services: Services) -> None:
+    if not await services.cache.ping():
+        raise ConnectionError(services.cache.last_error or "no answer")

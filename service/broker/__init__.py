@@ -1,0 +1,1 @@
+"""RabbitMQ: connection, topology, publishing and the outbox relay."""

@@ -1,0 +1,106 @@
+"""Redis: the task status cache and agent heartbeats. Never the source of truth.
+
+Every call degrades instead of failing: when Redis errors, the cache answers "miss", writes are
+dropped, and Redis is left alone for ``backoff_s`` so a dead Redis costs no latency per request.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import msgspec
+import redis.asyncio as aioredis
+from loguru import logger
+
+from service.domain import Task
+from service.names import RedisKeys
+from service.settings import Settings
+
+T = TypeVar("T")
+
+_SET_IF_NEWER = """
+local cur = redis.call('HGET', KEYS[1], 'v')
+if cur and tonumber(cur) >= tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 'doc', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
+_encode = msgspec.json.Encoder().encode
+_decode_task = msgspec.json.Decoder(Task).decode
+
+
+class Cache:
+    """Status cache (read-through, version-guarded writes) and heartbeat keys."""
+
+    def __init__(self, settings: Settings, backoff_s: float = 1.0) -> None:
+        self.client: aioredis.Redis = aioredis.Redis.from_url(
+            settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5,
+            health_check_interval=10,
+        )
+        self.keys = RedisKeys(settings.redis_prefix)
+        self.ttl_s = settings.status_cache_ttl_s
+        self.backoff_s = backoff_s
+        self._down_until = 0.0
+        self.last_error: str | None = None
+        self._set_if_newer = self.client.register_script(_SET_IF_NEWER)
+
+    @property
+    def available(self) -> bool:
+        """False while Redis is being left alone after an error."""
+        return time.monotonic() >= self._down_until
+
+    async def ping(self) -> bool:
+        """Probe Redis now (used by readiness), resetting the back-off when it answers."""
+        try:
+            await self.client.ping()
+        except Exception as exc:
+            self._mark_down(exc)
+            return False
+        self._down_until, self.last_error = 0.0, None
+        return True
+
+    async def get_task(self, task_id: str) -> Task | None:
+        raw = await self._call(lambda: self.client.hget(self.keys.task(task_id), "doc"), None)
+        return _decode_task(raw) if raw else None
+
+    async def put_task(self, task: Task) -> None:
+        """Cache the task unless a newer version is already there."""
+        await self._call(lambda: self._set_if_newer(
+            keys=[self.keys.task(task.id)], args=[task.version, _encode(task), self.ttl_s]), 0)
+
+    async def put_heartbeat(self, worker_id: str, beat: dict[str, Any], ttl_s: float) -> None:
+        await self._call(lambda: self.client.set(
+            self.keys.heartbeat(worker_id), _encode(beat), px=int(ttl_s * 1000)), None)
+
+    async def delete_heartbeat(self, worker_id: str) -> None:
+        await self._call(lambda: self.client.delete(self.keys.heartbeat(worker_id)), 0)
+
+    async def heartbeats(self) -> list[dict[str, Any]] | None:
+        """Every live heartbeat, or ``None`` when Redis cannot say."""
+        async def read() -> list[dict[str, Any]]:
+            keys = [k async for k in self.client.scan_iter(self.keys.heartbeat_pattern(),
+                                                          count=500)]
+            values = await self.client.mget(keys) if keys else []
+            return [msgspec.json.decode(v) for v in values if v]
+        return await self._call(read, None)
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def _call(self, op: Callable[[], Awaitable[T]], fallback: T) -> T:
+        if not self.available:
+            return fallback
+        try:
+            return await op()
+        except Exception as exc:
+            self._mark_down(exc)
+            return fallback
+
+    def _mark_down(self, exc: BaseException) -> None:
+        if self.last_error is None:
+            logger.warning("Redis unavailable, continuing without cache: {}", exc)
+        self.last_error = str(exc) or type(exc).__name__
+        self._down_until = time.monotonic() + self.backoff_s

@@ -1,0 +1,106 @@
+"""``orchestrator``: run the processes and operate the system from a terminal."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from service.cli import client as cmd
+from service.cli import processes
+from service.settings import Settings, SettingsError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="orchestrator", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = sub.add_parser("up", help="run API, agents and outbox relay on local defaults")
+    up.add_argument("--agent-processes", type=int, default=1)
+    api = sub.add_parser("api", help="run the HTTP API (with its outbox relay)")
+    api.add_argument("--port", type=int)
+    api.add_argument("--workers", type=int, help="server worker processes")
+    agent = sub.add_parser("agent", help="run an agent worker process")
+    agent.add_argument("--agents", help="comma-separated agent types (default: all)")
+    agent.add_argument("--concurrency", type=int)
+    sub.add_parser("migrate", help="apply database migrations")
+
+    keys = sub.add_parser("keys", help="manage API keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    create = keys_sub.add_parser("create", help="create an API key and print it once")
+    create.add_argument("name")
+    create.add_argument("--scopes", default="tasks:write,tasks:read")
+
+    submit = sub.add_parser("submit", help="submit a task")
+    submit.add_argument("agent")
+    submit.add_argument("input", help="task input as JSON, e.g. '{\"text\": \"...\"}'")
+    submit.add_argument("--wait", action="store_true", help="wait until the task finishes")
+    submit.add_argument("--timeout", type=float, default=60.0, help="seconds to --wait")
+    submit.add_argument("--idempotency-key")
+    submit.add_argument("--max-attempts", type=int)
+    for name, help_text in (("status", "show one task"), ("events", "a task's timeline"),
+                            ("cancel", "cancel a task"), ("retry", "requeue a dead task")):
+        one = sub.add_parser(name, help=help_text)
+        one.add_argument("task_id")
+    listing = sub.add_parser("tasks", help="list tasks, newest first")
+    listing.add_argument("--status")
+    listing.add_argument("--agent")
+    listing.add_argument("--limit", type=int, default=20)
+    sub.add_parser("agents", help="agent types and live workers")
+    for p in sub.choices.values():
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return _dispatch(args, settings)
+    except cmd.ApiError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _dispatch(args: argparse.Namespace, s: Settings) -> int:
+    c = args.command
+    if c == "up":
+        return processes.run_up(s, args.agent_processes)
+    if c == "api":
+        s = s.with_overrides(api_port=args.port or s.api_port,
+                             api_workers=args.workers or s.api_workers)
+        return processes.run_api(s)
+    if c == "agent":
+        s = s.with_overrides(concurrency=args.concurrency or s.concurrency)
+        agents = args.agents.split(",") if args.agents else None
+        return processes.run_agent(s, agents)
+    if c == "migrate":
+        return processes.run_migrate(s) if processes.preflight(s) else 2
+    if c == "keys":
+        if not processes.preflight(s):
+            return 2
+        scopes = tuple(x.strip() for x in args.scopes.split(",") if x.strip())
+        key = asyncio.run(processes.create_key(s, args.name, scopes))
+        print(key if not args.json else f'{{"name": "{args.name}", "key": "{key}"}}')
+        return 0
+    client = cmd.Client(s)
+    if c == "submit":
+        return cmd.submit(client, args.agent, args.input, wait=args.wait,
+                          timeout_s=args.timeout, as_json=args.json,
+                          idempotency_key=args.idempotency_key, max_attempts=args.max_attempts)
+    if c == "tasks":
+        return cmd.tasks(client, args.status, args.agent, args.limit, args.json)
+    if c == "agents":
+        return cmd.agents(client, args.json)
+    single = {"status": cmd.status, "events": cmd.events, "cancel": cmd.cancel,
+              "retry": cmd.retry}
+    return single[c](client, args.task_id, args.json)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""The transactional outbox: tasks whose message is committed in PostgreSQL but not yet confirmed
+by the broker (``published_at IS NULL``)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from psycopg import AsyncConnection
+
+from service.db.pool import Pool
+from service.db.rows import jsonb
+from service.domain import TaskStatus
+
+
+@dataclass(frozen=True)
+class PendingMessage:
+    """One message the relay must publish, derived from the task's current state."""
+
+    task_id: str
+    agent: str
+    status: TaskStatus
+    attempts: int
+    traceparent: str | None
+    available_at: datetime
+    now: datetime
+
+    @property
+    def delay_s(self) -> float:
+        return max(0.0, (self.available_at - self.now).total_seconds())
+
+
+_CLAIM = (
+    "SELECT id::text AS task_id, agent, status, attempts, traceparent, available_at,"
+    " clock_timestamp() AS now FROM tasks WHERE published_at IS NULL"
+    " ORDER BY created_at LIMIT %s FOR UPDATE SKIP LOCKED"
+)
+_MARK = (
+    "WITH t AS (UPDATE tasks SET published_at = now()"
+    " FROM unnest(%(ids)s::uuid[], %(details)s::jsonb[]) AS p(id, detail)"
+    " WHERE tasks.id = p.id RETURNING tasks.id, tasks.status, tasks.attempts, p.detail)"
+    " INSERT INTO task_events (task_id, kind, status, attempt, worker_id, detail)"
+    " SELECT id, 'published', status, attempts, %(actor)s, detail FROM t"
+)
+_BACKLOG = (
+    "SELECT count(*) AS unpublished,"
+    " coalesce(extract(epoch FROM now() - min(created_at)), 0) AS oldest_age_s"
+    " FROM tasks WHERE published_at IS NULL"
+)
+
+
+class OutboxBatch:
+    """A locked batch of pending messages; ``mark_published`` records the confirmed ones."""
+
+    def __init__(self, conn: AsyncConnection[Any], messages: list[PendingMessage],
+                 actor: str) -> None:
+        self._conn = conn
+        self.messages = messages
+        self._actor = actor
+
+    async def mark_published(self, done: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        """Mark ``(task_id, event detail)`` pairs as published, with a ``published`` event each."""
+        if not done:
+            return
+        await self._conn.execute(_MARK, {
+            "ids": [task_id for task_id, _ in done],
+            "details": [jsonb(detail) for _, detail in done],
+            "actor": self._actor,
+        })
+
+
+class OutboxStore:
+    """Batches of unpublished tasks, locked with ``SKIP LOCKED`` so relays never collide."""
+
+    def __init__(self, pool: Pool, actor: str) -> None:
+        self.pool = pool
+        self.actor = actor
+
+    @asynccontextmanager
+    async def batch(self, limit: int) -> AsyncIterator[OutboxBatch]:
+        """Lock up to ``limit`` pending rows for the duration of the block (one transaction)."""
+        async with self.pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(_CLAIM, (limit,))
+            rows = await cur.fetchall()
+            messages = [PendingMessage(**{**row, "status": TaskStatus(row["status"])})
+                        for row in rows]
+            yield OutboxBatch(conn, messages, self.actor)
+
+    async def backlog(self) -> tuple[int, float]:
+        """``(unpublished task count, age in seconds of the oldest)``."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(_BACKLOG)
+            row = await cur.fetchone()
+        assert row is not None
+        return int(row["unpublished"]), float(row["oldest_age_s"])

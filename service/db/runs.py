@@ -1,0 +1,146 @@
+"""Task store, worker side: claim a delivery, then record how the run ended.
+
+Every transition after ``claim`` is fenced by the run id the claim wrote, so a stale or duplicate
+delivery can never overwrite the outcome of the run that owns the task.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from service.db.pool import Pool
+from service.db.rows import jsonb, to_task, transition_sql
+from service.domain import Task
+
+
+@dataclass(frozen=True)
+class Run:
+    """A claimed task: what the agent needs, and the fence token for the outcome."""
+
+    task: Task
+    run_id: str
+    traceparent: str | None
+
+
+@dataclass(frozen=True)
+class NotClaimed:
+    """Why a delivery was not run: ``duplicate``, ``cancelled`` or ``exhausted``."""
+
+    reason: str
+    task: Task | None
+
+
+_SET_COMMON = "version = version + 1, updated_at = now()"
+
+_CLAIM = transition_sql(
+    "UPDATE tasks SET status = 'running', attempts = attempts + 1, run_id = %(run_id)s,"
+    f" worker_id = %(worker_id)s, started_at = now(), {_SET_COMMON}"
+    " WHERE id = %(id)s AND NOT cancel_requested AND attempts < max_attempts AND"
+    " (status IN ('queued', 'retrying') OR (status = 'running' AND %(redelivered)s))",
+    "started",
+)
+_FENCE = " WHERE id = %(id)s AND run_id = %(run_id)s AND status = 'running'"
+_SUCCEED = transition_sql(
+    "UPDATE tasks SET status = 'succeeded', result = %(result)s, error = NULL,"
+    f" finished_at = now(), {_SET_COMMON}" + _FENCE,
+    "succeeded",
+)
+_RETRY = transition_sql(
+    "UPDATE tasks SET status = 'retrying', error = %(error)s, published_at = NULL,"
+    f" available_at = now() + make_interval(secs => %(delay_s)s), {_SET_COMMON}" + _FENCE,
+    "retry_scheduled",
+)
+_BURY = transition_sql(
+    "UPDATE tasks SET status = 'dead', error = %(error)s, published_at = NULL,"
+    f" finished_at = now(), {_SET_COMMON}" + _FENCE,
+    "dead_lettered",
+)
+_CANCELLED = transition_sql(
+    f"UPDATE tasks SET status = 'cancelled', finished_at = now(), {_SET_COMMON}"
+    " WHERE id = %(id)s AND status IN ('queued', 'retrying', 'running') AND cancel_requested"
+    " AND (run_id IS NULL OR run_id = %(run_id)s OR status <> 'running')",
+    "cancelled",
+)
+_LOST = transition_sql(
+    "UPDATE tasks SET status = 'dead', error = %(error)s, published_at = NULL,"
+    f" finished_at = now(), {_SET_COMMON}"
+    " WHERE id = %(id)s AND status = 'running' AND attempts >= max_attempts",
+    "dead_lettered",
+)
+_DUPLICATE = (
+    "INSERT INTO task_events (task_id, kind, status, attempt, worker_id, detail)"
+    " SELECT id, 'duplicate_dropped', status, attempts, %(worker_id)s, %(detail)s"
+    " FROM tasks WHERE id = %(id)s"
+)
+
+
+class RunStore:
+    """The transitions an agent worker makes."""
+
+    def __init__(self, pool: Pool, worker_id: str) -> None:
+        self.pool = pool
+        self.worker_id = worker_id
+
+    async def claim(self, task_id: str, *, redelivered: bool) -> Run | NotClaimed:
+        """Mark the task ``running`` for this worker, or say why this delivery must be dropped.
+
+        A redelivered message of a ``running`` task means the worker that held it is gone: it is
+        claimed again (the lost run counts as an attempt) unless its attempts are used up.
+        """
+        run_id = str(uuid.uuid4())
+        row = await self._exec(_CLAIM, task_id, run_id=run_id, redelivered=redelivered,
+                               detail={"redelivered": redelivered})
+        if row is not None:
+            return Run(to_task(row), run_id, row["traceparent"])
+        return await self._explain(task_id, redelivered)
+
+    async def _explain(self, task_id: str, redelivered: bool) -> NotClaimed:
+        row = await self._exec(_CANCELLED, task_id, run_id=None, detail={"at": "delivery"})
+        if row is not None:
+            return NotClaimed("cancelled", to_task(row))
+        if redelivered:
+            error = "the worker running the last attempt was lost"
+            row = await self._exec(_LOST, task_id, error=error, detail={"error": error})
+            if row is not None:
+                return NotClaimed("exhausted", to_task(row))
+        return NotClaimed("duplicate", None)
+
+    async def succeed(self, run: Run, result: Any) -> Task | None:
+        """Record the result; ``None`` when another run owns the task now."""
+        return await self._outcome(_SUCCEED, run, result=jsonb(result), detail={})
+
+    async def retry(self, run: Run, error: str, delay_s: float) -> Task | None:
+        """Schedule another attempt after ``delay_s``; the outbox publishes it to a delay queue."""
+        return await self._outcome(_RETRY, run, error=error, delay_s=delay_s,
+                                   detail={"error": error, "delay_s": round(delay_s, 3)})
+
+    async def bury(self, run: Run, error: str, reason: str) -> Task | None:
+        """Mark the task ``dead``; the outbox copies it to the dead-letter queue."""
+        return await self._outcome(_BURY, run, error=error,
+                                   detail={"error": error, "reason": reason})
+
+    async def cancelled(self, run: Run) -> Task | None:
+        """Record that a running task stopped because it was asked to."""
+        row = await self._exec(_CANCELLED, run.task.id, run_id=run.run_id,
+                               detail={"at": "running"})
+        return to_task(row) if row is not None else None
+
+    async def record_duplicate(self, task_id: str, detail: dict[str, Any]) -> None:
+        """Append a ``duplicate_dropped`` event to the task's timeline."""
+        async with self.pool.connection() as conn:
+            await conn.execute(_DUPLICATE, {"id": task_id, "worker_id": self.worker_id,
+                                            "detail": jsonb(detail)})
+
+    async def _outcome(self, sql: str, run: Run, **params: Any) -> Task | None:
+        row = await self._exec(sql, run.task.id, run_id=run.run_id, **params)
+        return to_task(row) if row is not None else None
+
+    async def _exec(self, sql: str, task_id: str, *, detail: dict[str, Any],
+                    **params: Any) -> dict[str, Any] | None:
+        params.update(id=task_id, worker_id=self.worker_id, detail=jsonb(detail))
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(sql.encode(), params)
+            return await cur.fetchone()
+

@@ -1,0 +1,162 @@
+"""Task store, API side: submit, read, list, cancel and requeue."""
+
+from __future__ import annotations
+
+import builtins
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from service.db.pool import Pool
+from service.db.rows import EVENT_COLUMNS, TASK_COLUMNS, jsonb, to_event, to_task, transition_sql
+from service.domain import CANCELLABLE, REQUEUEABLE, Task, TaskEvent, TaskStatus
+from service.errors import IdempotencyConflict, InvalidTransition, TaskNotFound
+
+
+@dataclass(frozen=True)
+class NewTask:
+    """A validated submission, ready to store."""
+
+    agent: str
+    input: Any
+    priority: int
+    max_attempts: int
+    timeout_s: float
+    checksum: str
+    idempotency_key: str | None = None
+    trace_id: str | None = None
+    traceparent: str | None = None
+
+
+_INSERT = (
+    "WITH t AS (INSERT INTO tasks (id, agent, input, status, priority, max_attempts, timeout_s,"
+    " idempotency_key, trace_id, traceparent, input_checksum)"
+    " VALUES (%(id)s, %(agent)s, %(input)s, 'queued', %(priority)s, %(max_attempts)s,"
+    " %(timeout_s)s, %(idempotency_key)s, %(trace_id)s, %(traceparent)s, %(checksum)s)"
+    " ON CONFLICT (idempotency_key) DO NOTHING RETURNING *),"
+    " e AS (INSERT INTO task_events (task_id, kind, status, attempt, detail)"
+    " SELECT id, 'submitted', status, attempts, %(detail)s FROM t)"
+    f" SELECT {TASK_COLUMNS} FROM t"
+)
+
+_CANCEL = transition_sql(
+    "UPDATE tasks SET cancel_requested = true, version = version + 1, updated_at = now(),"
+    " status = CASE WHEN status = 'running' THEN status ELSE 'cancelled' END,"
+    " finished_at = CASE WHEN status = 'running' THEN finished_at ELSE now() END,"
+    " published_at = coalesce(published_at, now())"
+    " WHERE id = %(id)s AND status IN ('queued', 'retrying', 'running')",
+    "CASE WHEN status = 'running' THEN 'cancel_requested' ELSE 'cancelled' END",
+    kind_is_sql=True,
+)
+
+_REQUEUE = transition_sql(
+    "UPDATE tasks SET status = 'queued', max_attempts = attempts + max_attempts, result = NULL,"
+    " cancel_requested = false,"
+    " run_id = NULL, worker_id = NULL, started_at = NULL, finished_at = NULL,"
+    " available_at = now(), published_at = NULL, version = version + 1, updated_at = now()"
+    " WHERE id = %(id)s AND status = 'dead'",
+    "requeued",
+)
+
+
+class TaskStore:
+    """Reads and API-driven transitions of tasks."""
+
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+
+    async def submit(self, new: NewTask) -> tuple[Task, bool]:
+        """Store a task and its ``submitted`` event in one transaction.
+
+        Returns ``(task, created)``; with a reused idempotency key and the same request the
+        original task comes back with ``created=False``; a different request raises.
+        """
+        params = {
+            "id": uuid.uuid4(), "agent": new.agent, "input": jsonb(new.input),
+            "priority": new.priority, "max_attempts": new.max_attempts,
+            "timeout_s": new.timeout_s, "idempotency_key": new.idempotency_key,
+            "trace_id": new.trace_id, "traceparent": new.traceparent, "checksum": new.checksum,
+            "detail": jsonb({"trace_id": new.trace_id} if new.trace_id else {}),
+        }
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(_INSERT, params)
+            row = await cur.fetchone()
+            if row is not None:
+                return to_task(row), True
+            cur = await conn.execute(
+                f"SELECT {TASK_COLUMNS} FROM tasks WHERE idempotency_key = %s",
+                (new.idempotency_key,),
+            )
+            existing = to_task(await _one(cur))
+        if existing.input_checksum != new.checksum:
+            raise IdempotencyConflict(new.idempotency_key or "", existing.id)
+        return existing, False
+
+    async def get(self, task_id: str) -> Task:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = %s", (task_id,))
+            row = await cur.fetchone()
+        if row is None:
+            raise TaskNotFound(task_id)
+        return to_task(row)
+
+    async def page(self, *, status: TaskStatus | None, agent: str | None, limit: int,
+                   after: tuple[datetime, str] | None) -> builtins.list[Task]:
+        """Newest first; ``after`` is the (created_at, id) of the last task of the previous page."""
+        where: list[str] = []
+        params: dict[str, Any] = {"limit": limit}
+        if status is not None:
+            where.append("status = %(status)s")
+            params["status"] = status.value
+        if agent is not None:
+            where.append("agent = %(agent)s")
+            params["agent"] = agent
+        if after is not None:
+            where.append("(created_at, id) < (%(after_at)s, %(after_id)s::uuid)")
+            params["after_at"], params["after_id"] = after
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        query = (f"SELECT {TASK_COLUMNS} FROM tasks {clause}"
+                 " ORDER BY created_at DESC, id DESC LIMIT %(limit)s")
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(query.encode(), params)
+            return [to_task(row) for row in await cur.fetchall()]
+
+    async def events(self, task_id: str) -> list[TaskEvent]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                f"SELECT {EVENT_COLUMNS} FROM task_events WHERE task_id = %s ORDER BY id",
+                (task_id,),
+            )
+            rows = await cur.fetchall()
+            if not rows:
+                await self.get(task_id)  # raises TaskNotFound for an unknown id
+        return [to_event(row) for row in rows]
+
+    async def cancel(self, task_id: str, requested_by: str) -> Task:
+        """Queued or retrying tasks become ``cancelled``; running ones get a cancel request."""
+        return await self._transition(_CANCEL, task_id, requested_by, "cancel", CANCELLABLE)
+
+    async def requeue(self, task_id: str, requested_by: str) -> Task:
+        """Put a dead task back in the queue with a fresh budget of ``max_attempts`` attempts.
+
+        Attempts keep counting (the timeline stays unambiguous); the limit moves up instead.
+        """
+        return await self._transition(_REQUEUE, task_id, requested_by, "retry", REQUEUEABLE)
+
+    async def _transition(self, sql: str, task_id: str, actor: str, action: str,
+                          allowed: tuple[TaskStatus, ...]) -> Task:
+        params = {"id": task_id, "worker_id": None, "detail": jsonb({"by": actor})}
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(sql.encode(), params)
+            row = await cur.fetchone()
+        if row is not None:
+            return to_task(row)
+        current = await self.get(task_id)
+        raise InvalidTransition(task_id, current.status, action, [s.value for s in allowed])
+
+
+async def _one(cur: Any) -> dict[str, Any]:
+    row = await cur.fetchone()
+    assert row is not None
+    return dict(row)

@@ -1,0 +1,81 @@
+"""Task states and records, shared by the API, the store, the cache and the workers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import msgspec
+
+
+class TaskStatus(StrEnum):
+    """Where a task stands. ``succeeded``, ``dead`` and ``cancelled`` are final."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    SUCCEEDED = "succeeded"
+    DEAD = "dead"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATUSES
+
+
+FINAL_STATUSES = frozenset({TaskStatus.SUCCEEDED, TaskStatus.DEAD, TaskStatus.CANCELLED})
+CANCELLABLE = (TaskStatus.QUEUED, TaskStatus.RETRYING, TaskStatus.RUNNING)
+REQUEUEABLE = (TaskStatus.DEAD,)
+
+
+class Task(msgspec.Struct, kw_only=True):
+    """One task as stored and as served by the API."""
+
+    id: str
+    agent: str
+    status: TaskStatus
+    input: Any
+    priority: int
+    attempts: int
+    max_attempts: int
+    timeout_s: float
+    result: Any | None = None
+    error: str | None = None
+    trace_id: str | None = None
+    idempotency_key: str | None = None
+    input_checksum: str
+    cancel_requested: bool = False
+    worker_id: str | None = None
+    version: int
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    updated_at: datetime
+    published_at: datetime | None = None
+
+
+class TaskEvent(msgspec.Struct, kw_only=True):
+    """One state transition of a task: the timeline an operator inspects."""
+
+    id: int
+    task_id: str
+    at: datetime
+    kind: str
+    status: TaskStatus
+    attempt: int
+    worker_id: str | None
+    detail: dict[str, Any]
+
+
+def request_checksum(agent: str, payload: Any, priority: int, max_attempts: int,
+                     timeout_s: float) -> str:
+    """A stable digest of what a submission asks for (idempotency and integrity checks)."""
+    canonical = json.dumps(
+        {"agent": agent, "input": payload, "priority": priority,
+         "max_attempts": max_attempts, "timeout_s": timeout_s},
+        sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()

@@ -1,0 +1,51 @@
+"""Exchange, queue, routing-key and Redis-key names: defined here once, derived by helpers."""
+
+from __future__ import annotations
+
+WORK_EXCHANGE = "orch.tasks"
+"""Direct exchange; routing key = agent type; one quorum queue per agent type."""
+
+DELAY_EXCHANGE = "orch.delay"
+"""Headers exchange routing retries to their delay queue by ``DELAY_HEADER``."""
+
+DEAD_EXCHANGE = "orch.dead"
+"""Fanout exchange in front of the dead-letter queue."""
+
+DEAD_LETTER_QUEUE = "orch.dead-letter"
+
+CONTROL_EXCHANGE = "orch.control"
+"""Fanout exchange for broadcast control messages (cooperative cancel)."""
+
+DELAY_HEADER = "orch-delay-ms"  # no "x-" prefix: headers exchanges ignore those
+TRACEPARENT_HEADER = "traceparent"
+
+
+def agent_queue(agent: str) -> str:
+    """The quorum queue that holds work for one agent type."""
+    return f"orch.agent.{agent}"
+
+
+def delay_queue(delay_ms: int) -> str:
+    """The delay queue for one backoff step; expired messages go back to ``WORK_EXCHANGE``."""
+    return f"orch.delay.{delay_ms}ms"
+
+
+def control_queue(worker_id: str) -> str:
+    """A worker's own exclusive queue on the control exchange."""
+    return f"orch.control.{worker_id}"
+
+
+class RedisKeys:
+    """Redis key layout under one prefix (tests use their own)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def task(self, task_id: str) -> str:
+        return f"{self.prefix}task:{task_id}"
+
+    def heartbeat(self, worker_id: str) -> str:
+        return f"{self.prefix}hb:{worker_id}"
+
+    def heartbeat_pattern(self) -> str:
+        return f"{self.prefix}hb:*"

@@ -1,0 +1,143 @@
+"""A local fake of the OpenAI chat-completions API for tests (stdlib only).
+
+The reply is deterministic: content is ``"echo: " + <last user message>``, and token counts
+are whitespace-separated word counts. Every request is recorded for assertions.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error",
+               404: "not_found_error", 429: "rate_limit_error"}
+
+
+@dataclass
+class RecordedRequest:
+    """One request the fake received; header names are lower-cased."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+
+@dataclass
+class FakeLLM:
+    """State of a running fake: where it listens, what it got, what it should do next."""
+
+    base_url: str = ""
+    requests: list[RecordedRequest] = field(default_factory=list)
+    delay_s: float = 0.0
+    response_model: str | None = None
+    _failures: list[tuple[int, str]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _ids: Iterator[int] = field(default_factory=itertools.count)
+
+    def fail_next(self, status: int, times: int = 1, message: str | None = None) -> None:
+        """Answer the next ``times`` requests with ``status`` and an OpenAI-style error body."""
+        text = message or f"fake LLM failure with HTTP {status}"
+        with self._lock:
+            self._failures.extend([(status, text)] * times)
+
+    def _next_failure(self) -> tuple[int, str] | None:
+        with self._lock:
+            return self._failures.pop(0) if self._failures else None
+
+    def _record(self, request: RecordedRequest) -> int:
+        with self._lock:
+            self.requests.append(request)
+            return next(self._ids)
+
+
+def _words(value: Any) -> int:
+    return len(value.split()) if isinstance(value, str) else 0
+
+
+def completion(body: dict[str, Any], number: int, model: str | None) -> dict[str, Any]:
+    """The deterministic chat.completion object for a valid request ``body``."""
+    messages = body["messages"]
+    last_user = next((m.get("content") for m in reversed(messages)
+                      if m.get("role") == "user"), "")
+    words = ("echo: " + (last_user if isinstance(last_user, str) else "")).split()
+    finish = "stop"
+    max_tokens = body.get("max_tokens")
+    if isinstance(max_tokens, int) and len(words) > max_tokens:
+        words, finish = words[:max_tokens], "length"
+    prompt_tokens = sum(_words(m.get("content")) for m in messages)
+    return {
+        "id": f"chatcmpl-fake-{number}", "object": "chat.completion",
+        "created": int(time.time()), "model": model or body["model"],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": " ".join(words)},
+                     "finish_reason": finish}],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(words),
+                  "total_tokens": prompt_tokens + len(words)},
+    }
+
+
+def _handler(fake: FakeLLM) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            try:
+                body: Any = json.loads(raw) if raw else None
+            except ValueError:
+                body = None
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            number = fake._record(RecordedRequest("POST", self.path, headers, body))
+            if fake.delay_s:
+                time.sleep(fake.delay_s)
+            failure = fake._next_failure()
+            if failure:
+                self._error(*failure)
+            elif self.path != "/v1/chat/completions":
+                self._error(404, f"Unknown request URL: POST {self.path}")
+            elif not isinstance(body, dict) or not body.get("model"):
+                self._error(400, "you must provide a model parameter")
+            elif not isinstance(body.get("messages"), list) or not body["messages"]:
+                self._error(400, "'messages' must be a non-empty array")
+            else:
+                self._send(200, completion(body, number, fake.response_model))
+
+        def _error(self, status: int, message: str) -> None:
+            kind = ERROR_TYPES.get(status, "server_error" if status >= 500 else "api_error")
+            self._send(status, {"error": {"message": message, "type": kind,
+                                          "param": None, "code": None}})
+
+        def _send(self, status: int, payload: dict[str, Any]) -> None:
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # keep test output quiet
+
+    return Handler
+
+
+@contextmanager
+def running_fake_llm() -> Iterator[FakeLLM]:
+    """Run the fake on 127.0.0.1 (ephemeral port) in a background thread for the block."""
+    fake = FakeLLM()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
+    fake.base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
+                              name="fake-llm", daemon=True)
+    thread.start()
+    try:
+        yield fake
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

@@ -1,0 +1,144 @@
+"""The ``llm`` agent against a local fake of the OpenAI chat-completions API."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from agents.builtin.llm import llm
+from agents.context import TaskContext
+from agents.registry import get_agent
+from service.errors import AgentError, NonRetryableError
+from service.settings import Settings
+from tests.fake_llm import FakeLLM, running_fake_llm
+
+KEY = "sk-test-secret-123"
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeLLM]:
+    with running_fake_llm() as server:
+        yield server
+
+
+def make_ctx(base_url: str, api_key: str = KEY, **overrides: Any) -> TaskContext:
+    settings = Settings().with_overrides(llm_base_url=base_url, llm_api_key=api_key,
+                                         llm_model="test-model", **overrides)
+    return TaskContext(task_id="t1", agent="llm", attempt=1, max_attempts=3,
+                       worker_id="w", settings=settings)
+
+
+async def test_prompt_round_trip_sends_openai_payload_and_records_usage(fake: FakeLLM) -> None:
+    ctx = make_ctx(fake.base_url)
+    result = await llm({"prompt": "say hello to the team"}, ctx)
+
+    assert len(fake.requests) == 1
+    sent = fake.requests[0]
+    assert (sent.method, sent.path) == ("POST", "/v1/chat/completions")
+    assert sent.body == {"model": "test-model",
+                         "messages": [{"role": "user", "content": "say hello to the team"}]}
+    assert sent.headers["authorization"] == f"Bearer {KEY}"
+    assert sent.headers["content-type"] == "application/json"
+
+    assert result["model"] == "test-model"
+    assert result["content"] == "echo: say hello to the team"
+    assert result["finish_reason"] == "stop"
+    assert result["usage"] == {"prompt_tokens": 5, "completion_tokens": 6, "total_tokens": 11}
+    assert 0 < result["latency_s"] < 5
+    assert ctx.model_calls == [{"model": "test-model", "tokens_in": 5, "tokens_out": 6,
+                                "latency_s": result["latency_s"]}]
+
+
+async def test_messages_model_and_options_are_passed_through(fake: FakeLLM) -> None:
+    fake.response_model = "served-model-2024"
+    messages = [{"role": "system", "content": "be brief"},
+                {"role": "user", "content": "one two three four"}]
+    ctx = make_ctx(fake.base_url + "/", api_key="")
+    result = await llm({"messages": messages, "model": "big-model", "max_tokens": 3,
+                        "temperature": 0.2}, ctx)
+
+    sent = fake.requests[0]
+    assert sent.path == "/v1/chat/completions"  # trailing slash in the base URL is handled
+    assert sent.body == {"model": "big-model", "messages": messages, "max_tokens": 3,
+                         "temperature": 0.2}
+    assert "authorization" not in sent.headers
+    assert result["content"] == "echo: one two"
+    assert result["finish_reason"] == "length"
+    assert result["model"] == "served-model-2024"
+    assert ctx.model_calls[0]["model"] == "served-model-2024"
+    assert (ctx.model_calls[0]["tokens_in"], ctx.model_calls[0]["tokens_out"]) == (6, 3)
+
+
+def test_agent_is_registered() -> None:
+    spec = get_agent("llm")
+    assert spec is not None and spec.fn is llm
+
+
+@pytest.mark.parametrize("status", [500, 502, 429])
+async def test_server_errors_and_rate_limits_are_retryable(fake: FakeLLM, status: int) -> None:
+    fake.fail_next(status, message="try again later")
+    ctx = make_ctx(fake.base_url)
+    with pytest.raises(AgentError) as info:
+        await llm({"prompt": "hi"}, ctx)
+    assert not isinstance(info.value, NonRetryableError)
+    message = str(info.value)
+    assert f"HTTP {status}" in message and fake.base_url in message
+    assert "try again later" in message and KEY not in message
+    assert ctx.model_calls == []
+    # the failure was one-shot: the next call succeeds
+    assert (await llm({"prompt": "hi"}, ctx))["content"] == "echo: hi"
+
+
+async def test_client_error_is_permanent_and_carries_server_message(fake: FakeLLM) -> None:
+    fake.fail_next(400, message="Invalid value for 'temperature'")
+    with pytest.raises(NonRetryableError) as info:
+        await llm({"prompt": "hi"}, make_ctx(fake.base_url))
+    assert "HTTP 400" in str(info.value)
+    assert "Invalid value for 'temperature'" in str(info.value)
+    assert KEY not in str(info.value)
+
+
+async def test_wrong_path_is_permanent(fake: FakeLLM) -> None:
+    base = fake.base_url.removesuffix("/v1")
+    with pytest.raises(NonRetryableError, match=r"HTTP 404: Unknown request URL"):
+        await llm({"prompt": "hi"}, make_ctx(base))
+
+
+async def test_connection_refused_is_retryable() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/v1"
+    with pytest.raises(AgentError, match="not reachable") as info:
+        await llm({"prompt": "hi"}, make_ctx(url))
+    assert not isinstance(info.value, NonRetryableError)
+    assert url in str(info.value) and KEY not in str(info.value)
+
+
+async def test_timeout_is_retryable(fake: FakeLLM) -> None:
+    fake.delay_s = 1.0
+    with pytest.raises(AgentError, match=r"timed out after 0\.2s") as info:
+        await llm({"prompt": "hi"}, make_ctx(fake.base_url, llm_timeout_s=0.2))
+    assert not isinstance(info.value, NonRetryableError)
+
+
+@pytest.mark.parametrize(("payload", "expected"), [
+    ("hi", "input must be an object"),
+    ({}, 'exactly one of "prompt"'),
+    ({"prompt": "a", "messages": [{"role": "user", "content": "b"}]}, 'exactly one of "prompt"'),
+    ({"prompt": ""}, '"prompt" must be a non-empty string'),
+    ({"messages": []}, '"messages" must be a non-empty list'),
+    ({"messages": [{"content": "no role"}]}, '"messages" must be a non-empty list'),
+    ({"prompt": "a", "model": 3}, '"model" must be a non-empty string'),
+    ({"prompt": "a", "max_tokens": 0}, '"max_tokens" must be a whole number'),
+    ({"prompt": "a", "temperature": 5}, '"temperature" must be a number from 0 to 2'),
+])
+async def test_invalid_input_is_permanent_and_sends_nothing(
+        fake: FakeLLM, payload: Any, expected: str) -> None:
+    with pytest.raises(NonRetryableError) as info:
+        await llm(payload, make_ctx(fake.base_url))
+    assert expected in str(info.value)
+    assert fake.requests == []

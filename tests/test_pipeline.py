@@ -1,0 +1,143 @@
+"""The task pipeline end to end: API -> PostgreSQL -> RabbitMQ -> agent worker -> PostgreSQL."""
+
+from __future__ import annotations
+
+import aio_pika
+import httpx
+import msgspec
+
+from service import names
+from tests.conftest import events, submit, wait_for, wait_for_event
+from tests.services import Env
+
+
+def kinds(timeline: list[dict]) -> list[str]:
+    return [e["kind"] for e in timeline]
+
+
+async def test_submitted_task_succeeds_with_its_result(client: httpx.AsyncClient) -> None:
+    # Given an echo task
+    accepted = await submit(client, "echo", {"hello": "world", "n": [1, 2]})
+    assert accepted["status"] == "queued"
+    assert accepted["links"]["self"] == f"/v1/tasks/{accepted['id']}"
+    # When the worker has run it
+    task = await wait_for(client, accepted["id"])
+    # Then it succeeded once, with the input echoed as its result
+    assert task["status"] == "succeeded"
+    assert task["result"] == {"hello": "world", "n": [1, 2]}
+    assert task["attempts"] == 1
+    assert task["finished_at"] >= task["started_at"] >= task["created_at"]
+    assert kinds(await events(client, task["id"])) == ["submitted", "published", "started",
+                                                       "succeeded"]
+
+
+async def test_failed_attempt_is_retried_then_succeeds(client: httpx.AsyncClient) -> None:
+    accepted = await submit(client, "fail", {"until_attempt": 3}, max_attempts=5)
+    task = await wait_for(client, accepted["id"])
+    assert task["status"] == "succeeded"
+    assert task["attempts"] == 3
+    assert task["result"] == {"succeeded_on_attempt": 3}
+    timeline = await events(client, task["id"])
+    retries = [e for e in timeline if e["kind"] == "retry_scheduled"]
+    assert [e["attempt"] for e in retries] == [1, 2]
+    assert all("fails on purpose" in e["detail"]["error"] for e in retries)
+    # each retry went through a delay queue back to the work queue
+    delayed = [e for e in timeline if e["kind"] == "published"
+               and e["detail"].get("exchange") == names.DELAY_EXCHANGE]
+    assert len(delayed) == 2
+    assert [e["attempt"] for e in timeline if e["kind"] == "started"] == [1, 2, 3]
+
+
+async def dead_letter_ids(env: Env) -> list[str]:
+    """Task ids of the messages in the dead-letter queue (read without consuming them)."""
+    connection = await aio_pika.connect(env.settings.amqp_url)
+    ids = []
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(names.DEAD_LETTER_QUEUE, passive=True)
+        while (message := await queue.get(no_ack=False, fail=False)) is not None:
+            ids.append(msgspec.json.decode(message.body)["task_id"])
+        await channel.close()  # unacked messages go back to the queue
+    return ids
+
+
+async def test_exhausted_retries_end_dead_and_in_the_dead_letter_queue(
+        client: httpx.AsyncClient, env: Env) -> None:
+    accepted = await submit(client, "fail", {"always": True}, max_attempts=2)
+    task = await wait_for(client, accepted["id"])
+    assert task["status"] == "dead"
+    assert task["attempts"] == 2
+    assert "attempt 2 fails on purpose" in task["error"]
+    timeline = await events(client, task["id"])
+    dead = [e for e in timeline if e["kind"] == "dead_lettered"]
+    assert len(dead) == 1 and dead[0]["detail"]["reason"] == "exhausted"
+    await wait_for_event(client, task["id"], "published", status="dead")
+    assert task["id"] in await dead_letter_ids(env)
+
+
+async def test_non_retryable_failure_goes_dead_at_once(client: httpx.AsyncClient) -> None:
+    accepted = await submit(client, "fail", {"non_retryable": True, "message": "bad input"},
+                            max_attempts=5)
+    task = await wait_for(client, accepted["id"])
+    assert task["status"] == "dead"
+    assert task["attempts"] == 1
+    assert task["error"] == "NonRetryableError: bad input"
+    timeline = await events(client, task["id"])
+    assert "retry_scheduled" not in kinds(timeline)
+    assert [e["detail"]["reason"] for e in timeline if e["kind"] == "dead_lettered"] == [
+        "non_retryable"]
+
+
+async def test_requeued_dead_task_runs_again_with_a_fresh_budget(
+        client: httpx.AsyncClient) -> None:
+    # Given a task that died on its only attempt but would succeed on the next
+    accepted = await submit(client, "fail", {"until_attempt": 2}, max_attempts=1)
+    dead = await wait_for(client, accepted["id"])
+    assert dead["status"] == "dead"
+    # When an operator requeues it
+    response = await client.post(f"/v1/tasks/{dead['id']}/retry")
+    assert response.status_code == 202, response.text
+    assert response.json()["status"] == "queued"
+    # Then it runs again and succeeds on attempt 2
+    task = await wait_for(client, dead["id"])
+    assert task["status"] == "succeeded"
+    assert task["attempts"] == 2
+    assert "requeued" in kinds(await events(client, task["id"]))
+
+
+async def test_requeue_of_a_task_that_is_not_dead_is_a_conflict(
+        client: httpx.AsyncClient) -> None:
+    task = await wait_for(client, (await submit(client, "echo", 1))["id"])
+    response = await client.post(f"/v1/tasks/{task['id']}/retry")
+    assert response.status_code == 409
+    assert "status 'succeeded'" in response.json()["detail"]
+
+
+async def test_summarize_agent_runs_through_the_pipeline(client: httpx.AsyncClient) -> None:
+    text = ("Queues decouple producers from consumers. Cats sleep a lot. "
+            "Durable queues keep messages when consumers restart. Rain fell.")
+    task = await wait_for(client, (await submit(client, "summarize",
+                                                {"text": text, "sentences": 2}))["id"])
+    assert task["status"] == "succeeded", task
+    assert task["result"]["sentence_count"] == 4
+    assert len(task["result"]["sentences"]) == 2
+
+
+async def test_duplicate_delivery_is_counted_and_dropped(client: httpx.AsyncClient,
+                                                         env: Env) -> None:
+    # Given a task that already succeeded
+    task = await wait_for(client, (await submit(client, "echo", "once"))["id"])
+    # When its message is delivered a second time
+    connection = await aio_pika.connect(env.settings.amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        exchange = await channel.get_exchange(names.WORK_EXCHANGE)
+        body = msgspec.json.encode({"task_id": task["id"], "agent": "echo", "attempt": 1})
+        await exchange.publish(aio_pika.Message(body), routing_key="echo")
+    # Then the worker drops it and records that on the timeline; the result is untouched
+    timeline = await wait_for_event(client, task["id"], "duplicate_dropped")
+    assert kinds(timeline).count("duplicate_dropped") == 1
+    assert kinds(timeline).count("succeeded") == 1
+    after = await wait_for(client, task["id"])
+    assert after["result"] == "once"
+    assert after["finished_at"] == task["finished_at"]
