@@ -41,7 +41,8 @@ class Cache:
             health_check_interval=10,
         )
         self.keys = RedisKeys(settings.redis_prefix)
-        self.ttl_s = settings.status_cache_ttl_s
+        self.final_ttl_s = settings.status_cache_ttl_s
+        self.active_ttl_s = settings.status_cache_active_ttl_s
         self.backoff_s = backoff_s
         self._down_until = 0.0
         self.last_error: str | None = None
@@ -67,9 +68,14 @@ class Cache:
         return _decode_task(raw) if raw else None
 
     async def put_task(self, task: Task) -> None:
-        """Cache the task unless a newer version is already there."""
+        """Cache the task unless a newer version is already there.
+
+        Unfinished tasks expire quickly: a transition made while Redis was unreachable leaves a
+        stale entry for at most ``active_ttl_s``.
+        """
+        ttl = self.final_ttl_s if task.status.is_final else self.active_ttl_s
         await self._call(lambda: self._set_if_newer(
-            keys=[self.keys.task(task.id)], args=[task.version, _encode(task), self.ttl_s]), 0)
+            keys=[self.keys.task(task.id)], args=[task.version, _encode(task), ttl]), 0)
 
     async def put_heartbeat(self, worker_id: str, beat: dict[str, Any], ttl_s: float) -> None:
         await self._call(lambda: self.client.set(

@@ -14,7 +14,7 @@ class DependencyUnavailable(OrchestratorError):
 
     def __init__(self, name: str, url: str, hint: str, cause: BaseException | None = None) -> None:
         self.name, self.url, self.hint = name, url, hint
-        detail = f": {cause}" if cause else ""
+        detail = f": {' '.join(str(cause).split())}" if cause else ""  # one line
         super().__init__(f"{name} is not reachable at {url}{detail}. {hint}")
 
 

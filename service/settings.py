@@ -46,6 +46,7 @@ class Settings:
     relay_poll_interval_s: float = 1.0
     relay_batch_size: int = 200
     status_cache_ttl_s: int = 3600
+    status_cache_active_ttl_s: int = 10
     log_level: str = "INFO"
     log_format: str = "json"
     agents: tuple[str, ...] = ()

@@ -15,12 +15,10 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 
 from service import names
 
-# Retry delays are rounded down to one of these steps (x1.41 apart, 100 ms to 1 h). Each step is
-# its own queue with a queue-level TTL, so messages expire in order and none waits behind a
-# longer one.
-DELAY_STEPS_MS: tuple[int, ...] = tuple(
-    sorted({round(100 * 2 ** (k / 2)) for k in range(0, 32) if 100 * 2 ** (k / 2) <= 3_600_000})
-)
+# Retry delays are rounded down to one of these steps: powers of sqrt(2) around one second
+# (125 ms .. 48 min; 1, 2, 4, 8 s are exact). Each step is its own queue with a queue-level TTL,
+# so messages expire in order and none waits behind a longer one.
+DELAY_STEPS_MS: tuple[int, ...] = tuple(round(1000 * 2 ** (k / 2)) for k in range(-6, 24))
 
 
 def delay_step_ms(delay_s: float) -> int:

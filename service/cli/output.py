@@ -51,5 +51,6 @@ def print_events(events: Sequence[dict[str, Any]]) -> None:
     for event in events:
         offset = (datetime.fromisoformat(event["at"]) - start).total_seconds() * 1000
         detail = json.dumps(event["detail"]) if event.get("detail") else ""
-        print(f"+{offset:9.1f} ms  {event['kind']:<18} {event['status']:<10} "
+        stamp = f"+{offset:.1f}ms"
+        print(f"{stamp:>11}  {event['kind']:<18} {event['status']:<10} "
               f"attempt {event['attempt']}  {event.get('worker_id') or '':<24} {detail}")

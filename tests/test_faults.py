@@ -1,0 +1,191 @@
+"""Fault injection against the real services: killed workers, a broken broker link, Redis down,
+graceful shutdown. Each test has its own database, vhost and key prefix."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from tests.conftest import events, submit, wait_for
+from tests.proxy import proxy_to
+from tests.services import (
+    Env,
+    create_env,
+    create_key,
+    destroy_env,
+    ensure_redis,
+    redis_answers,
+    start_agent,
+    start_api,
+    stop_redis,
+    wait_until,
+)
+
+
+@pytest.fixture
+def own_env(logs_dir: Path) -> Iterator[Env]:
+    environment = create_env(logs_dir, shutdown_grace_s="1")
+    yield environment
+    destroy_env(environment)
+
+
+@asynccontextmanager
+async def api_client(env: Env, url: str) -> AsyncIterator[httpx.AsyncClient]:
+    key = create_key(env)
+    async with httpx.AsyncClient(base_url=url, timeout=15,
+                                 headers={"Authorization": f"Bearer {key}"}) as client:
+        yield client
+
+
+def kinds(timeline: list[dict]) -> list[str]:
+    return [e["kind"] for e in timeline]
+
+
+async def test_worker_killed_mid_task_the_task_still_completes_exactly_once(
+        own_env: Env) -> None:
+    url = start_api(own_env)
+    first = start_agent(own_env, "--agents", "sleep", "--concurrency", "1")
+    async with api_client(own_env, url) as client:
+        # Given a task running on the first worker
+        task = await submit(client, "sleep", {"seconds": 1.5})
+        running = await wait_for(client, task["id"], {"running"})
+        # When that worker is killed with SIGKILL and another one starts
+        first.popen.kill()
+        first.popen.wait(10)
+        start_agent(own_env, "--agents", "sleep", "--concurrency", "1")
+        # Then the redelivered message is claimed again and the task succeeds once
+        done = await wait_for(client, task["id"], timeout_s=30)
+        assert done["status"] == "succeeded"
+        assert done["attempts"] == 2
+        timeline = await events(client, task["id"])
+        assert kinds(timeline).count("succeeded") == 1
+        starts = [e for e in timeline if e["kind"] == "started"]
+        assert starts[0]["worker_id"] == running["worker_id"]
+        assert starts[1]["worker_id"] != running["worker_id"]
+        assert starts[1]["detail"] == {"redelivered": True}
+        assert done["worker_id"] == starts[1]["worker_id"]
+
+
+async def test_tasks_accepted_while_the_broker_link_is_down_are_published_when_it_returns(
+        own_env: Env) -> None:
+    with proxy_to("127.0.0.1", 5672) as proxy:
+        amqp = f"amqp://guest:guest@127.0.0.1:{proxy.port}/{own_env.name}"
+        # every process reaches RabbitMQ through the proxy (each one runs an outbox relay)
+        url = start_api(own_env, environ=own_env.with_vars(amqp_url=amqp))
+        start_agent(own_env, "--agents", "echo", environ=own_env.with_vars(amqp_url=amqp))
+        async with api_client(own_env, url) as client:
+            warm = await submit(client, "echo", "warm-up")
+            assert (await wait_for(client, warm["id"]))["status"] == "succeeded"
+            # Given the connections to RabbitMQ are broken
+            proxy.cut()
+            ready = await client.get("/health/ready")
+            assert ready.status_code == 503
+            assert ready.json()["dependencies"]["rabbitmq"]["status"] == "down"
+            # When tasks are submitted
+            accepted = [await submit(client, "echo", {"n": n}) for n in range(5)]
+            await asyncio.sleep(1.5)
+            # Then they are accepted and wait, unpublished, in PostgreSQL
+            for task in accepted:
+                current = (await client.get(f"/v1/tasks/{task['id']}")).json()
+                assert current["status"] == "queued"
+                assert current["published_at"] is None
+            # And once the link is back the relay publishes each exactly once and they run
+            proxy.restore()
+            for n, task in enumerate(accepted):
+                done = await wait_for(client, task["id"], timeout_s=40)
+                assert done["status"] == "succeeded"
+                assert done["result"] == {"n": n}
+                assert kinds(await events(client, task["id"])).count("published") == 1
+
+
+async def test_submit_and_status_keep_working_while_redis_is_stopped(own_env: Env) -> None:
+    url = start_api(own_env)
+    start_agent(own_env, "--agents", "echo")
+    async with api_client(own_env, url) as client:
+        cached = await submit(client, "echo", "before")
+        await wait_for(client, cached["id"])
+        try:
+            # Given Redis is stopped
+            stop_redis()
+            wait_until(lambda: not redis_answers(), timeout_s=10)
+            # When a task is submitted and read
+            task = await submit(client, "echo", {"during": "outage"})
+            done = await wait_for(client, task["id"])
+            # Then everything works from PostgreSQL, and readiness says "degraded"
+            assert done["status"] == "succeeded"
+            assert done["result"] == {"during": "outage"}
+            ready = await client.get("/health/ready")
+            assert ready.status_code == 200
+            assert ready.json()["status"] == "degraded"
+            assert ready.json()["dependencies"]["redis"]["status"] == "down"
+            agents = (await client.get("/v1/agents")).json()
+            assert agents["source"] == "postgresql"
+            echo = next(a for a in agents["agents"] if a["name"] == "echo")
+            assert echo["live_workers"] == 1
+        finally:
+            ensure_redis()
+        assert (await client.get(f"/v1/tasks/{cached['id']}")).json()["status"] == "succeeded"
+
+
+async def test_sigterm_finishes_work_within_the_grace_period_and_leaves_the_rest(
+        own_env: Env) -> None:
+    url = start_api(own_env)
+    worker = start_agent(own_env, "--agents", "sleep", "--concurrency", "2")
+    async with api_client(own_env, url) as client:
+        # Given a short and a long task running (grace period: 1 s)
+        short = await submit(client, "sleep", {"seconds": 0.5})
+        long = await submit(client, "sleep", {"seconds": 4})
+        await wait_for(client, short["id"], {"running", "succeeded"})
+        await wait_for(client, long["id"], {"running"})
+        # When the worker gets SIGTERM
+        assert worker.terminate(timeout_s=20) == 0
+        # Then the short task finished, the long one was left unacked (still running)
+        assert (await wait_for(client, short["id"]))["status"] == "succeeded"
+        assert (await client.get(f"/v1/tasks/{long['id']}")).json()["status"] == "running"
+        assert "stay unacked" in worker.output()
+        # And the next worker gets the long task redelivered and completes it
+        start_agent(own_env, "--agents", "sleep")
+        done = await wait_for(client, long["id"], timeout_s=30)
+        assert done["status"] == "succeeded"
+        assert kinds(await events(client, long["id"])).count("succeeded") == 1
+
+
+@pytest.mark.parametrize(("variable", "value", "name", "hint"), [
+    ("ORCH_DATABASE_URL", "postgresql://postgres:secret@127.0.0.1:1/x", "PostgreSQL",
+     "pg_ctlcluster"),
+    ("ORCH_AMQP_URL", "amqp://guest:secret@127.0.0.1:1/", "RabbitMQ", "rabbitmq-server"),
+])
+def test_unreachable_dependency_at_start_is_one_clear_line(
+        variable: str, value: str, name: str, hint: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "service.cli.main", "api", "--port", "1"],
+                            env={**os.environ, variable: value}, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr + result.stdout
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1
+    assert f"{name} is not reachable at" in errors[0]
+    assert hint in errors[0]
+    assert "secret" not in result.stderr  # passwords never printed
+    assert "127.0.0.1:1" in errors[0]
+
+
+def test_migrations_are_applied_once(own_env: Env) -> None:
+    for _ in range(2):
+        result = subprocess.run([sys.executable, "-m", "service.cli.main", "migrate"],
+                                env={**os.environ, **own_env.environ}, capture_output=True,
+                                text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+    assert "up to date" in result.stdout
+    with psycopg.connect(own_env.settings.database_url) as conn:
+        versions = conn.execute("SELECT version FROM schema_migrations").fetchall()
+    assert versions == [(1,)]
