@@ -6,6 +6,7 @@ dropped, and Redis is left alone for ``backoff_s`` so a dead Redis costs no late
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -47,6 +48,8 @@ class Cache:
         self._down_until = 0.0
         self.last_error: str | None = None
         self._set_if_newer = self.client.register_script(_SET_IF_NEWER)
+        self._pending: dict[str, Task] = {}
+        self._flusher: asyncio.Task[None] | None = None
 
     @property
     def available(self) -> bool:
@@ -67,15 +70,41 @@ class Cache:
         raw = await self._call(lambda: self.client.hget(self.keys.task(task_id), "doc"), None)
         return _decode_task(raw) if raw else None
 
-    async def put_task(self, task: Task) -> None:
-        """Cache the task unless a newer version is already there.
+    def put_task(self, task: Task) -> None:
+        """Queue the task for the cache; written unless a newer version is already there.
 
-        Unfinished tasks expire quickly: a transition made while Redis was unreachable leaves a
-        stale entry for at most ``active_ttl_s``.
+        Writes are batched: every write queued during one event-loop pass goes out in one
+        pipeline, so a transition costs no Redis round trip of its own. Unfinished tasks expire
+        quickly: a transition made while Redis was unreachable leaves a stale entry for at most
+        ``active_ttl_s``.
         """
-        ttl = self.final_ttl_s if task.status.is_final else self.active_ttl_s
-        await self._call(lambda: self._set_if_newer(
-            keys=[self.keys.task(task.id)], args=[task.version, _encode(task), ttl]), 0)
+        queued = self._pending.get(task.id)
+        if queued is None or queued.version < task.version:
+            self._pending[task.id] = task
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+
+    async def flush(self) -> None:
+        """Write every queued task now (tests and shutdown)."""
+        if self._flusher is not None:
+            await asyncio.gather(self._flusher, return_exceptions=True)
+        await self._flush()
+
+    async def _flush(self) -> None:
+        await asyncio.sleep(0)  # let the current pass queue more writes
+        batch, self._pending = self._pending, {}
+        if not batch:
+            return
+
+        async def write() -> None:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for task in batch.values():
+                    ttl = self.final_ttl_s if task.status.is_final else self.active_ttl_s
+                    await self._set_if_newer(keys=[self.keys.task(task.id)],
+                                             args=[task.version, _encode(task), ttl],
+                                             client=pipe)
+                await pipe.execute()
+        await self._call(write, None)
 
     async def put_heartbeat(self, worker_id: str, beat: dict[str, Any], ttl_s: float) -> None:
         await self._call(lambda: self.client.set(
@@ -94,6 +123,7 @@ class Cache:
         return await self._call(read, None)
 
     async def close(self) -> None:
+        await self.flush()
         await self.client.aclose()
 
     async def _call(self, op: Callable[[], Awaitable[T]], fallback: T) -> T:

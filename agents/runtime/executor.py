@@ -110,11 +110,11 @@ class TaskExecutor:
         else:
             metrics.TASKS_DEAD_LETTERED.labels(message.agent).inc()
             self.on_outbox_change()
-        await self._cached(claim.task)
+        self._cached(claim.task)
 
     async def _run(self, run: Run, log: Any) -> None:
         task = run.task
-        await self._cached(task)
+        self._cached(task)
         metrics.TASKS_STARTED.labels(task.agent).inc()
         in_progress = metrics.TASKS_IN_PROGRESS.labels(task.agent)
         in_progress.inc()
@@ -138,7 +138,7 @@ class TaskExecutor:
             log.info("task cancelled while running")
         else:
             done = await self._failed(run, error, log)
-        await self._cached(done)
+        self._cached(done)
 
     async def _call_agent(self, run: Run) -> tuple[Any, BaseException | None]:
         """Run the agent function with its timeout; returns ``(result, error)``."""
@@ -184,9 +184,9 @@ class TaskExecutor:
         self.on_outbox_change()
         return done
 
-    async def _cached(self, task: Task | None) -> None:
+    def _cached(self, task: Task | None) -> None:
         if task is not None:
-            await self.cache.put_task(task)
+            self.cache.put_task(task)
 
     async def _db(self, op: Callable[[], Awaitable[T]]) -> T:
         """Run a database operation, retrying while the database is unreachable."""

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+from enum import Enum
 from typing import Any
 
 import psycopg
 from litestar import MediaType, Request, Response
-from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions import HTTPException, SerializationException, ValidationException
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from loguru import logger
 from psycopg_pool import PoolTimeout
 
@@ -36,20 +39,46 @@ def problem(status: int, detail: str, errors: list[dict[str, Any]] | None = None
     return Response(body, status_code=status, media_type=MediaType.JSON)
 
 
+# msgspec names the field in the message when the error is about the body object itself
+_NAMED_FIELD = re.compile(r"Object (?:missing required|contains unknown) field `([^`]+)`")
+
+
 def _field_errors(extra: Any) -> list[dict[str, Any]]:
     items = extra if isinstance(extra, list) else [extra] if extra else []
     out = []
     for item in items:
         if isinstance(item, dict):
-            where = ".".join(str(p) for p in (item.get("source"), item.get("key")) if p)
-            out.append({"field": where or None, "message": item.get("message", str(item))})
+            source, key = item.get("source"), item.get("key")
+            message = str(item.get("message", item))
+            if isinstance(source, Enum):  # Litestar's ParamType.QUERY -> "query"
+                source = source.value
+            if source == "body" and key == "data":  # an error about the whole body
+                named = _NAMED_FIELD.search(message)
+                key = named.group(1) if named else None
+                if message == "'data'":  # Litestar's KeyError for a missing body
+                    message = ('the request body is empty: send a JSON object such as'
+                               ' {"agent": "echo"}')
+            where = ".".join(str(p) for p in (source, key) if p)
+            out.append({"field": where or None, "message": message})
         else:
             out.append({"field": None, "message": str(item)})
     return out
 
 
+def _client_detail(request: Request[Any, Any, Any], exc: HTTPException) -> str:
+    """Litestar's own 4xx texts, made to say what to fix."""
+    if isinstance(exc, RequestEntityTooLarge):
+        limit = request.app.request_max_body_size
+        return (f"request body too large: the limit is {limit} bytes"
+                " (ORCH_MAX_BODY_BYTES on the server)")
+    if isinstance(exc.__cause__, SerializationException):  # the body did not decode
+        reason = exc.detail.removeprefix("JSON is malformed: ")
+        return f"request body is not valid JSON: {reason}"
+    return exc.detail
+
+
 def http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
-    detail = exc.detail
+    detail = _client_detail(request, exc)
     errors = _field_errors(exc.extra)
     if isinstance(exc, ValidationException) and errors:
         detail = "; ".join(f"{e['field']}: {e['message']}" if e["field"] else e["message"]

@@ -89,7 +89,7 @@ class TaskController(Controller):
             return _task_response(task, HTTP_200_OK, **{"Idempotent-Replayed": "true"})
         services.relay.wake()
         metrics.TASKS_SUBMITTED.labels(task.agent).inc()
-        await services.cache.put_task(task)
+        services.cache.put_task(task)
         return _task_response(task, HTTP_202_ACCEPTED)
 
     @get("/{task_id:str}", opt={"scope": "tasks:read"}, summary="Get a task")
@@ -99,7 +99,7 @@ class TaskController(Controller):
         task = await services.cache.get_task(task_id)
         if task is None:
             task = await services.tasks.get(task_id)
-            await services.cache.put_task(task)
+            services.cache.put_task(task)
         return TaskOut.of(task)
 
     @get("/", opt={"scope": "tasks:read"}, summary="List tasks, newest first")
@@ -135,7 +135,7 @@ class TaskController(Controller):
         task = await services.tasks.cancel(parse_task_id(task_id), _actor(request))
         if task.status is TaskStatus.RUNNING:
             await services.publisher.broadcast_cancel(task.id)
-        await services.cache.put_task(task)
+        services.cache.put_task(task)
         return TaskOut.of(task)
 
     @post("/{task_id:str}/retry", status_code=HTTP_202_ACCEPTED, opt={"scope": "tasks:write"},
@@ -144,7 +144,7 @@ class TaskController(Controller):
         services: Services = request.app.state.services
         task = await services.tasks.requeue(parse_task_id(task_id), _actor(request))
         services.relay.wake()
-        await services.cache.put_task(task)
+        services.cache.put_task(task)
         return TaskOut.of(task)
 
 
