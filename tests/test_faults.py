@@ -189,3 +189,21 @@ def test_migrations_are_applied_once(own_env: Env) -> None:
     with psycopg.connect(own_env.settings.database_url) as conn:
         versions = conn.execute("SELECT version FROM schema_migrations").fetchall()
     assert versions == [(1,)]
+
+
+async def test_a_cancel_whose_broadcast_was_lost_still_stops_the_running_task(
+        own_env: Env) -> None:
+    url = start_api(own_env)
+    start_agent(own_env, "--agents", "sleep")
+    async with api_client(own_env, url) as client:
+        task = await submit(client, "sleep", {"seconds": 30})
+        await wait_for(client, task["id"], {"running"})
+        # Given a cancel request recorded in PostgreSQL but never broadcast to the worker
+        async with await psycopg.AsyncConnection.connect(own_env.settings.database_url,
+                                                         autocommit=True) as conn:
+            await conn.execute("UPDATE tasks SET cancel_requested = true WHERE id = %s",
+                               (task["id"],))
+        # Then the worker's cancel check stops the agent within a few seconds
+        done = await wait_for(client, task["id"], timeout_s=10)
+        assert done["status"] == "cancelled"
+        assert "succeeded" not in kinds(await events(client, task["id"]))

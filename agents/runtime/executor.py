@@ -64,6 +64,22 @@ class TaskExecutor:
         child.cancel()
         return True
 
+    async def watch_cancellations(self, interval_s: float = 1.0) -> None:
+        """Poll for cancel requests of the tasks running here: catches a broadcast that arrived
+        before the run started or was lost while the broker connection was down."""
+        while True:
+            await asyncio.sleep(interval_s)
+            if not self.running:
+                continue
+            try:
+                requested = await self.runs.cancel_requested_among(list(self.running))
+            except (psycopg.OperationalError, PoolTimeout) as exc:
+                logger.warning("cancel check skipped, database unreachable: {}", exc)
+                continue
+            for task_id in requested:
+                if task_id not in self._cancel_requested:
+                    self.request_cancel(task_id)
+
     async def handle(self, delivery: AbstractIncomingMessage) -> None:
         """The consumer callback."""
         me = asyncio.current_task()

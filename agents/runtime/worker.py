@@ -71,6 +71,8 @@ class Worker:
         topology = Topology(self.consume_channel, s.delivery_limit)
         await topology.declare_core()
         self.relay.start()
+        self._cancel_watch = asyncio.create_task(self.executor.watch_cancellations(),
+                                                 name="cancel-watch")
         self.heartbeat = Heartbeat(
             self.worker_id, self.agents, s.concurrency, self.cache, WorkerRegistry(self.pool),
             lambda: self.executor.in_flight, interval_s=s.heartbeat_interval_s,
@@ -121,6 +123,7 @@ class Worker:
             if still:
                 logger.warning("{} tasks still running after the grace period; their messages"
                                " stay unacked and will be redelivered", len(still))
+        self._cancel_watch.cancel()
         await self.heartbeat.stop()
         await self.relay.stop()
         if self.connection is not None:

@@ -133,6 +133,14 @@ class RunStore:
             await conn.execute(_DUPLICATE, {"id": task_id, "worker_id": self.worker_id,
                                             "detail": jsonb(detail)})
 
+    async def cancel_requested_among(self, task_ids: list[str]) -> list[str]:
+        """Which of these tasks an operator asked to cancel."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT id::text AS id FROM tasks WHERE id = ANY(%s::uuid[]) AND cancel_requested",
+                (task_ids,))
+            return [row["id"] for row in await cur.fetchall()]
+
     async def _outcome(self, sql: str, run: Run, **params: Any) -> Task | None:
         row = await self._exec(sql, run.task.id, run_id=run.run_id, **params)
         return to_task(row) if row is not None else None
