@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.fake_llm import FakeLLM, running_fake_llm
 from tests.services import Env, create_env, create_key, destroy_env, start_agent, start_api
 
 FINAL = {"succeeded", "dead", "cancelled"}
@@ -42,8 +43,16 @@ def api_key(env: Env, api_url: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def worker(env: Env, api_url: str) -> None:
-    start_agent(env, "--agents", SESSION_AGENTS, "--concurrency", "8")
+def fake_llm() -> Iterator[FakeLLM]:
+    """A local server speaking the OpenAI chat-completions protocol (the only faked SaaS)."""
+    with running_fake_llm() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def worker(env: Env, api_url: str, fake_llm: FakeLLM) -> None:
+    start_agent(env, "--agents", SESSION_AGENTS, "--concurrency", "8",
+                environ=env.with_vars(llm_base_url=fake_llm.base_url, llm_api_key="sk-test"))
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import msgspec
 
 from service import names
 from tests.conftest import events, submit, wait_for, wait_for_event
+from tests.fake_llm import FakeLLM
 from tests.services import Env
 
 
@@ -141,3 +142,23 @@ async def test_duplicate_delivery_is_counted_and_dropped(client: httpx.AsyncClie
     after = await wait_for(client, task["id"])
     assert after["result"] == "once"
     assert after["finished_at"] == task["finished_at"]
+
+
+async def test_llm_agent_calls_the_model_endpoint_and_records_usage(
+        client: httpx.AsyncClient, fake_llm: FakeLLM) -> None:
+    # Given an llm task submitted over the API
+    accepted = await submit(client, "llm", {"prompt": "say hi", "model": "test-model"})
+    # When the worker has run it against the (local, protocol-speaking) model endpoint
+    task = await wait_for(client, accepted["id"])
+    # Then the real chat-completions request went out and the result records model and tokens
+    assert task["status"] == "succeeded", task
+    sent = [r for r in fake_llm.requests if r.body.get("model") == "test-model"]
+    assert len(sent) == 1
+    assert sent[0].path == "/v1/chat/completions"
+    assert sent[0].headers["authorization"] == "Bearer sk-test"
+    assert sent[0].body["messages"] == [{"role": "user", "content": "say hi"}]
+    result = task["result"]
+    assert result["content"] == "echo: say hi"
+    assert result["model"] == "test-model"
+    assert result["usage"] == {"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5}
+    assert result["latency_s"] > 0

@@ -1,0 +1,186 @@
+"""End-to-end pipeline benchmark: N echo tasks submitted over HTTP, run by one agent process.
+
+    python -m loadtest.bench_pipeline --tasks 5000 --connections 32
+
+By default it starts its own API and agent processes on a database and vhost of its own
+(``orchestrator_bench``), so it never mixes with a running orchestrator. Figures come from the
+task rows themselves: throughput = tasks / (last finished - first created).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import psycopg
+
+from loadtest.rawhttp import HttpConnection
+from service.cli.processes import create_key
+from service.db.pool import ensure_database
+from service.settings import Settings
+
+BENCH_NAME = "orchestrator_bench"
+
+
+@dataclass
+class Result:
+    tasks: int
+    connections: int
+    submit_rate: float
+    submit_p50_ms: float
+    submit_p99_ms: float
+    end_to_end_rate: float
+    end_to_end_p50_ms: float
+    end_to_end_p99_ms: float
+    wall_s: float
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def submit_all(url: str, key: str, count: int, connections: int,
+                     agent: str = "echo") -> tuple[list[str], list[float], float]:
+    """Submit ``count`` tasks over ``connections`` keep-alive connections."""
+    conns = [HttpConnection(url, {"Authorization": f"Bearer {key}"}) for _ in range(connections)]
+    numbers = iter(range(count))
+    ids: list[str] = []
+    latencies: list[float] = []
+
+    async def drive(conn: HttpConnection) -> None:
+        for n in numbers:
+            body = json.dumps({"agent": agent, "input": {"n": n}}).encode()
+            started = time.perf_counter()
+            status, payload = await conn.request("POST", "/v1/tasks", body)
+            latencies.append(time.perf_counter() - started)
+            if status != 202:
+                raise RuntimeError(f"submit answered {status}: {payload[:200]!r}")
+            ids.append(json.loads(payload)["id"])
+
+    started = time.perf_counter()
+    await asyncio.gather(*(drive(c) for c in conns))
+    elapsed = time.perf_counter() - started
+    for conn in conns:
+        await conn.close()
+    return ids, latencies, elapsed
+
+
+def wait_finished(database_url: str, ids: list[str], timeout_s: float) -> list[tuple[Any, ...]]:
+    """Poll PostgreSQL until every task is final; return (created, finished, status) rows."""
+    deadline = time.monotonic() + timeout_s
+    with psycopg.connect(database_url) as conn:
+        while True:
+            pending = conn.execute(
+                "SELECT count(*) FROM tasks WHERE id = ANY(%s::uuid[])"
+                " AND status NOT IN ('succeeded', 'dead', 'cancelled')", (ids,)).fetchone()
+            if pending and pending[0] == 0:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{pending[0] if pending else '?'} tasks unfinished")
+            time.sleep(0.2)
+        return conn.execute("SELECT created_at, finished_at, status FROM tasks"
+                            " WHERE id = ANY(%s::uuid[])", (ids,)).fetchall()
+
+
+async def measure(url: str, key: str, database_url: str, tasks: int,
+                  connections: int) -> Result:
+    await submit_all(url, key, min(500, tasks), connections)  # warm-up: pools, JIT-less caches
+    started = time.perf_counter()
+    ids, latencies, submit_s = await submit_all(url, key, tasks, connections)
+    rows = await asyncio.to_thread(wait_finished, database_url, ids, 600)
+    wall = time.perf_counter() - started
+    failed = [r for r in rows if r[2] != "succeeded"]
+    if failed:
+        raise RuntimeError(f"{len(failed)} tasks did not succeed")
+    first = min(r[0] for r in rows)
+    last = max(r[1] for r in rows)
+    e2e = [(r[1] - r[0]).total_seconds() for r in rows]
+    return Result(
+        tasks=tasks, connections=connections,
+        submit_rate=round(tasks / submit_s, 1),
+        submit_p50_ms=round(statistics.median(latencies) * 1000, 2),
+        submit_p99_ms=round(percentile(latencies, 0.99) * 1000, 2),
+        end_to_end_rate=round(tasks / (last - first).total_seconds(), 1),
+        end_to_end_p50_ms=round(statistics.median(e2e) * 1000, 2),
+        end_to_end_p99_ms=round(percentile(e2e, 0.99) * 1000, 2),
+        wall_s=round(wall, 2),
+    )
+
+
+@contextmanager
+def own_deployment(base: Settings, port: int) -> Iterator[tuple[str, str, str]]:
+    """API + one agent process on a database (and vhost, when rabbitmqctl is here) of their own."""
+    database_url = base.database_url.rsplit("/", 1)[0] + f"/{BENCH_NAME}"
+    amqp_url = base.amqp_url
+    if shutil.which("rabbitmqctl"):
+        subprocess.run(["rabbitmqctl", "-q", "add_vhost", BENCH_NAME], capture_output=True)
+        subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", BENCH_NAME, "guest",
+                        ".*", ".*", ".*"], capture_output=True, check=True)
+        amqp_url = urlsplit(base.amqp_url)._replace(path=f"/{BENCH_NAME}").geturl()
+    settings = base.with_overrides(database_url=database_url, amqp_url=amqp_url,
+                                   redis_prefix=f"{BENCH_NAME}:")
+    env = {**os.environ, "ORCH_DATABASE_URL": database_url, "ORCH_AMQP_URL": amqp_url,
+           "ORCH_REDIS_PREFIX": f"{BENCH_NAME}:", "ORCH_API_PORT": str(port),
+           "ORCH_LOG_LEVEL": "WARNING"}
+    asyncio.run(ensure_database(settings))
+    key = asyncio.run(create_key(settings, "bench", ("tasks:write", "tasks:read")))
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("TRUNCATE tasks CASCADE")
+    command = [sys.executable, "-m", "service.cli.main"]
+    procs = [subprocess.Popen([*command, "api"], env=env),
+             subprocess.Popen([*command, "agent", "--agents", "echo"], env=env)]
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                raise RuntimeError("the API did not become ready")
+            time.sleep(0.2)
+        time.sleep(1.0)  # let the agent attach its consumer
+        yield url, key, database_url
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(30)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=5000)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    args = parser.parse_args(argv)
+    with own_deployment(Settings.from_env(), args.port) as (url, key, database_url):
+        result = asyncio.run(measure(url, key, database_url, args.tasks, args.connections))
+    if args.json:
+        print(json.dumps(asdict(result), indent=2))
+    else:
+        print(f"\n{'metric':<28}{'value':>12}")
+        for name, value in asdict(result).items():
+            print(f"{name:<28}{value:>12}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
