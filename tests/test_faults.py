@@ -19,10 +19,12 @@ from tests.conftest import events, submit, wait_for
 from tests.proxy import proxy_to
 from tests.services import (
     Env,
+    Proc,
     create_env,
     create_key,
     destroy_env,
     ensure_redis,
+    free_port,
     redis_answers,
     start_agent,
     start_api,
@@ -207,3 +209,30 @@ async def test_a_cancel_whose_broadcast_was_lost_still_stops_the_running_task(
         done = await wait_for(client, task["id"], timeout_s=10)
         assert done["status"] == "cancelled"
         assert "succeeded" not in kinds(await events(client, task["id"]))
+
+
+async def test_several_api_processes_publish_every_task_exactly_once(own_env: Env) -> None:
+    # Given two API server processes, each with its own outbox relay
+    port = free_port()
+    proc = Proc(own_env, ["api", "--port", str(port), "--workers", "2"])
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: _answers(url), timeout_s=30)
+    start_agent(own_env, "--agents", "echo", "--concurrency", "16")
+    async with api_client(own_env, url) as client:
+        # When many tasks are submitted concurrently
+        accepted = await asyncio.gather(*(submit(client, "echo", n) for n in range(60)))
+        # Then every one is published once and runs once
+        for task in accepted:
+            done = await wait_for(client, task["id"], timeout_s=30)
+            assert done["status"] == "succeeded"
+            timeline = kinds(await events(client, task["id"]))
+            assert timeline.count("published") == 1
+            assert timeline.count("started") == 1
+    assert proc.popen.poll() is None
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/health/ready", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False

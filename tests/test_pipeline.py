@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+
 import aio_pika
 import httpx
 import msgspec
@@ -49,16 +52,26 @@ async def test_failed_attempt_is_retried_then_succeeds(client: httpx.AsyncClient
     assert [e["attempt"] for e in timeline if e["kind"] == "started"] == [1, 2, 3]
 
 
-async def dead_letter_ids(env: Env) -> list[str]:
-    """Task ids of the messages in the dead-letter queue (read without consuming them)."""
+async def dead_letter_bodies(env: Env) -> list[bytes]:
+    """The messages in the dead-letter queue (read without consuming them)."""
     connection = await aio_pika.connect(env.settings.amqp_url)
-    ids = []
+    bodies = []
     async with connection:
         channel = await connection.channel()
         queue = await channel.declare_queue(names.DEAD_LETTER_QUEUE, passive=True)
         while (message := await queue.get(no_ack=False, fail=False)) is not None:
-            ids.append(msgspec.json.decode(message.body)["task_id"])
+            bodies.append(message.body)
         await channel.close()  # unacked messages go back to the queue
+    return bodies
+
+
+async def dead_letter_ids(env: Env) -> list[str]:
+    ids = []
+    for body in await dead_letter_bodies(env):
+        try:
+            ids.append(msgspec.json.decode(body)["task_id"])
+        except (msgspec.DecodeError, KeyError, TypeError):
+            continue
     return ids
 
 
@@ -162,3 +175,19 @@ async def test_llm_agent_calls_the_model_endpoint_and_records_usage(
     assert result["model"] == "test-model"
     assert result["usage"] == {"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5}
     assert result["latency_s"] > 0
+
+
+async def test_a_malformed_message_goes_to_the_dead_letter_queue(client: httpx.AsyncClient,
+                                                                  env: Env) -> None:
+    # Given a message on an agent queue that is not a task message
+    poison = b"not a task message " + uuid.uuid4().hex.encode()
+    connection = await aio_pika.connect(env.settings.amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        exchange = await channel.get_exchange(names.WORK_EXCHANGE)
+        await exchange.publish(aio_pika.Message(poison), routing_key="echo")
+    # Then the worker rejects it and RabbitMQ dead-letters it (nothing loops, nothing is lost)
+    deadline = asyncio.get_running_loop().time() + 10
+    while poison not in await dead_letter_bodies(env):
+        assert asyncio.get_running_loop().time() < deadline, "poison message not dead-lettered"
+        await asyncio.sleep(0.1)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 
 from aio_pika.abc import AbstractRobustConnection
@@ -74,7 +74,8 @@ async def open_services(settings: Settings, name: str = "api") -> AsyncIterator[
         await pool.close()
 
 
-def services_lifespan(settings: Settings):  # type: ignore[no-untyped-def]
+def services_lifespan(
+        settings: Settings) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
     """A Litestar lifespan that puts :class:`Services` on ``app.state.services``."""
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
