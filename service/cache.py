@@ -7,6 +7,7 @@ dropped, and Redis is left alone for ``backoff_s`` so a dead Redis costs no late
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -92,19 +93,18 @@ class Cache:
 
     async def _flush(self) -> None:
         await asyncio.sleep(0)  # let the current pass queue more writes
-        batch, self._pending = self._pending, {}
-        if not batch:
-            return
+        while self._pending:  # writes queued while a pipeline was in flight go in the next one
+            tasks = list(self._pending.values())
+            self._pending = {}
+            await self._call(functools.partial(self._write, tasks), None)
 
-        async def write() -> None:
-            async with self.client.pipeline(transaction=False) as pipe:
-                for task in batch.values():
-                    ttl = self.final_ttl_s if task.status.is_final else self.active_ttl_s
-                    await self._set_if_newer(keys=[self.keys.task(task.id)],
-                                             args=[task.version, _encode(task), ttl],
-                                             client=pipe)
-                await pipe.execute()
-        await self._call(write, None)
+    async def _write(self, tasks: list[Task]) -> None:
+        async with self.client.pipeline(transaction=False) as pipe:
+            for task in tasks:
+                ttl = self.final_ttl_s if task.status.is_final else self.active_ttl_s
+                await self._set_if_newer(keys=[self.keys.task(task.id)],
+                                         args=[task.version, _encode(task), ttl], client=pipe)
+            await pipe.execute()
 
     async def put_heartbeat(self, worker_id: str, beat: dict[str, Any], ttl_s: float) -> None:
         await self._call(lambda: self.client.set(

@@ -56,6 +56,16 @@ class Settings:
     llm_model: str = "gpt-4o-mini"
     llm_timeout_s: float = 60.0
     dev_api_key: str = ""
+    metrics_enabled: bool = True
+    metrics_host: str = "127.0.0.1"
+    agent_metrics_port: int = 9101
+    metrics_dir: str = ""
+    metrics_cache_s: float = 2.0
+    probe_interval_s: float = 1.0
+    tracing_enabled: bool = True
+    otlp_endpoint: str = ""
+    trace_console: bool = False
+    environment: str = "local"
     state_dir: str = ".orchestrator"
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -92,6 +102,8 @@ class SettingsError(ValueError):
 
 def _parse(key: str, raw: str, kind: Any) -> Any:
     try:
+        if kind is bool:
+            return _parse_bool(key, raw)
         if kind is int:
             return int(raw)
         if kind is float:
@@ -101,6 +113,15 @@ def _parse(key: str, raw: str, kind: Any) -> Any:
     except ValueError as exc:
         raise SettingsError(f"{key}={raw!r}: expected {kind.__name__}") from exc
     return raw
+
+
+def _parse_bool(key: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise SettingsError(f"{key}={raw!r}: expected true or false")
 
 
 @cache

@@ -8,6 +8,7 @@ import uuid
 import aio_pika
 import httpx
 import msgspec
+import redis
 
 from service import names
 from tests.conftest import events, submit, wait_for, wait_for_event
@@ -191,3 +192,19 @@ async def test_a_malformed_message_goes_to_the_dead_letter_queue(client: httpx.A
     while poison not in await dead_letter_bodies(env):
         assert asyncio.get_running_loop().time() < deadline, "poison message not dead-lettered"
         await asyncio.sleep(0.1)
+
+
+async def test_the_status_cache_holds_every_transition_up_to_the_final_one(
+        client: httpx.AsyncClient, env: Env) -> None:
+    # Given a task that went through queued -> running -> retrying -> running -> succeeded
+    task = await wait_for(client, (await submit(client, "fail", {"until_attempt": 2}))["id"])
+    assert task["status"] == "succeeded"
+    # Then Redis holds the final version (written by the worker, not by a later read)
+    cache = redis.Redis.from_url(env.settings.redis_url)
+    key = f"{env.settings.redis_prefix}task:{task['id']}"
+    deadline = asyncio.get_running_loop().time() + 2
+    while (cached := cache.hgetall(key)).get(b"v") != b"5":
+        assert asyncio.get_running_loop().time() < deadline, cached
+        await asyncio.sleep(0.02)
+    assert msgspec.json.decode(cached[b"doc"])["status"] == "succeeded"
+    assert 0 < cache.ttl(key) <= env.settings.status_cache_ttl_s

@@ -20,13 +20,13 @@ from psycopg_pool import PoolTimeout
 from agents.context import TaskContext
 from agents.registry import get_agent
 from agents.retry import GiveUp, RetryPolicy, decide
-from service import metrics
 from service.broker.publisher import TaskMessage, decode_task_message
 from service.cache import Cache
 from service.db.runs import NotClaimed, Run, RunStore
 from service.domain import Task
 from service.errors import NonRetryableError
 from service.settings import Settings
+from service.telemetry import metrics
 
 T = TypeVar("T")
 _MAX_ERROR_CHARS = 2000

@@ -14,9 +14,9 @@ import httpx
 from service.db.keys import KeyStore
 from service.db.migrate import migrate
 from service.db.pool import ensure_database, open_pool
-from service.logs import configure_logging
 from service.preflight import check_dependencies
 from service.settings import Settings
+from service.telemetry.logs import configure_logging
 
 
 def preflight(settings: Settings) -> bool:

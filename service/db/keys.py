@@ -6,7 +6,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
-from service.db.pool import Pool
+from service.db.query import Store
 
 KEY_PREFIX = "orch_"
 DEFAULT_SCOPES = ("tasks:write", "tasks:read")
@@ -27,31 +27,24 @@ def generate_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
 
 
-class KeyStore:
-    def __init__(self, pool: Pool) -> None:
-        self.pool = pool
+class KeyStore(Store):
 
     async def create(self, name: str, scopes: tuple[str, ...] = DEFAULT_SCOPES,
                      key: str | None = None) -> tuple[str, ApiKey]:
         """Store a key (a new random one unless given) and return it in clear, once."""
         key = key or generate_key()
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                "INSERT INTO api_keys (name, key_hash, scopes) VALUES (%s, %s, %s)"
-                " ON CONFLICT (key_hash) DO UPDATE SET revoked_at = NULL"
-                " RETURNING id, name, scopes",
-                (name, digest(key), list(scopes)),
-            )
-            row = await cur.fetchone()
+        row = await self.fetch_one(
+            "key_create",
+            "INSERT INTO api_keys (name, key_hash, scopes) VALUES (%s, %s, %s)"
+            " ON CONFLICT (key_hash) DO UPDATE SET revoked_at = NULL RETURNING id, name, scopes",
+            (name, digest(key), list(scopes)))
         assert row is not None
         return key, ApiKey(row["id"], row["name"], tuple(row["scopes"]))
 
     async def lookup(self, key: str) -> ApiKey | None:
         """The live key with this value, or ``None``."""
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT id, name, scopes FROM api_keys WHERE key_hash = %s AND revoked_at IS NULL",
-                (digest(key),),
-            )
-            row = await cur.fetchone()
+        row = await self.fetch_one(
+            "key_lookup",
+            "SELECT id, name, scopes FROM api_keys WHERE key_hash = %s AND revoked_at IS NULL",
+            (digest(key),))
         return ApiKey(row["id"], row["name"], tuple(row["scopes"])) if row else None

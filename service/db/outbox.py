@@ -12,6 +12,7 @@ from typing import Any
 from psycopg import AsyncConnection
 
 from service.db.pool import Pool
+from service.db.query import Store, execute
 from service.db.rows import jsonb
 from service.domain import TaskStatus
 
@@ -65,25 +66,25 @@ class OutboxBatch:
         """Mark ``(task_id, event detail)`` pairs as published, with a ``published`` event each."""
         if not done:
             return
-        await self._conn.execute(_MARK, {
+        await execute(self._conn, "outbox_mark", _MARK, {
             "ids": [task_id for task_id, _ in done],
             "details": [jsonb(detail) for _, detail in done],
             "actor": self._actor,
         })
 
 
-class OutboxStore:
+class OutboxStore(Store):
     """Batches of unpublished tasks, locked with ``SKIP LOCKED`` so relays never collide."""
 
     def __init__(self, pool: Pool, actor: str) -> None:
-        self.pool = pool
+        super().__init__(pool)
         self.actor = actor
 
     @asynccontextmanager
     async def batch(self, limit: int) -> AsyncIterator[OutboxBatch]:
         """Lock up to ``limit`` pending rows for the duration of the block (one transaction)."""
         async with self.pool.connection() as conn, conn.transaction():
-            cur = await conn.execute(_CLAIM, (limit,))
+            cur = await execute(conn, "outbox_claim", _CLAIM, (limit,))
             rows = await cur.fetchall()
             messages = [PendingMessage(**{**row, "status": TaskStatus(row["status"])})
                         for row in rows]
@@ -91,8 +92,6 @@ class OutboxStore:
 
     async def backlog(self) -> tuple[int, float]:
         """``(unpublished task count, age in seconds of the oldest)``."""
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(_BACKLOG)
-            row = await cur.fetchone()
+        row = await self.fetch_one("outbox_backlog", _BACKLOG)
         assert row is not None
         return int(row["unpublished"]), float(row["oldest_age_s"])

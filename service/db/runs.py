@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from service.db.pool import Pool
+from service.db.query import Store
 from service.db.rows import jsonb, to_task, transition_sql
 from service.domain import Task
 
@@ -76,11 +77,11 @@ _DUPLICATE = (
 )
 
 
-class RunStore:
+class RunStore(Store):
     """The transitions an agent worker makes."""
 
     def __init__(self, pool: Pool, worker_id: str) -> None:
-        self.pool = pool
+        super().__init__(pool)
         self.worker_id = worker_id
 
     async def claim(self, task_id: str, *, redelivered: bool) -> Run | NotClaimed:
@@ -90,65 +91,64 @@ class RunStore:
         claimed again (the lost run counts as an attempt) unless its attempts are used up.
         """
         run_id = str(uuid.uuid4())
-        row = await self._exec(_CLAIM, task_id, run_id=run_id, redelivered=redelivered,
-                               detail={"redelivered": redelivered})
+        row = await self._exec("task_claim", _CLAIM, task_id, run_id=run_id,
+                               redelivered=redelivered, detail={"redelivered": redelivered})
         if row is not None:
             return Run(to_task(row), run_id, row["traceparent"])
         return await self._explain(task_id, redelivered)
 
     async def _explain(self, task_id: str, redelivered: bool) -> NotClaimed:
-        row = await self._exec(_CANCELLED, task_id, run_id=None, detail={"at": "delivery"})
+        row = await self._exec("task_cancelled", _CANCELLED, task_id, run_id=None,
+                               detail={"at": "delivery"})
         if row is not None:
             return NotClaimed("cancelled", to_task(row))
         if redelivered:
             error = "the worker running the last attempt was lost"
-            row = await self._exec(_LOST, task_id, error=error, detail={"error": error})
+            row = await self._exec("task_lost", _LOST, task_id, error=error,
+                                   detail={"error": error})
             if row is not None:
                 return NotClaimed("exhausted", to_task(row))
         return NotClaimed("duplicate", None)
 
     async def succeed(self, run: Run, result: Any) -> Task | None:
         """Record the result; ``None`` when another run owns the task now."""
-        return await self._outcome(_SUCCEED, run, result=jsonb(result), detail={})
+        return await self._outcome("task_succeed", _SUCCEED, run, result=jsonb(result), detail={})
 
     async def retry(self, run: Run, error: str, delay_s: float) -> Task | None:
         """Schedule another attempt after ``delay_s``; the outbox publishes it to a delay queue."""
-        return await self._outcome(_RETRY, run, error=error, delay_s=delay_s,
+        return await self._outcome("task_retry", _RETRY, run, error=error, delay_s=delay_s,
                                    detail={"error": error, "delay_s": round(delay_s, 3)})
 
     async def bury(self, run: Run, error: str, reason: str) -> Task | None:
         """Mark the task ``dead``; the outbox copies it to the dead-letter queue."""
-        return await self._outcome(_BURY, run, error=error,
+        return await self._outcome("task_bury", _BURY, run, error=error,
                                    detail={"error": error, "reason": reason})
 
     async def cancelled(self, run: Run) -> Task | None:
         """Record that a running task stopped because it was asked to."""
-        row = await self._exec(_CANCELLED, run.task.id, run_id=run.run_id,
+        row = await self._exec("task_cancelled", _CANCELLED, run.task.id, run_id=run.run_id,
                                detail={"at": "running"})
         return to_task(row) if row is not None else None
 
     async def record_duplicate(self, task_id: str, detail: dict[str, Any]) -> None:
         """Append a ``duplicate_dropped`` event to the task's timeline."""
-        async with self.pool.connection() as conn:
-            await conn.execute(_DUPLICATE, {"id": task_id, "worker_id": self.worker_id,
-                                            "detail": jsonb(detail)})
+        await self.run("task_duplicate", _DUPLICATE,
+                       {"id": task_id, "worker_id": self.worker_id, "detail": jsonb(detail)})
 
     async def cancel_requested_among(self, task_ids: list[str]) -> list[str]:
         """Which of these tasks an operator asked to cancel."""
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT id::text AS id FROM tasks WHERE id = ANY(%s::uuid[]) AND cancel_requested",
-                (task_ids,))
-            return [row["id"] for row in await cur.fetchall()]
+        rows = await self.fetch_all(
+            "task_cancel_check",
+            "SELECT id::text AS id FROM tasks WHERE id = ANY(%s::uuid[]) AND cancel_requested",
+            (task_ids,))
+        return [row["id"] for row in rows]
 
-    async def _outcome(self, sql: str, run: Run, **params: Any) -> Task | None:
-        row = await self._exec(sql, run.task.id, run_id=run.run_id, **params)
+    async def _outcome(self, operation: str, sql: str, run: Run, **params: Any) -> Task | None:
+        row = await self._exec(operation, sql, run.task.id, run_id=run.run_id, **params)
         return to_task(row) if row is not None else None
 
-    async def _exec(self, sql: str, task_id: str, *, detail: dict[str, Any],
+    async def _exec(self, operation: str, sql: str, task_id: str, *, detail: dict[str, Any],
                     **params: Any) -> dict[str, Any] | None:
         params.update(id=task_id, worker_id=self.worker_id, detail=jsonb(detail))
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(sql.encode(), params)
-            return await cur.fetchone()
+        return await self.fetch_one(operation, sql, params)
 

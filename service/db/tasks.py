@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from service.db.pool import Pool
+from service.db.query import Store
 from service.db.rows import EVENT_COLUMNS, TASK_COLUMNS, jsonb, to_event, to_task, transition_sql
 from service.domain import CANCELLABLE, REQUEUEABLE, Task, TaskEvent, TaskStatus
 from service.errors import IdempotencyConflict, InvalidTransition, TaskNotFound
@@ -60,11 +60,8 @@ _REQUEUE = transition_sql(
 )
 
 
-class TaskStore:
+class TaskStore(Store):
     """Reads and API-driven transitions of tasks."""
-
-    def __init__(self, pool: Pool) -> None:
-        self.pool = pool
 
     async def submit(self, new: NewTask) -> tuple[Task, bool]:
         """Store a task and its ``submitted`` event in one transaction.
@@ -79,24 +76,21 @@ class TaskStore:
             "trace_id": new.trace_id, "traceparent": new.traceparent, "checksum": new.checksum,
             "detail": jsonb({"trace_id": new.trace_id} if new.trace_id else {}),
         }
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(_INSERT, params)
-            row = await cur.fetchone()
-            if row is not None:
-                return to_task(row), True
-            cur = await conn.execute(
-                f"SELECT {TASK_COLUMNS} FROM tasks WHERE idempotency_key = %s",
-                (new.idempotency_key,),
-            )
-            existing = to_task(await _one(cur))
+        row = await self.fetch_one("task_insert", _INSERT, params)
+        if row is not None:
+            return to_task(row), True
+        found = await self.fetch_one("task_by_idempotency_key",
+                                     f"SELECT {TASK_COLUMNS} FROM tasks WHERE idempotency_key = %s",
+                                     (new.idempotency_key,))
+        assert found is not None  # the conflicting row exists: ON CONFLICT saw it
+        existing = to_task(found)
         if existing.input_checksum != new.checksum:
             raise IdempotencyConflict(new.idempotency_key or "", existing.id)
         return existing, False
 
     async def get(self, task_id: str) -> Task:
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = %s", (task_id,))
-            row = await cur.fetchone()
+        row = await self.fetch_one("task_get", f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = %s",
+                                   (task_id,))
         if row is None:
             raise TaskNotFound(task_id)
         return to_task(row)
@@ -118,45 +112,35 @@ class TaskStore:
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         query = (f"SELECT {TASK_COLUMNS} FROM tasks {clause}"
                  " ORDER BY created_at DESC, id DESC LIMIT %(limit)s")
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(query.encode(), params)
-            return [to_task(row) for row in await cur.fetchall()]
+        return [to_task(row) for row in await self.fetch_all("task_list", query, params)]
 
     async def events(self, task_id: str) -> list[TaskEvent]:
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                f"SELECT {EVENT_COLUMNS} FROM task_events WHERE task_id = %s ORDER BY id",
-                (task_id,),
-            )
-            rows = await cur.fetchall()
-            if not rows:
-                await self.get(task_id)  # raises TaskNotFound for an unknown id
+        rows = await self.fetch_all(
+            "task_events",
+            f"SELECT {EVENT_COLUMNS} FROM task_events WHERE task_id = %s ORDER BY id", (task_id,))
+        if not rows:
+            await self.get(task_id)  # raises TaskNotFound for an unknown id
         return [to_event(row) for row in rows]
 
     async def cancel(self, task_id: str, requested_by: str) -> Task:
         """Queued or retrying tasks become ``cancelled``; running ones get a cancel request."""
-        return await self._transition(_CANCEL, task_id, requested_by, "cancel", CANCELLABLE)
+        return await self._transition("task_cancel", _CANCEL, task_id, requested_by, "cancel",
+                                      CANCELLABLE)
 
     async def requeue(self, task_id: str, requested_by: str) -> Task:
         """Put a dead task back in the queue with a fresh budget of ``max_attempts`` attempts.
 
         Attempts keep counting (the timeline stays unambiguous); the limit moves up instead.
         """
-        return await self._transition(_REQUEUE, task_id, requested_by, "retry", REQUEUEABLE)
+        return await self._transition("task_requeue", _REQUEUE, task_id, requested_by, "retry",
+                                      REQUEUEABLE)
 
-    async def _transition(self, sql: str, task_id: str, actor: str, action: str,
+    async def _transition(self, operation: str, sql: str, task_id: str, actor: str, action: str,
                           allowed: tuple[TaskStatus, ...]) -> Task:
         params = {"id": task_id, "worker_id": None, "detail": jsonb({"by": actor})}
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(sql.encode(), params)
-            row = await cur.fetchone()
+        row = await self.fetch_one(operation, sql, params)
         if row is not None:
             return to_task(row)
         current = await self.get(task_id)
         raise InvalidTransition(task_id, current.status, action, [s.value for s in allowed])
 
-
-async def _one(cur: Any) -> dict[str, Any]:
-    row = await cur.fetchone()
-    assert row is not None
-    return dict(row)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.db.pool import Pool
+from service.db.query import Store
 
 _UPSERT = (
     "INSERT INTO workers (worker_id, agents, hostname, pid, concurrency, in_flight, last_seen)"
@@ -19,19 +19,24 @@ _LIVE = (
 )
 
 
-class WorkerRegistry:
-    def __init__(self, pool: Pool) -> None:
-        self.pool = pool
+_AGE_BY_AGENT = (
+    "SELECT a.agent, count(*) FILTER (WHERE last_seen > now() - make_interval(secs => %s))"
+    " AS live, extract(epoch FROM now() - min(last_seen)) AS oldest_beat_s"
+    " FROM workers, unnest(agents) AS a(agent)"
+    " WHERE last_seen > now() - interval '10 minutes' GROUP BY a.agent"
+)
 
+
+class WorkerRegistry(Store):
     async def beat(self, beat: dict[str, Any]) -> None:
-        async with self.pool.connection() as conn:
-            await conn.execute(_UPSERT, beat)
+        await self.run("worker_beat", _UPSERT, beat)
 
     async def remove(self, worker_id: str) -> None:
-        async with self.pool.connection() as conn:
-            await conn.execute("DELETE FROM workers WHERE worker_id = %s", (worker_id,))
+        await self.run("worker_remove", "DELETE FROM workers WHERE worker_id = %s", (worker_id,))
 
     async def live(self, ttl_s: float) -> list[dict[str, Any]]:
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(_LIVE, (ttl_s,))
-            return [dict(row) for row in await cur.fetchall()]
+        return await self.fetch_all("worker_live", _LIVE, (ttl_s,))
+
+    async def by_agent(self, ttl_s: float) -> list[dict[str, Any]]:
+        """Per agent type: live workers and the oldest heartbeat seen in the last 10 minutes."""
+        return await self.fetch_all("worker_ages", _AGE_BY_AGENT, (ttl_s,))

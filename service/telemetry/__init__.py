@@ -1,0 +1,1 @@
+"""Telemetry in one place: the metric catalog, exposition, traces and logs."""

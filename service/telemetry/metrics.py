@@ -1,0 +1,183 @@
+"""The metric catalog: every metric defined once, as an object. Alerts and dashboards import these.
+
+Two kinds of entries:
+- instrumented metrics: prometheus-client objects the code updates where things happen;
+- sampled metrics (:class:`Sampled`): read at scrape time from PostgreSQL and RabbitMQ by the API's
+  sampler, for state that lives outside any one process (tasks by status, queue depth, ...).
+
+Label vocabulary: ``agent``, ``queue``, ``outcome``, ``route``, ``method``, ``status``, plus
+``operation`` (database queries) and ``model`` (AI agents). Never a task id, raw URL or host name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
+
+NAMESPACE = "orchestrator"
+
+HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+TASK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                120.0, 300.0, 600.0, 1200.0, 1800.0)
+"""Queue wait, run and end-to-end times: 5 ms up to 30 minutes."""
+MODEL_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
+
+
+@dataclass(frozen=True)
+class Sampled:
+    """A metric computed at scrape time rather than updated in the code path."""
+
+    name: str
+    kind: str  # "gauge" or "counter"
+    documentation: str
+    labelnames: tuple[str, ...] = ()
+
+    @property
+    def full_name(self) -> str:
+        return f"{NAMESPACE}_{self.name}"
+
+
+def _counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
+    return Counter(name, doc, labels, namespace=NAMESPACE)
+
+
+def _gauge(name: str, doc: str, labels: tuple[str, ...] = (), mode: str = "livesum") -> Gauge:
+    return Gauge(name, doc, labels, namespace=NAMESPACE, multiprocess_mode=mode)  # type: ignore[arg-type]
+
+
+def _histogram(name: str, doc: str, labels: tuple[str, ...],
+               buckets: tuple[float, ...]) -> Histogram:
+    return Histogram(name, doc, labels, namespace=NAMESPACE, buckets=buckets)
+
+
+# --- API (RED) ---------------------------------------------------------------------------------
+HTTP_REQUESTS = _counter("http_requests", "HTTP requests answered, by route template.",
+                         ("route", "method", "status"))
+HTTP_REQUEST_DURATION = _histogram("http_request_duration_seconds",
+                                   "Time to answer an HTTP request.", ("route", "method"),
+                                   HTTP_BUCKETS)
+HTTP_IN_FLIGHT = _gauge("http_requests_in_flight", "HTTP requests being answered now.")
+
+# --- task lifecycle (by agent type) --------------------------------------------------------------
+TASKS_SUBMITTED = _counter("tasks_submitted", "Tasks accepted by the API.", ("agent",))
+TASKS_STARTED = _counter("tasks_started", "Task attempts started by workers.", ("agent",))
+TASKS_SUCCEEDED = _counter("tasks_succeeded", "Tasks that finished successfully.", ("agent",))
+TASKS_FAILED = _counter("tasks_failed", "Task attempts that raised or timed out.", ("agent",))
+TASKS_RETRIED = _counter("tasks_retried", "Retries scheduled after a failed attempt.",
+                         ("agent",))
+TASKS_DEAD_LETTERED = _counter("tasks_dead_lettered",
+                               "Tasks that went dead (retries exhausted or non-retryable).",
+                               ("agent",))
+TASKS_CANCELLED = _counter("tasks_cancelled", "Tasks cancelled on request.", ("agent",))
+DUPLICATE_DELIVERIES = _counter("duplicate_deliveries",
+                                "Deliveries of a task that was finished or owned by another run;"
+                                " dropped.", ("agent",))
+TASKS_IN_PROGRESS = _gauge("tasks_in_progress", "Tasks running in this process.", ("agent",))
+QUEUE_WAIT = _histogram("task_queue_wait_seconds",
+                        "Time from a task (or its retry) becoming due to a worker starting it.",
+                        ("agent",), TASK_BUCKETS)
+RUN_DURATION = _histogram("task_run_duration_seconds", "Time an agent spent on one attempt.",
+                          ("agent",), TASK_BUCKETS)
+END_TO_END = _histogram("task_end_to_end_seconds",
+                        "Time from submission to the final state, by outcome.",
+                        ("agent", "outcome"), TASK_BUCKETS)
+
+# --- outbox and publishing -----------------------------------------------------------------------
+OUTBOX_PUBLISHED = _counter("outbox_published", "Outbox messages confirmed by the broker.")
+OUTBOX_PUBLISH_FAILURES = _counter("outbox_publish_failures",
+                                   "Outbox messages the broker did not confirm (kept for retry).")
+PUBLISH_DURATION = _histogram("publish_duration_seconds",
+                              "Time from publish to the broker's confirm.", ("queue",),
+                              HTTP_BUCKETS)
+
+# --- database ------------------------------------------------------------------------------------
+DB_QUERY_DURATION = _histogram("db_query_duration_seconds", "Time of one database operation.",
+                               ("operation",), HTTP_BUCKETS)
+DB_UP = _gauge("db_up", "1 when this process can query PostgreSQL.", mode="min")
+DB_POOL_SIZE = _gauge("db_pool_size", "Connections open in the pool (idle and in use).")
+DB_POOL_MIN = _gauge("db_pool_min", "Configured minimum pool size.")
+DB_POOL_MAX = _gauge("db_pool_max", "Configured maximum pool size.")
+DB_POOL_AVAILABLE = _gauge("db_pool_available", "Idle connections ready in the pool.")
+DB_POOL_WAITING = _gauge("db_pool_requests_waiting", "Requests waiting for a pool connection.")
+DB_POOL_USAGE = _gauge("db_pool_usage_ratio",
+                       "Connections in use divided by the pool maximum (worst process).",
+                       mode="max")
+DB_CONNECTION_ERRORS = _counter("db_connection_errors",
+                                "Failed attempts to open a database connection.")
+
+# --- broker and cache (per process) --------------------------------------------------------------
+BROKER_UP = _gauge("broker_up", "1 when this process's RabbitMQ connection is open.", mode="min")
+REDIS_UP = _gauge("redis_up", "1 when this process can reach Redis.", mode="min")
+CACHE_REQUESTS = _counter("cache_requests", "Status-cache reads, by outcome (hit, miss, error).",
+                          ("outcome",))
+
+# --- agent processes -----------------------------------------------------------------------------
+AGENT_SLOTS_USED = _gauge("agent_slots_used", "Task slots in use in this agent process.")
+AGENT_SLOTS_AVAILABLE = _gauge("agent_slots_available", "Free task slots in this agent process.")
+EVENT_LOOP_LAG = _gauge("event_loop_lag_seconds",
+                        "How late the event loop ran a timer (worst process).", mode="max")
+
+# --- AI agents -----------------------------------------------------------------------------------
+MODEL_CALLS = _counter("model_calls", "Calls to a language model.", ("agent", "model"))
+MODEL_INPUT_TOKENS = _counter("model_input_tokens", "Prompt tokens sent to a language model.",
+                              ("agent", "model"))
+MODEL_OUTPUT_TOKENS = _counter("model_output_tokens",
+                               "Completion tokens received from a language model.",
+                               ("agent", "model"))
+MODEL_LATENCY = _histogram("model_call_duration_seconds", "Latency of one language-model call.",
+                           ("agent", "model"), MODEL_BUCKETS)
+
+# --- build ---------------------------------------------------------------------------------------
+BUILD_INFO = _gauge("build_info", "Always 1; the labels say what is running.",
+                    ("version", "python", "component"), mode="max")
+
+# --- sampled at scrape time by the API (global state) --------------------------------------------
+TASKS_BY_STATUS = Sampled("tasks", "gauge", "Tasks in PostgreSQL by agent and status.",
+                          ("agent", "status"))
+OLDEST_QUEUED_AGE = Sampled("oldest_queued_task_age_seconds", "gauge",
+                            "Age of the oldest task waiting to start (queued or retry due).",
+                            ("agent",))
+OUTBOX_UNPUBLISHED = Sampled("outbox_unpublished_tasks", "gauge",
+                             "Committed tasks whose message the broker has not confirmed yet.")
+OUTBOX_OLDEST_AGE = Sampled("outbox_oldest_unpublished_age_seconds", "gauge",
+                            "Age of the oldest unpublished outbox entry.")
+QUEUE_MESSAGES = Sampled("queue_messages", "gauge", "Messages ready in a queue.", ("queue",))
+QUEUE_CONSUMERS = Sampled("queue_consumers", "gauge", "Consumers attached to a queue.",
+                          ("queue",))
+DEAD_LETTER_MESSAGES = Sampled("dead_letter_messages", "gauge",
+                               "Messages in the dead-letter queue.")
+AGENTS_LIVE = Sampled("agents_live", "gauge",
+                      "Agent worker processes with a fresh heartbeat, by agent type.", ("agent",))
+HEARTBEAT_AGE = Sampled("agent_heartbeat_age_seconds", "gauge",
+                        "Oldest heartbeat among the workers of an agent type seen in the last"
+                        " 10 minutes.", ("agent",))
+
+SAMPLED: tuple[Sampled, ...] = tuple(v for v in tuple(globals().values())
+                                     if isinstance(v, Sampled))
+INSTRUMENTED: tuple[MetricWrapperBase, ...] = tuple(
+    v for v in tuple(globals().values()) if isinstance(v, MetricWrapperBase))
+
+AGENT_ONLY = (TASKS_STARTED, TASKS_SUCCEEDED, TASKS_FAILED, TASKS_RETRIED, TASKS_DEAD_LETTERED,
+              DUPLICATE_DELIVERIES, TASKS_IN_PROGRESS, QUEUE_WAIT, RUN_DURATION, END_TO_END,
+              AGENT_SLOTS_USED, AGENT_SLOTS_AVAILABLE, MODEL_CALLS, MODEL_INPUT_TOKENS,
+              MODEL_OUTPUT_TOKENS, MODEL_LATENCY)
+API_ONLY = (HTTP_REQUESTS, HTTP_REQUEST_DURATION, HTTP_IN_FLIGHT, TASKS_SUBMITTED, CACHE_REQUESTS)
+
+
+def series_name(metric: MetricWrapperBase | Sampled, suffix: str = "") -> str:
+    """The name a PromQL query uses: counters get ``_total``; histograms take ``suffix``
+    (``_bucket``, ``_sum`` or ``_count``)."""
+    if isinstance(metric, Sampled):
+        return metric.full_name + ("_total" if metric.kind == "counter" else "")
+    name: str = metric._name
+    if metric._type == "counter":
+        return f"{name}_total"
+    return name + suffix
+
+
+def label_names(metric: MetricWrapperBase | Sampled) -> tuple[str, ...]:
+    if isinstance(metric, Sampled):
+        return metric.labelnames
+    return tuple(metric._labelnames)

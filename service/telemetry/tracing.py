@@ -1,0 +1,130 @@
+"""Traces, set up in one place: the SDK, the exporters, the official instrumentations, and the one
+spot where trace context crosses the broker (injected on publish, extracted on consume)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from opentelemetry import context, propagate, trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SimpleSpanProcessor,
+    SpanExporter,
+)
+from opentelemetry.trace import Link, Span, SpanKind
+
+from service import names
+from service.settings import Settings
+
+TRACER_NAME = "orchestrator"
+_configured = False
+
+
+def configure_tracing(settings: Settings, service: str,
+                      exporter: SpanExporter | None = None) -> None:
+    """Install the tracer provider once per process, with an OTLP exporter when an endpoint is
+    configured (console when asked), and instrument psycopg and redis."""
+    global _configured
+    if _configured or not settings.tracing_enabled:
+        return
+    _configured = True
+    resource = Resource.create({"service.name": f"orchestrator-{service}",
+                                "service.namespace": "orchestrator",
+                                "deployment.environment": settings.environment})
+    provider = TracerProvider(resource=resource)
+    if exporter is not None:
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+    if settings.otlp_endpoint:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        endpoint = settings.otlp_endpoint.rstrip("/")
+        if not endpoint.endswith("/v1/traces"):
+            endpoint += "/v1/traces"
+        provider.add_span_processor(BatchSpanProcessor(
+            OTLPSpanExporter(endpoint=endpoint), schedule_delay_millis=500))
+    if settings.trace_console:
+        provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
+    trace.set_tracer_provider(provider)
+    from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
+    from opentelemetry.instrumentation.redis import RedisInstrumentor
+
+    PsycopgInstrumentor().instrument(enable_commenter=False, skip_dep_check=True)
+    RedisInstrumentor().instrument()
+
+
+def shutdown_tracing() -> None:
+    """Flush spans still buffered (on process exit)."""
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, TracerProvider):
+        provider.shutdown()
+
+
+def tracer() -> trace.Tracer:
+    return trace.get_tracer(TRACER_NAME)
+
+
+def current_traceparent() -> tuple[str | None, str | None]:
+    """``(traceparent, trace_id)`` of the active span, or ``(None, None)`` outside a trace."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    traceparent = carrier.get(names.TRACEPARENT_HEADER)
+    if not traceparent:
+        return None, None
+    return traceparent, traceparent.split("-")[1]
+
+
+def context_from_headers(headers: Mapping[str, Any] | None) -> context.Context:
+    """The remote trace context carried by a message's headers (or a stored traceparent)."""
+    carrier = {k: v.decode() if isinstance(v, bytes) else str(v)
+               for k, v in (headers or {}).items()}
+    return propagate.extract(carrier)
+
+
+def _messaging_attributes(operation: str, exchange: str, routing_key: str,
+                          task_id: str) -> dict[str, Any]:
+    return {"messaging.system": "rabbitmq", "messaging.operation.type": operation,
+            "messaging.operation.name": operation, "messaging.destination.name": exchange,
+            "messaging.rabbitmq.destination.routing_key": routing_key,
+            "messaging.message.id": task_id}
+
+
+@contextmanager
+def publish_span(traceparent: str | None, exchange: str, routing_key: str, task_id: str,
+                 headers: dict[str, Any]) -> Iterator[Span]:
+    """A PRODUCER span, child of the task's stored trace; injects itself into ``headers``."""
+    parent = context_from_headers({names.TRACEPARENT_HEADER: traceparent} if traceparent
+                                  else None)
+    with tracer().start_as_current_span(
+            f"{exchange or 'default'} publish", context=parent, kind=SpanKind.PRODUCER,
+            attributes=_messaging_attributes("publish", exchange, routing_key, task_id)) as span:
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        headers.update(carrier)
+        yield span
+
+
+@contextmanager
+def process_span(headers: Mapping[str, Any] | None, queue: str, routing_key: str,
+                 task_id: str) -> Iterator[Span]:
+    """A CONSUMER span continuing the trace carried by the message, linked to its producer."""
+    parent = context_from_headers(headers)
+    producer = trace.get_current_span(parent).get_span_context()
+    links = [Link(producer)] if producer.is_valid else []
+    attributes = _messaging_attributes("process", queue, routing_key, task_id)
+    with tracer().start_as_current_span(f"{queue} process", context=parent,
+                                        kind=SpanKind.CONSUMER, links=links,
+                                        attributes=attributes) as span:
+        yield span
+
+
+def current_ids() -> tuple[str | None, str | None]:
+    """``(trace_id, span_id)`` as hex of the active span, for log lines."""
+    ctx = trace.get_current_span().get_span_context()
+    if not ctx.is_valid:
+        return None, None
+    return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
