@@ -19,6 +19,7 @@ from loguru import logger
 from service.domain import Task
 from service.names import RedisKeys
 from service.settings import Settings
+from service.telemetry import metrics
 
 T = TypeVar("T")
 
@@ -50,6 +51,7 @@ class Cache:
         self.last_error: str | None = None
         self._set_if_newer = self.client.register_script(_SET_IF_NEWER)
         self._pending: dict[str, Task] = {}
+        self._lookups = {o: metrics.CACHE_REQUESTS.labels(o) for o in ("hit", "miss", "error")}
         self._flusher: asyncio.Task[None] | None = None
 
     @property
@@ -68,8 +70,12 @@ class Cache:
         return True
 
     async def get_task(self, task_id: str) -> Task | None:
-        raw = await self._call(lambda: self.client.hget(self.keys.task(task_id), "doc"), None)
-        return _decode_task(raw) if raw else None
+        """The cached task; ``None`` on a miss or when Redis is unavailable (counted apart)."""
+        failed = object()
+        raw = await self._call(lambda: self.client.hget(self.keys.task(task_id), "doc"), failed)
+        outcome = "error" if raw is failed else "hit" if raw else "miss"
+        self._lookups[outcome].inc()
+        return _decode_task(raw) if isinstance(raw, bytes) and raw else None
 
     def put_task(self, task: Task) -> None:
         """Queue the task for the cache; written unless a newer version is already there.

@@ -50,6 +50,7 @@ class Task(msgspec.Struct, kw_only=True):
     cancel_requested: bool = False
     worker_id: str | None = None
     version: int
+    available_at: datetime
     created_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -76,6 +77,9 @@ def create_env(logs: Path, **overrides: str) -> Env:
         "ORCH_HEARTBEAT_TTL_S": "3",
         "ORCH_SHUTDOWN_GRACE_S": "10",
         "ORCH_LOG_LEVEL": "INFO",
+        "ORCH_AGENT_METRICS_PORT": "0",
+        "ORCH_PROBE_INTERVAL_S": "0.5",
+        "ORCH_METRICS_CACHE_S": "0",
         "ORCH_STATE_DIR": str(logs / name / "state"),
         **{f"ORCH_{k.upper()}": v for k, v in overrides.items()},
     }
@@ -119,6 +123,13 @@ class Proc:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{text!r} not seen in:\n{self.output()[-3000:]}")
             time.sleep(0.05)
+
+    def metrics_url(self) -> str:
+        """The ``/metrics`` URL an agent process logged at start."""
+        self.wait_for_output("agent metrics on ")
+        found = re.search(r"agent metrics on (http://[\d.:]+/metrics)", self.output())
+        assert found is not None
+        return found.group(1)
 
     def terminate(self, timeout_s: float = 30) -> int:
         if self.popen.poll() is None:

@@ -20,6 +20,7 @@ from psycopg_pool import PoolTimeout
 from agents.context import TaskContext
 from agents.registry import get_agent
 from agents.retry import GiveUp, RetryPolicy, decide
+from service import names
 from service.broker.publisher import TaskMessage, decode_task_message
 from service.cache import Cache
 from service.db.runs import NotClaimed, Run, RunStore
@@ -27,6 +28,7 @@ from service.domain import Task
 from service.errors import NonRetryableError
 from service.settings import Settings
 from service.telemetry import metrics
+from service.telemetry.tracing import process_span, tracer
 
 T = TypeVar("T")
 _MAX_ERROR_CHARS = 2000
@@ -98,20 +100,28 @@ class TaskExecutor:
             self.handlers.discard(me)
 
     async def _handle(self, message: TaskMessage, delivery: AbstractIncomingMessage) -> None:
-        log = logger.bind(task_id=message.task_id, agent=message.agent, attempt=message.attempt)
+        """One delivery inside its trace (continued from the message headers) and with the
+        task's ids on every log line."""
         redelivered = bool(delivery.redelivered)
-        try:
-            claim = await self._db(lambda: self.runs.claim(message.task_id,
-                                                           redelivered=redelivered))
-            if isinstance(claim, NotClaimed):
-                await self._not_claimed(message, claim, redelivered)
-            else:
-                await self._run(claim, log)
-        except (psycopg.OperationalError, PoolTimeout) as exc:
-            log.error("database unreachable, returning the message to the queue: {}", exc)
-            await delivery.nack(requeue=True)
-            return
-        await delivery.ack()
+        with process_span(delivery.headers, names.agent_queue(message.agent), message.agent,
+                          message.task_id) as span, \
+                logger.contextualize(task_id=message.task_id, agent=message.agent,
+                                     attempt=message.attempt, worker_id=self.runs.worker_id):
+            span.set_attribute("messaging.rabbitmq.redelivered", redelivered)
+            try:
+                claim = await self._db(lambda: self.runs.claim(message.task_id,
+                                                               redelivered=redelivered))
+                if isinstance(claim, NotClaimed):
+                    span.set_attribute("orchestrator.dropped", claim.reason)
+                    await self._not_claimed(message, claim, redelivered)
+                else:
+                    await self._run(claim)
+            except (psycopg.OperationalError, PoolTimeout) as exc:
+                logger.error("database unreachable, returning the message to the queue: {}",
+                             exc)
+                await delivery.nack(requeue=True)
+                return
+            await delivery.ack()
 
     async def _not_claimed(self, message: TaskMessage, claim: NotClaimed,
                            redelivered: bool) -> None:
@@ -119,19 +129,21 @@ class TaskExecutor:
             metrics.DUPLICATE_DELIVERIES.labels(message.agent).inc()
             await self._db(lambda: self.runs.record_duplicate(
                 message.task_id, {"attempt": message.attempt, "redelivered": redelivered}))
-            logger.bind(task_id=message.task_id).info("duplicate delivery dropped")
+            logger.info("duplicate delivery dropped")
             return
         if claim.reason == "cancelled":
             metrics.TASKS_CANCELLED.labels(message.agent).inc()
         else:
             metrics.TASKS_DEAD_LETTERED.labels(message.agent).inc()
             self.on_outbox_change()
-        self._cached(claim.task)
+        self._recorded(claim.task)
 
-    async def _run(self, run: Run, log: Any) -> None:
+    async def _run(self, run: Run) -> None:
         task = run.task
-        self._cached(task)
+        self._recorded(task)
         metrics.TASKS_STARTED.labels(task.agent).inc()
+        wait_s = (task.started_at or task.updated_at) - task.available_at
+        metrics.QUEUE_WAIT.labels(task.agent).observe(max(0.0, wait_s.total_seconds()))
         in_progress = metrics.TASKS_IN_PROGRESS.labels(task.agent)
         in_progress.inc()
         started = time.perf_counter()
@@ -144,17 +156,17 @@ class TaskExecutor:
             done = await self._db(lambda: self.runs.succeed(run, result))
             if done is None:
                 metrics.DUPLICATE_DELIVERIES.labels(task.agent).inc()
-                log.warning("result discarded: another run owns the task now")
+                logger.warning("result discarded: another run owns the task now")
                 return
             metrics.TASKS_SUCCEEDED.labels(task.agent).inc()
-            log.info("task succeeded")
+            logger.info("task succeeded")
         elif isinstance(error, asyncio.CancelledError):
             done = await self._db(lambda: self.runs.cancelled(run))
             metrics.TASKS_CANCELLED.labels(task.agent).inc()
-            log.info("task cancelled while running")
+            logger.info("task cancelled while running")
         else:
-            done = await self._failed(run, error, log)
-        self._cached(done)
+            done = await self._failed(run, error)
+        self._recorded(done)
 
     async def _call_agent(self, run: Run) -> tuple[Any, BaseException | None]:
         """Run the agent function with its timeout; returns ``(result, error)``."""
@@ -165,7 +177,13 @@ class TaskExecutor:
         ctx = TaskContext(task.id, task.agent, task.attempts, task.max_attempts,
                           self.runs.worker_id, self.settings)
         timeout_s = min(task.timeout_s, spec.timeout_s or task.timeout_s)
-        child = asyncio.create_task(spec.fn(task.input, ctx), name=f"agent:{task.id}")
+        async def traced_call() -> Any:
+            with tracer().start_as_current_span(f"agent {task.agent}", attributes={
+                    "orchestrator.agent": task.agent, "orchestrator.task_id": task.id,
+                    "orchestrator.attempt": task.attempts}):
+                return await spec.fn(task.input, ctx)
+
+        child = asyncio.create_task(traced_call(), name=f"agent:{task.id}")
         self.running[task.id] = child
         try:
             return await asyncio.wait_for(child, timeout_s), None
@@ -181,8 +199,9 @@ class TaskExecutor:
         finally:
             self.running.pop(task.id, None)
             self._cancel_requested.discard(task.id)
+            _count_model_calls(ctx)
 
-    async def _failed(self, run: Run, error: BaseException, log: Any) -> Task | None:
+    async def _failed(self, run: Run, error: BaseException) -> Task | None:
         task = run.task
         metrics.TASKS_FAILED.labels(task.agent).inc()
         text = f"{type(error).__name__}: {error}"[:_MAX_ERROR_CHARS]
@@ -192,17 +211,22 @@ class TaskExecutor:
         if isinstance(verdict, GiveUp):
             done = await self._db(lambda: self.runs.bury(run, text, verdict.reason))
             metrics.TASKS_DEAD_LETTERED.labels(task.agent).inc()
-            log.warning("task dead ({}): {}", verdict.reason, text)
+            logger.warning("task dead ({}): {}", verdict.reason, text)
         else:
             done = await self._db(lambda: self.runs.retry(run, text, verdict.delay_s))
             metrics.TASKS_RETRIED.labels(task.agent).inc()
-            log.info("attempt failed, retry in {:.2f}s: {}", verdict.delay_s, text)
+            logger.info("attempt failed, retry in {:.2f}s: {}", verdict.delay_s, text)
         self.on_outbox_change()
         return done
 
-    def _cached(self, task: Task | None) -> None:
-        if task is not None:
-            self.cache.put_task(task)
+    def _recorded(self, task: Task | None) -> None:
+        """After a committed transition: refresh the status cache; time finished tasks."""
+        if task is None:
+            return
+        self.cache.put_task(task)
+        if task.status.is_final and task.finished_at is not None:
+            metrics.END_TO_END.labels(task.agent, task.status.value).observe(
+                (task.finished_at - task.created_at).total_seconds())
 
     async def _db(self, op: Callable[[], Awaitable[T]]) -> T:
         """Run a database operation, retrying while the database is unreachable."""
@@ -216,3 +240,12 @@ class TaskExecutor:
                     raise
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+
+def _count_model_calls(ctx: TaskContext) -> None:
+    for call in ctx.model_calls:
+        labels = (ctx.agent, call["model"])
+        metrics.MODEL_CALLS.labels(*labels).inc()
+        metrics.MODEL_INPUT_TOKENS.labels(*labels).inc(call["tokens_in"])
+        metrics.MODEL_OUTPUT_TOKENS.labels(*labels).inc(call["tokens_out"])
+        metrics.MODEL_LATENCY.labels(*labels).observe(call["latency_s"])

@@ -28,6 +28,8 @@ from service.db.pool import Pool, open_pool
 from service.db.runs import RunStore
 from service.db.workers import WorkerRegistry
 from service.settings import Settings
+from service.telemetry.exposition import mark_build, serve_agent_metrics
+from service.telemetry.probe import Probe
 
 
 def new_worker_id() -> str:
@@ -79,6 +81,14 @@ class Worker:
             ttl_s=s.heartbeat_ttl_s)
         await self.heartbeat.beat()
         self.heartbeat.start()
+        self.probe = Probe(self.pool, self.connection, self.cache, s.probe_interval_s,
+                           slots=self._slots)
+        self.probe.start()
+        mark_build("agent")
+        if s.metrics_enabled:
+            self.metrics_port = serve_agent_metrics(s.metrics_host, s.agent_metrics_port)
+            logger.info("agent metrics on http://{}:{}/metrics", s.metrics_host,
+                        self.metrics_port)
         control = await topology.declare_control_queue(self.worker_id)
         await control.consume(self._on_control, no_ack=True)
         for agent in self.agents:
@@ -96,6 +106,10 @@ class Worker:
         task_id = command.get("cancel")
         if isinstance(task_id, str) and self.executor.request_cancel(task_id):
             logger.bind(task_id=task_id).info("cooperative cancel delivered to the running agent")
+
+    def _slots(self) -> tuple[int, int]:
+        used = len(self.executor.running)
+        return used, max(0, self.settings.concurrency - used)
 
     def request_stop(self) -> None:
         self._stopped.set()
@@ -124,6 +138,7 @@ class Worker:
                 logger.warning("{} tasks still running after the grace period; their messages"
                                " stay unacked and will be redelivered", len(still))
         self._cancel_watch.cancel()
+        await self.probe.stop()
         await self.heartbeat.stop()
         await self.relay.stop()
         if self.connection is not None:

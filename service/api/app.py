@@ -1,6 +1,8 @@
-"""The Litestar application factory."""
+"""The Litestar application factory, and the ASGI app the server runs (with its telemetry)."""
 
 from __future__ import annotations
+
+from typing import Any, cast
 
 from litestar import Litestar, Router
 from litestar.openapi import OpenAPIConfig
@@ -9,16 +11,23 @@ from service.api.agents import list_agents
 from service.api.auth import require_api_key
 from service.api.errors import EXCEPTION_HANDLERS
 from service.api.health import live, ready
+from service.api.metrics import metrics_endpoint
 from service.api.state import services_lifespan
 from service.api.tasks import TaskController
 from service.settings import Settings, get_settings
+from service.telemetry.http import ASGIApp, RequestTelemetry, traced
+from service.telemetry.logs import configure_logging
+from service.telemetry.tracing import configure_tracing
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or get_settings()
     v1 = Router(path="/", route_handlers=[TaskController, list_agents], guards=[require_api_key])
+    handlers: list[Any] = [v1, live, ready]
+    if settings.metrics_enabled:
+        handlers.append(metrics_endpoint)
     return Litestar(
-        route_handlers=[v1, live, ready],
+        route_handlers=handlers,
         lifespan=[services_lifespan(settings)],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_body_bytes,
@@ -26,3 +35,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
                                      path="/schema"),
         debug=False,
     )
+
+
+def create_asgi_app() -> ASGIApp:
+    """What ``orchestrator api`` serves (called once in every server worker process)."""
+    settings = get_settings()
+    configure_logging(settings, service="api")
+    configure_tracing(settings, service="api")
+    app: ASGIApp = RequestTelemetry(cast(ASGIApp, create_app(settings)),
+                                    record_metrics=settings.metrics_enabled)
+    return traced(app) if settings.tracing_enabled else app

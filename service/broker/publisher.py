@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import msgspec
@@ -11,6 +12,8 @@ from service import names
 from service.broker.topology import Topology, delay_step_ms
 from service.db.outbox import PendingMessage
 from service.domain import TaskStatus
+from service.telemetry import metrics
+from service.telemetry.tracing import publish_span
 
 _RETRY_NOW_S = 0.05  # a retry due within this is sent straight to the work exchange
 
@@ -39,26 +42,29 @@ class Publisher:
         if status not in (TaskStatus.QUEUED, TaskStatus.RETRYING, TaskStatus.DEAD):
             return {"skipped": status.value}
         headers: dict[str, Any] = {"x-orch-attempt": pending.attempts + 1}
-        if pending.traceparent:
-            headers[names.TRACEPARENT_HEADER] = pending.traceparent
         exchange_name = names.WORK_EXCHANGE
+        queue = names.agent_queue(pending.agent)
         detail: dict[str, Any] = {"exchange": exchange_name, "routing_key": pending.agent}
         if status is TaskStatus.RETRYING and pending.delay_s > _RETRY_NOW_S:
             step = delay_step_ms(pending.delay_s)
             await self.topology.declare_delay_queue(step)
             headers[names.DELAY_HEADER] = step
-            exchange_name = names.DELAY_EXCHANGE
-            detail = {"exchange": exchange_name, "queue": names.delay_queue(step)}
+            exchange_name, queue = names.DELAY_EXCHANGE, names.delay_queue(step)
+            detail = {"exchange": exchange_name, "queue": queue}
         elif status is TaskStatus.DEAD:
-            exchange_name = names.DEAD_EXCHANGE
-            detail = {"exchange": exchange_name, "queue": names.DEAD_LETTER_QUEUE}
+            exchange_name, queue = names.DEAD_EXCHANGE, names.DEAD_LETTER_QUEUE
+            detail = {"exchange": exchange_name, "queue": queue}
         body = TaskMessage(pending.task_id, pending.agent, pending.attempts + 1)
-        message = Message(
-            _encode(body), content_type="application/json", message_id=pending.task_id,
-            delivery_mode=DeliveryMode.PERSISTENT, headers=headers, type=status.value,
-        )
         exchange = self.topology.exchanges[exchange_name]
-        await exchange.publish(message, routing_key=pending.agent, mandatory=True)
+        with publish_span(pending.traceparent, exchange_name, pending.agent, pending.task_id,
+                          headers):
+            message = Message(
+                _encode(body), content_type="application/json", message_id=pending.task_id,
+                delivery_mode=DeliveryMode.PERSISTENT, headers=headers, type=status.value,
+            )
+            started = time.perf_counter()
+            await exchange.publish(message, routing_key=pending.agent, mandatory=True)
+            metrics.PUBLISH_DURATION.labels(queue).observe(time.perf_counter() - started)
         return detail
 
     async def broadcast_cancel(self, task_id: str) -> None:

@@ -15,6 +15,7 @@ from loguru import logger
 
 from service.broker.publisher import Publisher
 from service.db.outbox import OutboxStore
+from service.telemetry import metrics
 
 
 class OutboxRelay:
@@ -27,8 +28,6 @@ class OutboxRelay:
         self.batch_size = batch_size
         self.poll_interval_s = poll_interval_s
         self.publish_timeout_s = publish_timeout_s
-        self.published_total = 0
-        self.failed_total = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -67,8 +66,9 @@ class OutboxRelay:
         if failures:
             logger.warning("outbox relay: {} of {} messages not published: {}", len(failures),
                            len(outcomes), failures[0])
-        self.published_total += len(done)
-        self.failed_total += len(failures)
+        metrics.OUTBOX_PUBLISHED.inc(len(done))
+        if failures:
+            metrics.OUTBOX_PUBLISH_FAILURES.inc(len(failures))
         return len(done), len(failures)
 
     async def _run(self) -> None:

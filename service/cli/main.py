@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     agent = sub.add_parser("agent", help="run an agent worker process")
     agent.add_argument("--agents", help="comma-separated agent types (default: all)")
     agent.add_argument("--concurrency", type=int)
+    agent.add_argument("--metrics-port", type=int, help="port of this agent's /metrics (0: any)")
     sub.add_parser("migrate", help="apply database migrations")
 
     keys = sub.add_parser("keys", help="manage API keys")
@@ -76,7 +77,9 @@ def _dispatch(args: argparse.Namespace, s: Settings) -> int:
                              api_workers=args.workers or s.api_workers)
         return processes.run_api(s)
     if c == "agent":
-        s = s.with_overrides(concurrency=args.concurrency or s.concurrency)
+        s = s.with_overrides(concurrency=args.concurrency or s.concurrency,
+                             agent_metrics_port=s.agent_metrics_port if args.metrics_port is None
+                             else args.metrics_port)
         agents = args.agents.split(",") if args.agents else None
         return processes.run_agent(s, agents)
     if c == "migrate":

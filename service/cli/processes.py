@@ -11,12 +11,12 @@ from pathlib import Path
 
 import httpx
 
-from service.db.keys import KeyStore
 from service.db.migrate import migrate
 from service.db.pool import ensure_database, open_pool
 from service.preflight import check_dependencies
 from service.settings import Settings
 from service.telemetry.logs import configure_logging
+from service.telemetry.tracing import configure_tracing, shutdown_tracing
 
 
 def preflight(settings: Settings) -> bool:
@@ -28,12 +28,18 @@ def preflight(settings: Settings) -> bool:
 
 
 def run_api(settings: Settings) -> int:
+    """Serve the API; metrics use prometheus-client's multiprocess mode (one directory, emptied
+    here, shared by the server's worker processes), so nothing may import it before this."""
     import uvicorn
+
+    from service.telemetry.multiproc import prepare_multiprocess_dir
 
     configure_logging(settings, service="api")
     if not preflight(settings):
         return 2
-    uvicorn.run("service.api.app:create_app", factory=True, host=settings.api_host,
+    prepare_multiprocess_dir(settings.metrics_dir
+                             or str(Path(settings.state_dir) / f"metrics-api-{settings.api_port}"))
+    uvicorn.run("service.api.app:create_asgi_app", factory=True, host=settings.api_host,
                 port=settings.api_port, workers=settings.api_workers, loop="uvloop",
                 http="httptools", access_log=False, log_level="warning", log_config=None,
                 timeout_graceful_shutdown=int(settings.shutdown_grace_s))
@@ -51,7 +57,11 @@ def run_agent(settings: Settings, agents: list[str] | None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    _run_loop(worker.run_until_stopped())
+    configure_tracing(settings, service="agent")
+    try:
+        _run_loop(worker.run_until_stopped())
+    finally:
+        shutdown_tracing()
     return 0
 
 
@@ -72,6 +82,8 @@ def run_migrate(settings: Settings) -> int:
 async def create_key(settings: Settings, name: str, scopes: tuple[str, ...],
                      key: str | None = None) -> str:
     """Store a key (after migrating) and return its clear value."""
+    from service.db.keys import KeyStore  # not at import time: see run_api
+
     await ensure_database(settings)
     pool = await open_pool(settings, name="keys")
     try:
@@ -106,7 +118,9 @@ def run_up(settings: Settings, agent_processes: int) -> int:
                                  dev_key(settings)))
     command = [sys.executable, "-m", "service.cli.main"]
     children = [subprocess.Popen([*command, "api"])]
-    children += [subprocess.Popen([*command, "agent"]) for _ in range(agent_processes)]
+    children += [subprocess.Popen([*command, "agent", "--metrics-port",
+                                   str(settings.agent_metrics_port + i)])
+                 for i in range(agent_processes)]
     url = settings.base_url
     if _wait_ready(url, children):
         print(f"\norchestrator is up\n  API:     {url}  (OpenAPI: {url}/schema)\n"

@@ -1,8 +1,10 @@
-"""Logging, configured in one place: JSON lines on stdout (or a human format), stdlib routed in."""
+"""Logging, configured in one place: JSON lines on stdout (or a human format), the standard
+library routed in, trace and task ids on every line that has them, secrets scrubbed."""
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import traceback
 from typing import Any
@@ -11,9 +13,32 @@ import msgspec
 from loguru import logger
 
 from service.settings import Settings
+from service.telemetry.tracing import current_ids
 
-_CONTEXT_KEYS = ("trace_id", "span_id", "task_id", "agent", "attempt", "worker_id")
+CONTEXT_KEYS = ("trace_id", "span_id", "task_id", "agent", "attempt", "worker_id")
+_SECRETS = (
+    (re.compile(r"(\w+://[^:/@\s]+:)[^@\s]+@"), r"\1***@"),  # passwords in URLs
+    (re.compile(r"orch_[A-Za-z0-9_-]{20,}"), "orch_***"),  # API keys
+    (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}"), r"\1***"),
+)
 _encode = msgspec.json.Encoder().encode
+
+
+def scrub(text: str) -> str:
+    """The text with passwords in URLs, API keys and bearer tokens masked."""
+    for pattern, replacement in _SECRETS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _add_context(record: Any) -> None:
+    """Patcher: the active span's ids, and no secrets in the message."""
+    extra = record["extra"]
+    if "trace_id" not in extra:
+        trace_id, span_id = current_ids()
+        if trace_id:
+            extra["trace_id"], extra["span_id"] = trace_id, span_id
+    record["message"] = scrub(record["message"])
 
 
 def _json_sink(service: str) -> Any:
@@ -27,10 +52,9 @@ def _json_sink(service: str) -> Any:
             "service": service,
         }
         extra = record["extra"]
-        line.update({k: extra[k] for k in _CONTEXT_KEYS if k in extra})
+        line.update({k: extra[k] for k in CONTEXT_KEYS if k in extra})
         if record["exception"] is not None:
-            line["exception"] = "".join(
-                traceback.format_exception(*record["exception"]))
+            line["exception"] = scrub("".join(traceback.format_exception(*record["exception"])))
         sys.stdout.write(_encode(line).decode() + "\n")
         sys.stdout.flush()
     return sink
@@ -44,19 +68,22 @@ class _InterceptHandler(logging.Handler):
             level: str | int = logger.level(record.levelname).name
         except ValueError:
             level = record.levelno
-        logger.opt(depth=6, exception=record.exc_info).log(level, record.getMessage())
+        logger.opt(depth=6, exception=record.exc_info).bind(stdlib=record.name).log(
+            level, record.getMessage())
 
 
 def configure_logging(settings: Settings, service: str) -> None:
     """Replace every handler with one sink; call once at process start."""
     logger.remove()
+    logger.configure(patcher=_add_context)
+    level = settings.log_level.upper()
     if settings.log_format == "json":
-        logger.add(_json_sink(service), level=settings.log_level.upper())
+        logger.add(_json_sink(service), level=level)
     else:
-        logger.add(sys.stderr, level=settings.log_level.upper(),
+        logger.add(sys.stderr, level=level,
                    format="{time:HH:mm:ss.SSS} {level: <7} " + service
                           + " {name}: {message} {extra}")
     logging.basicConfig(handlers=[_InterceptHandler()], level=logging.WARNING, force=True)
-    for name in ("uvicorn", "uvicorn.error", "aio_pika", "aiormq", "psycopg"):
+    for name in ("uvicorn", "uvicorn.error", "aio_pika", "aiormq", "psycopg", "psycopg.pool"):
         logging.getLogger(name).handlers = [_InterceptHandler()]
         logging.getLogger(name).propagate = False

@@ -1,0 +1,70 @@
+"""Per-process health gauges, refreshed every ``interval_s``: database, pool, broker, Redis and
+event-loop lag. One loop per process (API worker or agent)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from aio_pika.abc import AbstractRobustConnection
+from loguru import logger
+
+from service.cache import Cache
+from service.db.pool import Pool
+from service.telemetry import metrics
+
+
+class Probe:
+    def __init__(self, pool: Pool, amqp: AbstractRobustConnection, cache: Cache,
+                 interval_s: float, slots: Callable[[], tuple[int, int]] | None = None) -> None:
+        self.pool, self.amqp, self.cache = pool, amqp, cache
+        self.interval_s = interval_s
+        self.slots = slots
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="telemetry-probe")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _loop(self) -> None:
+        while True:
+            due = time.perf_counter() + self.interval_s
+            await asyncio.sleep(self.interval_s)
+            metrics.EVENT_LOOP_LAG.set(max(0.0, time.perf_counter() - due))
+            try:
+                await self.sample()
+            except Exception as exc:
+                logger.warning("telemetry probe failed: {}", exc)
+
+    async def sample(self) -> None:
+        stats = self.pool.get_stats()
+        size, available = stats.get("pool_size", 0), stats.get("pool_available", 0)
+        metrics.DB_POOL_SIZE.set(size)
+        metrics.DB_POOL_MIN.set(stats.get("pool_min", 0))
+        metrics.DB_POOL_MAX.set(stats.get("pool_max", 0))
+        metrics.DB_POOL_AVAILABLE.set(available)
+        metrics.DB_POOL_WAITING.set(stats.get("requests_waiting", 0))
+        metrics.DB_POOL_USAGE.set((size - available) / max(1, stats.get("pool_max", 1)))
+        errors = self.pool.pop_stats().get("connections_errors", 0)
+        if errors:
+            metrics.DB_CONNECTION_ERRORS.inc(errors)
+        metrics.BROKER_UP.set(0 if self.amqp.is_closed else 1)
+        metrics.REDIS_UP.set(1 if await self.cache.ping() else 0)
+        metrics.DB_UP.set(1 if await self._db_answers() else 0)
+        if self.slots is not None:
+            used, available_slots = self.slots()
+            metrics.AGENT_SLOTS_USED.set(used)
+            metrics.AGENT_SLOTS_AVAILABLE.set(available_slots)
+
+    async def _db_answers(self) -> bool:
+        try:
+            async with self.pool.connection(timeout=self.interval_s) as conn:
+                await conn.execute("SELECT 1")
+        except Exception:
+            return False
+        return True

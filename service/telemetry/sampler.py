@@ -1,0 +1,93 @@
+"""Scrape-time metrics of global state: tasks by status, backlogs, queue depths, live agents.
+
+Computed from PostgreSQL and RabbitMQ when ``/metrics`` is scraped, at most once per
+``max_age_s`` (scrapes stay cheap however many there are).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from aio_pika.abc import AbstractRobustConnection
+from loguru import logger
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from service import names
+from service.db.outbox import OutboxStore
+from service.db.query import Store
+from service.db.workers import WorkerRegistry
+from service.telemetry import metrics
+from service.telemetry.metrics import Sampled
+
+_BY_STATUS = "SELECT agent, status, count(*) AS n FROM tasks GROUP BY agent, status"
+_OLDEST_DUE = (
+    "SELECT agent, extract(epoch FROM now() - min(available_at)) AS age_s FROM tasks"
+    " WHERE status IN ('queued', 'retrying') AND available_at <= now() GROUP BY agent"
+)
+
+
+class StateSampler(Collector):
+    """A prometheus collector whose values are refreshed by ``await refresh()``."""
+
+    def __init__(self, store: Store, outbox: OutboxStore, workers: WorkerRegistry,
+                 amqp: AbstractRobustConnection, agents: list[str], heartbeat_ttl_s: float,
+                 max_age_s: float) -> None:
+        self.store, self.outbox, self.workers, self.amqp = store, outbox, workers, amqp
+        self.agents = agents
+        self.heartbeat_ttl_s = heartbeat_ttl_s
+        self.max_age_s = max_age_s
+        self._values: dict[Sampled, dict[tuple[str, ...], float]] = {}
+        self._at = 0.0
+        self._lock = asyncio.Lock()
+
+    async def refresh(self) -> None:
+        async with self._lock:
+            if time.monotonic() - self._at < self.max_age_s:
+                return
+            values: dict[Sampled, dict[tuple[str, ...], float]] = {m: {} for m in metrics.SAMPLED}
+            results = await asyncio.gather(self._tasks(values), self._queues(values),
+                                           return_exceptions=True)
+            for error in results:
+                if isinstance(error, Exception):
+                    logger.warning("metrics sampling incomplete: {}", error)
+            self._values, self._at = values, time.monotonic()
+
+    async def _tasks(self, out: dict[Sampled, dict[tuple[str, ...], float]]) -> None:
+        for row in await self.store.fetch_all("metrics_tasks_by_status", _BY_STATUS):
+            out[metrics.TASKS_BY_STATUS][(row["agent"], row["status"])] = row["n"]
+        for agent in self.agents:  # a known agent with nothing waiting reads 0, not "absent"
+            out[metrics.OLDEST_QUEUED_AGE][(agent,)] = 0.0
+            out[metrics.AGENTS_LIVE][(agent,)] = 0.0
+        for row in await self.store.fetch_all("metrics_oldest_due", _OLDEST_DUE):
+            out[metrics.OLDEST_QUEUED_AGE][(row["agent"],)] = float(row["age_s"])
+        unpublished, oldest = await self.outbox.backlog()
+        out[metrics.OUTBOX_UNPUBLISHED][()] = unpublished
+        out[metrics.OUTBOX_OLDEST_AGE][()] = oldest
+        for row in await self.workers.by_agent(self.heartbeat_ttl_s):
+            out[metrics.AGENTS_LIVE][(row["agent"],)] = row["live"]
+            out[metrics.HEARTBEAT_AGE][(row["agent"],)] = float(row["oldest_beat_s"])
+
+    async def _queues(self, out: dict[Sampled, dict[tuple[str, ...], float]]) -> None:
+        channel = await self.amqp.channel(publisher_confirms=False)
+        try:
+            for queue_name in [*map(names.agent_queue, self.agents), names.DEAD_LETTER_QUEUE]:
+                queue = await channel.declare_queue(queue_name, passive=True)
+                result: Any = queue.declaration_result
+                out[metrics.QUEUE_MESSAGES][(queue_name,)] = result.message_count
+                out[metrics.QUEUE_CONSUMERS][(queue_name,)] = result.consumer_count
+                if queue_name == names.DEAD_LETTER_QUEUE:
+                    out[metrics.DEAD_LETTER_MESSAGES][()] = result.message_count
+        finally:
+            await channel.close()
+
+    def collect(self) -> Iterable[Metric]:
+        for metric in metrics.SAMPLED:
+            family = GaugeMetricFamily(metric.full_name, metric.documentation,
+                                       labels=list(metric.labelnames))
+            for labels, value in self._values.get(metric, {}).items():
+                family.add_metric(list(labels), value)
+            yield family
