@@ -12,24 +12,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import shutil
 import statistics
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
-import httpx
 import psycopg
 
+from loadtest.deployment import own_deployment
 from loadtest.rawhttp import HttpConnection
-from service.cli.processes import create_key
-from service.db.pool import ensure_database
 from service.settings import Settings
 
 BENCH_NAME = "orchestrator_bench"
@@ -121,49 +113,6 @@ async def measure(url: str, key: str, database_url: str, tasks: int,
     )
 
 
-@contextmanager
-def own_deployment(base: Settings, port: int) -> Iterator[tuple[str, str, str]]:
-    """API + one agent process on a database (and vhost, when rabbitmqctl is here) of their own."""
-    database_url = base.database_url.rsplit("/", 1)[0] + f"/{BENCH_NAME}"
-    amqp_url = base.amqp_url
-    if shutil.which("rabbitmqctl"):
-        subprocess.run(["rabbitmqctl", "-q", "add_vhost", BENCH_NAME], capture_output=True)
-        subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", BENCH_NAME, "guest",
-                        ".*", ".*", ".*"], capture_output=True, check=True)
-        amqp_url = urlsplit(base.amqp_url)._replace(path=f"/{BENCH_NAME}").geturl()
-    settings = base.with_overrides(database_url=database_url, amqp_url=amqp_url,
-                                   redis_prefix=f"{BENCH_NAME}:")
-    env = {**os.environ, "ORCH_DATABASE_URL": database_url, "ORCH_AMQP_URL": amqp_url,
-           "ORCH_REDIS_PREFIX": f"{BENCH_NAME}:", "ORCH_API_PORT": str(port),
-           "ORCH_LOG_LEVEL": "WARNING"}
-    asyncio.run(ensure_database(settings))
-    key = asyncio.run(create_key(settings, "bench", ("tasks:write", "tasks:read")))
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("TRUNCATE tasks CASCADE")
-    command = [sys.executable, "-m", "service.cli.main"]
-    procs = [subprocess.Popen([*command, "api"], env=env),
-             subprocess.Popen([*command, "agent", "--agents", "echo"], env=env)]
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
-                raise RuntimeError("the API did not become ready")
-            time.sleep(0.2)
-        time.sleep(1.0)  # let the agent attach its consumer
-        yield url, key, database_url
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(30)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=5000)
@@ -171,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)
-    with own_deployment(Settings.from_env(), args.port) as (url, key, database_url):
+    with own_deployment(Settings.from_env(), args.port, agents="echo") as (url, key, database_url):
         result = asyncio.run(measure(url, key, database_url, args.tasks, args.connections))
     if args.json:
         print(json.dumps(asdict(result), indent=2))

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.fake_llm import FakeLLM, running_fake_llm
-from tests.services import Env, create_env, create_key, destroy_env, start_agent, start_api
+from tests.services import Env, Proc, create_env, create_key, destroy_env, start_agent, start_api
 
 FINAL = {"succeeded", "dead", "cancelled"}
 # The session worker serves every agent but ``sleep``: tests that need a held task use ``sleep``
@@ -50,13 +50,13 @@ def fake_llm() -> Iterator[FakeLLM]:
 
 
 @pytest.fixture(scope="session")
-def worker(env: Env, api_url: str, fake_llm: FakeLLM) -> None:
-    start_agent(env, "--agents", SESSION_AGENTS, "--concurrency", "8",
+def worker(env: Env, api_url: str, fake_llm: FakeLLM) -> Proc:
+    return start_agent(env, "--agents", SESSION_AGENTS, "--concurrency", "8",
                 environ=env.with_vars(llm_base_url=fake_llm.base_url, llm_api_key="sk-test"))
 
 
 @pytest.fixture
-async def client(api_url: str, api_key: str, worker: None) -> AsyncIterator[httpx.AsyncClient]:
+async def client(api_url: str, api_key: str, worker: Proc) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=api_url, timeout=15,
                                  headers={"Authorization": f"Bearer {api_key}"}) as http:
         yield http

@@ -10,6 +10,7 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -48,7 +49,7 @@ async def api_client(env: Env, url: str) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-def kinds(timeline: list[dict]) -> list[str]:
+def kinds(timeline: list[dict[str, Any]]) -> list[str]:
     return [e["kind"] for e in timeline]
 
 

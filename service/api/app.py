@@ -43,5 +43,6 @@ def create_asgi_app() -> ASGIApp:
     configure_logging(settings, service="api")
     configure_tracing(settings, service="api")
     app: ASGIApp = RequestTelemetry(cast(ASGIApp, create_app(settings)),
-                                    record_metrics=settings.metrics_enabled)
+                                    record_metrics=settings.metrics_enabled,
+                                    name_spans=settings.tracing_enabled)
     return traced(app) if settings.tracing_enabled else app

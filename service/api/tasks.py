@@ -135,6 +135,8 @@ class TaskController(Controller):
         task = await services.tasks.cancel(parse_task_id(task_id), _actor(request))
         if task.status is TaskStatus.RUNNING:
             await services.publisher.broadcast_cancel(task.id)
+        else:
+            metrics.TASKS_CANCELLED.labels(task.agent).inc()
         services.cache.put_task(task)
         return TaskOut.of(task)
 

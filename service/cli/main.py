@@ -25,6 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--agents", help="comma-separated agent types (default: all)")
     agent.add_argument("--concurrency", type=int)
     agent.add_argument("--metrics-port", type=int, help="port of this agent's /metrics (0: any)")
+    for runner in (up, api, agent):
+        runner.add_argument("--log-format", choices=("json", "human"),
+                            help="log lines as JSON (default) or for people")
     sub.add_parser("migrate", help="apply database migrations")
 
     keys = sub.add_parser("keys", help="manage API keys")
@@ -70,6 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace, s: Settings) -> int:
     c = args.command
+    if getattr(args, "log_format", None):
+        s = s.with_overrides(log_format=args.log_format)
     if c == "up":
         return processes.run_up(s, args.agent_processes)
     if c == "api":

@@ -117,8 +117,9 @@ def run_up(settings: Settings, agent_processes: int) -> int:
     key = asyncio.run(create_key(settings, "dev", ("tasks:write", "tasks:read"),
                                  dev_key(settings)))
     command = [sys.executable, "-m", "service.cli.main"]
-    children = [subprocess.Popen([*command, "api"])]
-    children += [subprocess.Popen([*command, "agent", "--metrics-port",
+    log = ["--log-format", settings.log_format]
+    children = [subprocess.Popen([*command, "api", *log])]
+    children += [subprocess.Popen([*command, "agent", *log, "--metrics-port",
                                    str(settings.agent_metrics_port + i)])
                  for i in range(agent_processes)]
     url = settings.base_url

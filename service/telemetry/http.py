@@ -27,11 +27,16 @@ UNMATCHED = "unmatched"
 class RequestTelemetry:
     """Counts, times and names every HTTP request; passes other scopes (lifespan) through."""
 
-    def __init__(self, app: ASGIApp, *, record_metrics: bool = True) -> None:
+    def __init__(self, app: ASGIApp, *, record_metrics: bool = True,
+                 name_spans: bool = True) -> None:
         self.app = app
         self.record_metrics = record_metrics
+        self.name_spans = name_spans
+        self.in_flight = 0
+        """Requests being answered; published to the gauge by the probe (no write per request)."""
         self._counters: dict[tuple[str, str, int], Any] = {}
         self._timers: dict[tuple[str, str], Any] = {}
+        _instances.append(self)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -43,22 +48,23 @@ class RequestTelemetry:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                if self.name_spans:
+                    # now, not after the app returns: the ASGI instrumentation ends the server
+                    # span as soon as the last body chunk is sent
+                    _name_server_span(scope)
             await send(message)
 
         started = time.perf_counter()
-        if self.record_metrics:
-            metrics.HTTP_IN_FLIGHT.inc()
+        self.in_flight += 1
         try:
             await self.app(scope, receive, send_and_note_status)
         finally:
+            self.in_flight -= 1
             route = scope.get("path_template") or UNMATCHED
             method = scope.get("method", "GET")
-            span = trace.get_current_span()
-            if span.is_recording():
-                span.update_name(f"{method} {route}")
-                span.set_attribute("http.route", route)
+            if self.name_spans:
+                _name_server_span(scope)  # again, for a request that raised
             if self.record_metrics:
-                metrics.HTTP_IN_FLIGHT.dec()
                 self._observe(route, method, status, time.perf_counter() - started)
 
     def _observe(self, route: str, method: str, status: int, seconds: float) -> None:
@@ -72,6 +78,23 @@ class RequestTelemetry:
             timer = self._timers[(route, method)] = metrics.HTTP_REQUEST_DURATION.labels(
                 route, method)
         timer.observe(seconds)
+
+
+def _name_server_span(scope: Scope) -> None:
+    """Name the active (server) span after the matched route template."""
+    span = trace.get_current_span()
+    if span.is_recording():
+        route = scope.get("path_template") or UNMATCHED
+        span.update_name(f"{scope.get('method', 'GET')} {route}")
+        span.set_attribute("http.route", route)
+
+
+_instances: list[RequestTelemetry] = []
+
+
+def publish_in_flight() -> None:
+    """Copy the in-flight count of this process to its gauge (called by the probe)."""
+    metrics.HTTP_IN_FLIGHT.set(sum(i.in_flight for i in _instances if i.record_metrics))
 
 
 def traced(app: ASGIApp) -> ASGIApp:

@@ -17,10 +17,12 @@ from service.telemetry import metrics
 
 class Probe:
     def __init__(self, pool: Pool, amqp: AbstractRobustConnection, cache: Cache,
-                 interval_s: float, slots: Callable[[], tuple[int, int]] | None = None) -> None:
+                 interval_s: float, slots: Callable[[], tuple[int, int]] | None = None,
+                 extra: Callable[[], None] | None = None) -> None:
         self.pool, self.amqp, self.cache = pool, amqp, cache
         self.interval_s = interval_s
         self.slots = slots
+        self.extra = extra
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -56,6 +58,8 @@ class Probe:
         metrics.BROKER_UP.set(0 if self.amqp.is_closed else 1)
         metrics.REDIS_UP.set(1 if await self.cache.ping() else 0)
         metrics.DB_UP.set(1 if await self._db_answers() else 0)
+        if self.extra is not None:
+            self.extra()
         if self.slots is not None:
             used, available_slots = self.slots()
             metrics.AGENT_SLOTS_USED.set(used)

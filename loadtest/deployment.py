@@ -1,0 +1,74 @@
+"""A throw-away deployment for benchmarks: API (and optionally an agent) on a database, vhost
+and Redis prefix of their own, so a benchmark never mixes with a running orchestrator."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import urlsplit
+
+import httpx
+import psycopg
+
+from service.cli.processes import create_key
+from service.db.pool import ensure_database
+from service.settings import Settings
+
+BENCH_NAME = "orchestrator_bench"
+
+
+@contextmanager
+def own_deployment(base: Settings, port: int, *, agents: str | None = None,
+                   extra_env: dict[str, str] | None = None) -> Iterator[tuple[str, str, str]]:
+    """The API (plus one agent process serving ``agents``) on resources of their own; yields
+    ``(api_url, api_key, database_url)``."""
+    database_url = base.database_url.rsplit("/", 1)[0] + f"/{BENCH_NAME}"
+    amqp_url = base.amqp_url
+    if shutil.which("rabbitmqctl"):
+        subprocess.run(["rabbitmqctl", "-q", "add_vhost", BENCH_NAME], capture_output=True)
+        subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", BENCH_NAME, "guest",
+                        ".*", ".*", ".*"], capture_output=True, check=True)
+        amqp_url = urlsplit(base.amqp_url)._replace(path=f"/{BENCH_NAME}").geturl()
+    settings = base.with_overrides(database_url=database_url, amqp_url=amqp_url,
+                                   redis_prefix=f"{BENCH_NAME}:")
+    env = {**os.environ, "ORCH_DATABASE_URL": database_url, "ORCH_AMQP_URL": amqp_url,
+           "ORCH_REDIS_PREFIX": f"{BENCH_NAME}:", "ORCH_API_PORT": str(port),
+           "ORCH_LOG_LEVEL": "WARNING", "ORCH_AGENT_METRICS_PORT": "0", **(extra_env or {})}
+    asyncio.run(ensure_database(settings))
+    key = asyncio.run(create_key(settings, "bench", ("tasks:write", "tasks:read")))
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("TRUNCATE tasks CASCADE")
+    command = [sys.executable, "-m", "service.cli.main"]
+    procs = [subprocess.Popen([*command, "api"], env=env)]
+    if agents:
+        procs.append(subprocess.Popen([*command, "agent", "--agents", agents], env=env))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                raise RuntimeError("the API did not become ready")
+            time.sleep(0.2)
+        if agents:
+            time.sleep(1.0)  # let the agent attach its consumer
+        yield url, key, database_url
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(30)
+        if shutil.which("rabbitmqctl"):  # drop what a run left in the queues
+            subprocess.run(["rabbitmqctl", "-q", "delete_vhost", BENCH_NAME], capture_output=True)
+
+
