@@ -150,13 +150,20 @@ async def test_several_server_processes_report_the_same_totals_on_every_scrape(
     async with httpx.AsyncClient(base_url=url, timeout=15,
                                  headers={"Authorization": f"Bearer {key}"}) as client:
         accepted = await asyncio.gather(*(submit(client, "echo", n) for n in range(40)))
+
+    def totals_now() -> tuple[float, float]:
+        samples, _ = scrape(f"{url}/metrics")
+        return (value(samples, "orchestrator_tasks_submitted_total", agent="echo"),
+                value(samples, "orchestrator_http_requests_total", route="/v1/tasks",
+                      method="POST", status="202"))
+
+    # each worker publishes its request tallies every probe interval (0.5 s here)
+    wait_until(lambda: totals_now() == (len(accepted), len(accepted)), timeout_s=5)
     totals = set()
     for _ in range(10):
-        samples, _ = scrape(f"{url}/metrics")
-        totals.add((value(samples, "orchestrator_tasks_submitted_total", agent="echo"),
-                    value(samples, "orchestrator_http_requests_total", route="/v1/tasks",
-                          method="POST", status="202")))
+        totals.add(totals_now())
     assert totals == {(len(accepted), len(accepted))}
+    samples, _ = scrape(f"{url}/metrics")
     assert value(samples, "process_resident_memory_bytes") > 0
 
 

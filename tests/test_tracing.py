@@ -101,15 +101,21 @@ def _ancestors(span: ReceivedSpan, by_id: dict[str, ReceivedSpan]) -> list[str]:
     return chain
 
 
-async def test_one_trace_spans_the_api_the_broker_and_the_agent(traced: Traced) -> None:
+async def _task_retried_once(traced: Traced) -> dict[str, Any]:
+    """Run a task that fails its first attempt and succeeds on the retry; return it."""
     async with api_client(traced.env, traced.url) as client:
-        # Given a task that fails its first attempt and succeeds on the retry
         task = await submit(client, "fail", {"until_attempt": 2})
         done = await wait_for(client, task["id"])
-        assert done["status"] == "succeeded"
-        assert done["attempts"] == 2
-        # When its trace id is read back
-        trace_id = (await client.get(f"/v1/tasks/{task['id']}")).json()["trace_id"]
+    assert done["status"] == "succeeded"
+    assert done["attempts"] == 2
+    return done
+
+
+async def test_one_trace_spans_the_api_the_broker_and_the_agent(traced: Traced) -> None:
+    # Given a task that fails its first attempt and succeeds on the retry
+    task = await _task_retried_once(traced)
+    # When its trace id is read back
+    trace_id = task["trace_id"]
     assert isinstance(trace_id, str)
     assert HEX32.fullmatch(trace_id), trace_id
     # Then the receiver holds one trace for the request, both deliveries and the retry
@@ -201,11 +207,8 @@ def _log_lines(proc: Proc) -> list[dict[str, Any]]:
 
 
 async def test_log_lines_of_a_task_carry_its_trace_and_task_ids(traced: Traced) -> None:
-    async with api_client(traced.env, traced.url) as client:
-        # Given a task that ran twice (a failed attempt, then a success)
-        task = await submit(client, "fail", {"until_attempt": 2})
-        done = await wait_for(client, task["id"])
-        assert done["status"] == "succeeded"
+    # Given a task that ran twice (a failed attempt, then a success)
+    task = done = await _task_retried_once(traced)
     trace_id = done["trace_id"]
     assert HEX32.fullmatch(trace_id)
 

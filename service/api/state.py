@@ -26,7 +26,7 @@ from service.db.tasks import TaskStore
 from service.db.workers import WorkerRegistry
 from service.settings import Settings
 from service.telemetry.exposition import api_registry, mark_build
-from service.telemetry.http import publish_in_flight
+from service.telemetry.http import flush_http_metrics
 from service.telemetry.probe import Probe
 from service.telemetry.sampler import StateSampler
 from service.telemetry.tracing import shutdown_tracing
@@ -77,7 +77,7 @@ async def open_services(settings: Settings, name: str = "api") -> AsyncIterator[
         workers = WorkerRegistry(pool)
         sampler = StateSampler(Store(pool), outbox, workers, amqp, agents,
                                settings.heartbeat_ttl_s, settings.metrics_cache_s)
-        probe = Probe(pool, amqp, cache, settings.probe_interval_s, extra=publish_in_flight)
+        probe = Probe(pool, amqp, cache, settings.probe_interval_s, extra=flush_http_metrics)
         probe.start()
         stack.push_async_callback(probe.stop)
         mark_build("api")

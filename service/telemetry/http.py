@@ -2,11 +2,16 @@
 
 Litestar writes the matched route's template into the ASGI scope while routing; this wrapper
 reads it after the request, so labels and span names stay bounded (``/v1/tasks/{task_id:str}``,
-never a raw path). Children of labelled metrics are cached: a request costs a dict lookup.
+never a raw path).
+
+Cost: a request only bumps process-local tallies (a dict lookup, a bisect, two additions); the
+probe (every second) and every ``/metrics`` scrape move them into the prometheus-client metrics.
+Writing the shared multiprocess files on every request cost three times as much.
 """
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -34,8 +39,7 @@ class RequestTelemetry:
         self.name_spans = name_spans
         self.in_flight = 0
         """Requests being answered; published to the gauge by the probe (no write per request)."""
-        self._counters: dict[tuple[str, str, int], Any] = {}
-        self._timers: dict[tuple[str, str], Any] = {}
+        self._tallies: dict[tuple[str, str, int], _Tally] = {}
         _instances.append(self)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -68,16 +72,38 @@ class RequestTelemetry:
                 self._observe(route, method, status, time.perf_counter() - started)
 
     def _observe(self, route: str, method: str, status: int, seconds: float) -> None:
-        counter = self._counters.get((route, method, status))
-        if counter is None:
-            counter = self._counters[(route, method, status)] = metrics.HTTP_REQUESTS.labels(
-                route, method, str(status))
-        counter.inc()
-        timer = self._timers.get((route, method))
-        if timer is None:
-            timer = self._timers[(route, method)] = metrics.HTTP_REQUEST_DURATION.labels(
-                route, method)
-        timer.observe(seconds)
+        tally = self._tallies.get((route, method, status))
+        if tally is None:
+            tally = self._tallies[(route, method, status)] = _Tally()
+        tally.count += 1
+        tally.seconds += seconds
+        tally.buckets[bisect.bisect_left(metrics.HTTP_BUCKETS, seconds)] += 1
+
+    def flush(self) -> None:
+        """Move the tallies into the metrics (called by the probe and before each scrape)."""
+        tallies, self._tallies = self._tallies, {}
+        for (route, method, status), tally in tallies.items():
+            metrics.HTTP_REQUESTS.labels(route, method, str(status)).inc(tally.count)
+            add_to_histogram(metrics.HTTP_REQUEST_DURATION.labels(route, method), tally.buckets,
+                             tally.seconds)
+
+
+class _Tally:
+    __slots__ = ("buckets", "count", "seconds")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.seconds = 0.0
+        self.buckets = [0] * (len(metrics.HTTP_BUCKETS) + 1)  # the last one is +Inf
+
+
+def add_to_histogram(child: Any, buckets: list[int], total: float) -> None:
+    """Add pre-bucketed observations to a histogram child (what ``observe`` does one at a
+    time; prometheus-client keeps per-bucket values in ``_buckets``, cumulative on export)."""
+    for index, count in enumerate(buckets):
+        if count:
+            child._buckets[index].inc(count)
+    child._sum.inc(total)
 
 
 def _name_server_span(scope: Scope) -> None:
@@ -92,8 +118,11 @@ def _name_server_span(scope: Scope) -> None:
 _instances: list[RequestTelemetry] = []
 
 
-def publish_in_flight() -> None:
-    """Copy the in-flight count of this process to its gauge (called by the probe)."""
+def flush_http_metrics() -> None:
+    """Publish this process's HTTP tallies and in-flight count (probe and scrape call this)."""
+    for instance in _instances:
+        if instance.record_metrics:
+            instance.flush()
     metrics.HTTP_IN_FLIGHT.set(sum(i.in_flight for i in _instances if i.record_metrics))
 
 
