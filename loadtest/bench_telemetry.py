@@ -52,8 +52,11 @@ async def requests_per_second(url: str, key: str, endpoint: str, count: int,
 
 def run(requests: int, rounds: int, connections: int, port: int) -> dict[str, dict[str, float]]:
     samples: dict[str, dict[str, list[float]]] = {c: {e: [] for e in ENDPOINTS} for c in CONFIGS}
+    order = list(CONFIGS)
     for round_no in range(rounds):
-        for name, env in CONFIGS.items():
+        # rotate which configuration goes first: no order effect favours one of them
+        for name in order[round_no % len(order):] + order[:round_no % len(order)]:
+            env = CONFIGS[name]
             with own_deployment(Settings.from_env(), port, extra_env=env) as (url, key, _):
                 for endpoint in ENDPOINTS:
                     asyncio.run(requests_per_second(url, key, endpoint, requests // 4,
