@@ -71,12 +71,7 @@ class TaskEvent(msgspec.Struct, kw_only=True):
     detail: dict[str, Any]
 
 
-def request_checksum(agent: str, payload: Any, priority: int, max_attempts: int,
-                     timeout_s: float) -> str:
-    """A stable digest of what a submission asks for (idempotency and integrity checks)."""
-    canonical = json.dumps(
-        {"agent": agent, "input": payload, "priority": priority,
-         "max_attempts": max_attempts, "timeout_s": timeout_s},
-        sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-    )
+def input_checksum(payload: Any) -> str:
+    """SHA-256 of the input in canonical JSON: stored with the task, verified before each run."""
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()

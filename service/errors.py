@@ -61,3 +61,7 @@ class AgentError(Exception):
 
 class NonRetryableError(AgentError):
     """Raised by agent code for a failure that retrying cannot fix; the task goes dead at once."""
+
+
+class IntegrityError(NonRetryableError):
+    """Stored task data no longer matches its checksum (data corruption); never retried."""

@@ -9,6 +9,7 @@ from pathlib import Path
 import aio_pika
 import httpx
 import msgspec
+import psycopg
 import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
@@ -39,9 +40,8 @@ def value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get(name, {}).get(frozenset(labels.items()), 0.0)
 
 
-def family_name(metric: object) -> str:
-    name = metrics.series_name(metric)  # type: ignore[arg-type]
-    return name.removesuffix("_total")
+def family_name(metric: metrics.AnyMetric) -> str:
+    return metrics.series_name(metric).removesuffix("_total")
 
 
 async def test_every_catalog_metric_is_exposed_with_its_labels_and_moves(
@@ -65,6 +65,21 @@ async def test_every_catalog_metric_is_exposed_with_its_labels_and_moves(
     assert (await client.get(f"/v1/tasks/{ok['id']}")).status_code == 200  # miss, re-cached
     await asyncio.sleep(0.1)
     assert (await client.get(f"/v1/tasks/{ok['id']}")).status_code == 200  # hit
+    # and a task whose stored input was corrupted after submission (scenario 8)
+    corrupted = await submit(client, "sleep", {"seconds": 0})
+    await wait_for_event(client, corrupted["id"], "published")
+    async with await psycopg.AsyncConnection.connect(env.settings.database_url,
+                                                     autocommit=True) as conn:
+        await conn.execute("UPDATE tasks SET input = '{\"seconds\": 9}' WHERE id = %s",
+                           (corrupted["id"],))
+    sleeper = start_agent(env, "--agents", "sleep")
+    try:
+        broken = await wait_for(client, corrupted["id"])
+        integrity_metrics = scrape(sleeper.metrics_url())
+    finally:
+        sleeper.terminate()
+    assert broken["status"] == "dead"
+    assert "does not match its checksum" in broken["error"]
     await publish_duplicate(env, ok["id"])
     await wait_for_event(client, ok["id"], "duplicate_dropped")
     await wait_for_event(client, dead["id"], "published", status="dead")
@@ -73,12 +88,16 @@ async def test_every_catalog_metric_is_exposed_with_its_labels_and_moves(
 
     api, api_labels = scrape(f"{api_url}/metrics")
     agent, agent_labels = scrape(agent_url)
+    sleeper_samples, sleeper_labels = integrity_metrics
 
     # Then every metric of the catalog is exposed by the API or an agent, with its labels
     missing, wrong_labels = [], []
-    for metric in (*metrics.INSTRUMENTED, *metrics.SAMPLED):
+    exposed_metrics = (*metrics.INSTRUMENTED, *metrics.SAMPLED,
+                       *(m for m in metrics.EXTERNAL if m.exposed))
+    for metric in exposed_metrics:
         family = family_name(metric)
-        exposed = [labels[family] for labels in (api_labels, agent_labels) if family in labels]
+        exposed = [labels[family] for labels in (api_labels, agent_labels, sleeper_labels)
+                   if family in labels]
         if not exposed:
             missing.append(family)
         elif not any(found == set(label_names(metric)) for found in exposed):
@@ -112,6 +131,8 @@ async def test_every_catalog_metric_is_exposed_with_its_labels_and_moves(
     assert value(api, "orchestrator_agents_live", agent="echo") == 1
     assert value(api, "orchestrator_db_up") == 1 and value(agent, "orchestrator_db_up") == 1
     assert value(agent, "orchestrator_agent_slots_available") == 8
+    assert value(sleeper_samples, "orchestrator_integrity_check_failures_total",
+                 agent="sleep") == 1
 
 
 async def publish_duplicate(env: Env, task_id: str) -> None:
@@ -126,8 +147,8 @@ async def publish_duplicate(env: Env, task_id: str) -> None:
 def test_no_task_metric_carries_an_unbounded_label() -> None:
     allowed = {"agent", "queue", "outcome", "route", "method", "status", "operation", "model",
                "version", "python", "component"}
-    for metric in (*metrics.INSTRUMENTED, *metrics.SAMPLED):
-        assert set(label_names(metric)) <= allowed, metric
+    for metric in (*metrics.INSTRUMENTED, *metrics.SAMPLED, *metrics.EXTERNAL):
+        assert set(label_names(metric)) <= allowed | {"job", "instance"}, metric
 
 
 @pytest.fixture

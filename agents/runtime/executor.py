@@ -24,8 +24,8 @@ from service import names
 from service.broker.publisher import TaskMessage, decode_task_message
 from service.cache import Cache
 from service.db.runs import NotClaimed, Run, RunStore
-from service.domain import Task
-from service.errors import NonRetryableError
+from service.domain import Task, input_checksum
+from service.errors import IntegrityError, NonRetryableError
 from service.settings import Settings
 from service.telemetry import metrics
 from service.telemetry.tracing import process_span, tracer
@@ -147,8 +147,16 @@ class TaskExecutor:
         in_progress = metrics.TASKS_IN_PROGRESS.labels(task.agent)
         in_progress.inc()
         started = time.perf_counter()
+        result: Any
+        error: BaseException | None
         try:
-            result, error = await self._call_agent(run)
+            if input_checksum(task.input) != task.input_checksum:
+                metrics.INTEGRITY_FAILURES.labels(task.agent).inc()
+                result, error = None, IntegrityError(
+                    f"input of task {task.id} does not match its checksum: the stored data"
+                    " changed after submission; not running it")
+            else:
+                result, error = await self._call_agent(run)
         finally:
             in_progress.dec()
             metrics.RUN_DURATION.labels(task.agent).observe(time.perf_counter() - started)

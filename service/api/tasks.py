@@ -16,7 +16,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 from service.api.schemas import EventsOut, SubmitTask, TaskOut, TaskPage
 from service.api.state import Services
 from service.db.tasks import NewTask
-from service.domain import Task, TaskStatus, request_checksum
+from service.domain import Task, TaskStatus, input_checksum
 from service.errors import UnknownAgent
 from service.telemetry import metrics
 from service.telemetry.tracing import current_traceparent
@@ -80,8 +80,7 @@ class TaskController(Controller):
         new = NewTask(
             agent=data.agent, input=data.input, priority=data.priority,
             max_attempts=max_attempts, timeout_s=timeout_s,
-            checksum=request_checksum(data.agent, data.input, data.priority, max_attempts,
-                                      timeout_s),
+            checksum=input_checksum(data.input),
             idempotency_key=idempotency_key, trace_id=trace_id, traceparent=traceparent,
         )
         task, created = await services.tasks.submit(new)

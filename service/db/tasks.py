@@ -84,7 +84,8 @@ class TaskStore(Store):
                                      (new.idempotency_key,))
         assert found is not None  # the conflicting row exists: ON CONFLICT saw it
         existing = to_task(found)
-        if existing.input_checksum != new.checksum:
+        same = (existing.input_checksum, existing.agent, existing.priority, existing.timeout_s)
+        if same != (new.checksum, new.agent, new.priority, new.timeout_s):
             raise IdempotencyConflict(new.idempotency_key or "", existing.id)
         return existing, False
 

@@ -39,6 +39,24 @@ class Sampled:
         return f"{NAMESPACE}_{self.name}"
 
 
+@dataclass(frozen=True)
+class External:
+    """A series the code does not define: prometheus-client's process collector, or ``up``,
+    which Prometheus itself writes for every scrape target. Listed so rules and panels can
+    reference it as an object too."""
+
+    name: str
+    kind: str
+    documentation: str
+    labelnames: tuple[str, ...] = ()
+    exposed: bool = True
+    """False for series Prometheus creates (never on a /metrics page)."""
+
+    @property
+    def full_name(self) -> str:
+        return self.name
+
+
 def _counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
     return Counter(name, doc, labels, namespace=NAMESPACE)
 
@@ -107,6 +125,10 @@ DB_POOL_USAGE = _gauge("db_pool_usage_ratio",
 DB_CONNECTION_ERRORS = _counter("db_connection_errors",
                                 "Failed attempts to open a database connection.")
 
+INTEGRITY_FAILURES = _counter("integrity_check_failures",
+                              "Tasks whose stored input no longer matches its checksum.",
+                              ("agent",))
+
 # --- broker and cache (per process) --------------------------------------------------------------
 BROKER_UP = _gauge("broker_up", "1 when this process's RabbitMQ connection is open.", mode="min")
 REDIS_UP = _gauge("redis_up", "1 when this process can reach Redis.", mode="min")
@@ -154,21 +176,32 @@ HEARTBEAT_AGE = Sampled("agent_heartbeat_age_seconds", "gauge",
                         "Oldest heartbeat among the workers of an agent type seen in the last"
                         " 10 minutes.", ("agent",))
 
+# --- standard series ----------------------------------------------------------------------------
+PROCESS_RESIDENT_MEMORY = External("process_resident_memory_bytes", "gauge",
+                                   "Resident memory of the process (API: all server processes).")
+PROCESS_CPU = External("process_cpu_seconds_total", "counter", "CPU time used.")
+PROCESS_OPEN_FDS = External("process_open_fds", "gauge", "Open file descriptors.")
+PROCESS_MAX_FDS = External("process_max_fds", "gauge", "The file-descriptor limit.")
+UP = External("up", "gauge", "1 when Prometheus scraped the target (written by Prometheus).",
+              ("job", "instance"), exposed=False)
+EXTERNAL: tuple[External, ...] = (PROCESS_RESIDENT_MEMORY, PROCESS_CPU, PROCESS_OPEN_FDS,
+                                  PROCESS_MAX_FDS, UP)
+
 SAMPLED: tuple[Sampled, ...] = tuple(v for v in tuple(globals().values())
                                      if isinstance(v, Sampled))
 INSTRUMENTED: tuple[MetricWrapperBase, ...] = tuple(
     v for v in tuple(globals().values()) if isinstance(v, MetricWrapperBase))
 
-AGENT_ONLY = (TASKS_STARTED, TASKS_SUCCEEDED, TASKS_FAILED, TASKS_RETRIED, TASKS_DEAD_LETTERED,
-              DUPLICATE_DELIVERIES, TASKS_IN_PROGRESS, QUEUE_WAIT, RUN_DURATION, END_TO_END,
-              AGENT_SLOTS_USED, AGENT_SLOTS_AVAILABLE, MODEL_CALLS, MODEL_INPUT_TOKENS,
-              MODEL_OUTPUT_TOKENS, MODEL_LATENCY)
-API_ONLY = (HTTP_REQUESTS, HTTP_REQUEST_DURATION, HTTP_IN_FLIGHT, TASKS_SUBMITTED, CACHE_REQUESTS)
 
 
-def series_name(metric: MetricWrapperBase | Sampled, suffix: str = "") -> str:
+AnyMetric = MetricWrapperBase | Sampled | External
+
+
+def series_name(metric: AnyMetric, suffix: str = "") -> str:
     """The name a PromQL query uses: counters get ``_total``; histograms take ``suffix``
     (``_bucket``, ``_sum`` or ``_count``)."""
+    if isinstance(metric, External):
+        return metric.full_name
     if isinstance(metric, Sampled):
         return metric.full_name + ("_total" if metric.kind == "counter" else "")
     name: str = metric._name
@@ -177,7 +210,7 @@ def series_name(metric: MetricWrapperBase | Sampled, suffix: str = "") -> str:
     return name + suffix
 
 
-def label_names(metric: MetricWrapperBase | Sampled) -> tuple[str, ...]:
-    if isinstance(metric, Sampled):
+def label_names(metric: AnyMetric) -> tuple[str, ...]:
+    if isinstance(metric, Sampled | External):
         return metric.labelnames
     return tuple(metric._labelnames)

@@ -1,0 +1,84 @@
+"""Prometheus rules from the thresholds and SLOs: one alert per threshold and severity, plus the
+SLO recording rules and burn-rate alerts (in one group, so they evaluate in order)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from alerts.links import dashboard_url, runbook_url
+from alerts.model import Severity, Slo, Threshold
+from alerts.slos import BURN_RATE_WINDOWS, RATE_WINDOWS, SLOS, alert_name, ratio_record
+from alerts.thresholds import THRESHOLDS
+
+SERVICE = "orchestrator"
+
+
+def threshold_rule(threshold: Threshold, severity: Severity, value: float) -> dict[str, Any]:
+    shown = threshold.formatted(value)
+    return {
+        "alert": threshold.alert,
+        "expr": threshold.expr.format(value=_promql_number(value)),
+        "for": threshold.for_,
+        "labels": {"severity": severity.value, "priority": severity.priority,
+                   "service": SERVICE, "scenario": str(threshold.scenario.number)},
+        "annotations": {
+            "summary": threshold.summary.format(value=shown, for_=threshold.for_),
+            "description": threshold.description.format(value=shown, for_=threshold.for_),
+            "runbook_url": runbook_url(threshold.alert),
+            "dashboard_url": dashboard_url(threshold.panel),
+        },
+    }
+
+
+def slo_recording_rules(slo: Slo) -> list[dict[str, Any]]:
+    return [{"record": ratio_record(window),
+             "expr": f"({slo.errors.format(window=window)}) / ({slo.total.format(window=window)})",
+             "labels": {"slo": slo.name}}
+            for window in RATE_WINDOWS]
+
+
+def slo_alert_rules(slo: Slo) -> list[dict[str, Any]]:
+    budget = 1 - slo.objective
+    rules = []
+    for severity in (Severity.CRITICAL, Severity.WARNING):
+        windows = [w for w in BURN_RATE_WINDOWS if w.severity is severity]
+        clauses = [
+            f'({ratio_record(w.long)}{{slo="{slo.name}"}} > {w.factor:g} * {budget:g}'
+            f' and {ratio_record(w.short)}{{slo="{slo.name}"}} > {w.factor:g} * {budget:g})'
+            for w in windows]
+        pairs = " or ".join(f"{w.factor:g}x over {w.long}/{w.short}" for w in windows)
+        rules.append({
+            "alert": alert_name(slo),
+            "expr": " or ".join(clauses),
+            "for": windows[0].for_,
+            "labels": {"severity": severity.value, "priority": severity.priority,
+                       "service": SERVICE, "scenario": str(slo.scenario.number),
+                       "slo": slo.name},
+            "annotations": {
+                "summary": f"The {slo.name} SLO ({slo.objective:.3%}) burns its error budget"
+                           f" too fast",
+                "description": f"{slo.description} The error budget burns at {pairs} the"
+                               f" sustainable rate.",
+                "runbook_url": runbook_url(alert_name(slo)),
+                "dashboard_url": dashboard_url(slo.panel),
+            },
+        })
+    return rules
+
+
+def rule_groups() -> dict[str, Any]:
+    alerts = [threshold_rule(t, severity, value)
+              for t in THRESHOLDS for severity, value in t.levels()]
+    slo_rules: list[dict[str, Any]] = []
+    for slo in SLOS:
+        slo_rules += slo_recording_rules(slo)
+    for slo in SLOS:
+        slo_rules += slo_alert_rules(slo)
+    return {"groups": [
+        {"name": "orchestrator-alerts", "rules": alerts},
+        {"name": "orchestrator-slos", "rules": slo_rules},
+    ]}
+
+
+def _promql_number(value: float) -> str:
+    return f"{value:g}" if abs(value) < 1e15 else f"{value:.0f}"

@@ -1,0 +1,96 @@
+"""Service-level objectives, alerted with multi-window, multi-burn-rate rules (the SRE workbook):
+page when 2% of a 30-day budget burns in an hour or 5% in six hours; ticket when 10% burns in
+three days or a slow 1x burn holds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from alerts import panels
+from alerts import scenarios as sc
+from alerts.model import Runbook, Severity, Slo
+from alerts.thresholds import API_ROUTES, ESCALATE_P1, PSQL
+from service.telemetry import metrics as m
+from service.telemetry.metrics import series_name as s
+
+QUEUE_WAIT_TARGET_S = 10.0
+"""A task should start within this many seconds of becoming due."""
+
+
+@dataclass(frozen=True)
+class BurnRateWindow:
+    """Fire when the error ratio exceeds ``factor`` x budget over both windows."""
+
+    long: str
+    short: str
+    factor: float
+    severity: Severity
+    for_: str
+
+
+BURN_RATE_WINDOWS = (
+    BurnRateWindow("1h", "5m", 14.4, Severity.CRITICAL, "2m"),
+    BurnRateWindow("6h", "30m", 6.0, Severity.CRITICAL, "15m"),
+    BurnRateWindow("1d", "2h", 3.0, Severity.WARNING, "1h"),
+    BurnRateWindow("3d", "6h", 1.0, Severity.WARNING, "3h"),
+)
+RATE_WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
+
+_BURN_RUNBOOK_DIAGNOSE = ("orchestrator tasks --status dead --limit 20", "orchestrator agents",
+                          "curl -s http://127.0.0.1:8000/health/ready")
+
+SLOS: tuple[Slo, ...] = (
+    Slo(
+        name="api-availability", objective=0.999, metrics=(m.HTTP_REQUESTS,),
+        description="99.9% of /v1 requests answer without a server error.",
+        errors=f'sum(rate({s(m.HTTP_REQUESTS)}{{{API_ROUTES},status=~"5.."}}[{{window}}]))',
+        total=f"sum(rate({s(m.HTTP_REQUESTS)}{{{API_ROUTES}}}[{{window}}]))",
+        scenario=sc.HIGH_ERROR_RATE, panel=panels.SLO_API,
+        runbook=Runbook(
+            meaning="The API's error budget burns faster than the objective allows.",
+            impact="Clients see 5xx answers; at this rate the month's budget runs out early.",
+            diagnose=_BURN_RUNBOOK_DIAGNOSE,
+            mitigate=("Follow ApiErrorRatioHigh; roll back a recent deploy first.",),
+            escalate=ESCALATE_P1)),
+    Slo(
+        name="task-success", objective=0.999,
+        metrics=(m.TASKS_DEAD_LETTERED, m.TASKS_SUCCEEDED),
+        description="99.9% of finished tasks succeed (the rest go dead).",
+        errors=f"sum(rate({s(m.TASKS_DEAD_LETTERED)}[{{window}}]))",
+        total=(f"(sum(rate({s(m.TASKS_SUCCEEDED)}[{{window}}])) +"
+               f" sum(rate({s(m.TASKS_DEAD_LETTERED)}[{{window}}])))"),
+        scenario=sc.HIGH_ERROR_RATE, panel=panels.SLO_TASKS,
+        runbook=Runbook(
+            meaning="Too many tasks end dead.",
+            impact="Clients' work is not done; dead tasks need a fix and a requeue.",
+            diagnose=(*_BURN_RUNBOOK_DIAGNOSE, "orchestrator events TASK_ID"),
+            mitigate=("Find the failing agent (TaskFailureRatioHigh), fix, then"
+                      " orchestrator retry TASK_ID.",),
+            escalate=ESCALATE_P1)),
+    Slo(
+        name="queue-wait", objective=0.99, metrics=(m.QUEUE_WAIT,),
+        description=f"99% of task attempts start within {QUEUE_WAIT_TARGET_S:g}s of becoming"
+                    " due.",
+        errors=(f"(sum(rate({s(m.QUEUE_WAIT, '_count')}[{{window}}])) -"
+                f' sum(rate({s(m.QUEUE_WAIT, "_bucket")}{{le="{QUEUE_WAIT_TARGET_S:g}"}}'
+                "[{window}])))"),
+        total=f"sum(rate({s(m.QUEUE_WAIT, '_count')}[{{window}}]))",
+        scenario=sc.PROCESSING_STALLED, panel=panels.SLO_QUEUE_WAIT,
+        runbook=Runbook(
+            meaning="Tasks wait too long for a worker.",
+            impact="End-to-end latency is out of objective.",
+            diagnose=("orchestrator agents", "rabbitmqctl list_queues name messages consumers",
+                      f"{PSQL} \"SELECT agent, count(*) FROM tasks WHERE status = 'queued'"
+                      " GROUP BY 1\""),
+            mitigate=("Add agent processes; check for a stalled pipeline.",),
+            escalate=ESCALATE_P1)),
+)
+
+
+def alert_name(slo: Slo) -> str:
+    return "Slo" + "".join(part.capitalize() for part in slo.name.split("-")) + "BudgetBurn"
+
+
+def ratio_record(window: str) -> str:
+    """The recording rule holding an SLO's error ratio over ``window``."""
+    return f"orchestrator:slo_error_ratio:rate{window}"

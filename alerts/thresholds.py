@@ -1,0 +1,500 @@
+"""Every runbook threshold, as data. Rules, promtool tests, runbook and dashboard lines read these.
+
+Expressions name metrics through the catalog (``s(metric)`` renders the series name), never as
+retyped strings.
+"""
+
+from __future__ import annotations
+
+from alerts import panels
+from alerts import scenarios as sc
+from alerts.jobs import AGENT_JOB, API_JOB, ORCHESTRATOR_JOBS
+from alerts.model import Runbook, Threshold
+from service.telemetry import metrics as m
+from service.telemetry.metrics import series_name as s
+
+AGENT_QUEUES = 'queue=~"orch\\\\.agent\\\\..+"'
+API_ROUTES = 'route=~"/v1/.+"'
+MEMORY_LIMIT_BYTES = 1024 * 2**20
+"""The memory a process may use before it is killed (the container limit in the stack)."""
+
+PSQL = "psql -h 127.0.0.1 -U postgres orchestrator -c"
+ESCALATE_P1 = ("Page the secondary on-call after 15 minutes without mitigation; the incident "
+               "commander owns communication.")
+ESCALATE_P2 = "Open a ticket for the owning team; escalate to P1 if it lasts over an hour."
+
+THRESHOLDS: tuple[Threshold, ...] = (
+    Threshold(
+        alert="ApiDown", metrics=(m.UP,), scenario=sc.API_DOWN, panel=panels.API_TARGETS,
+        expr=f'(sum({s(m.UP)}{{job="{API_JOB}"}}) or vector(0)) < {{value}}',
+        critical=1, for_="1m",
+        summary="The orchestrator API is down",
+        description="Fewer than {value} API scrape targets have answered for {for_}: clients"
+                    " cannot submit or read tasks.",
+        runbook=Runbook(
+            meaning="Prometheus cannot scrape any API process.",
+            impact="No task can be submitted or read; agents keep working on queued tasks.",
+            diagnose=("curl -sf http://127.0.0.1:8000/health/ready",
+                      "orchestrator agents",
+                      "ps aux | grep 'orchestrator api'"),
+            mitigate=("Restart the API: orchestrator api (or the api service in the stack).",
+                      "If it exits at start, its single error line names the dependency that"
+                      " does not answer; fix that first."),
+            escalate=ESCALATE_P1),
+        test_series={f'{s(m.UP)}{{job="{API_JOB}",instance="api:8000"}}': ("0x60", "1x60")}),
+    Threshold(
+        alert="ApiLatencyHigh", metrics=(m.HTTP_REQUEST_DURATION,), scenario=sc.HIGH_LATENCY,
+        panel=panels.API_LATENCY, unit="s", warning=0.5, critical=2.0, for_="5m",
+        expr=(f"histogram_quantile(0.99, sum by (le) (rate("
+              f"{s(m.HTTP_REQUEST_DURATION, '_bucket')}{{{API_ROUTES}}}[5m]))) > {{value}}"),
+        summary="API p99 latency above {value}",
+        description="The 99th percentile of /v1 request latency has been above {value} for"
+                    " {for_}.",
+        runbook=Runbook(
+            meaning="Requests are slow for at least 1% of clients.",
+            impact="Clients time out or retry; submissions back up.",
+            diagnose=("orchestrator tasks --limit 20",
+                      f"{PSQL} \"SELECT state, count(*) FROM pg_stat_activity GROUP BY 1\"",
+                      "curl -s http://127.0.0.1:8000/metrics | grep db_pool"),
+            mitigate=("Check the database pool panels: a full pool makes every request wait.",
+                      "Add API workers (ORCH_API_WORKERS) if CPU-bound; shed load at the edge."),
+            escalate=ESCALATE_P2),
+        test_series={
+            f'{s(m.HTTP_REQUEST_DURATION, "_bucket")}{{route="/v1/tasks",le="0.25"}}':
+                ("0+0x60", "0+60x60"),
+            f'{s(m.HTTP_REQUEST_DURATION, "_bucket")}{{route="/v1/tasks",le="5"}}':
+                ("0+60x60", "0+60x60"),
+            f'{s(m.HTTP_REQUEST_DURATION, "_bucket")}{{route="/v1/tasks",le="+Inf"}}':
+                ("0+60x60", "0+60x60")}),
+    Threshold(
+        alert="ApiErrorRatioHigh", metrics=(m.HTTP_REQUESTS,), scenario=sc.HIGH_ERROR_RATE,
+        panel=panels.API_ERRORS, unit="%", warning=0.01, critical=0.05, for_="5m",
+        expr=(f'sum(rate({s(m.HTTP_REQUESTS)}{{status=~"5.."}}[5m])) / '
+              f"sum(rate({s(m.HTTP_REQUESTS)}[5m])) > {{value}}"),
+        summary="More than {value} of API requests fail with 5xx",
+        description="Over {value} of API requests have answered 5xx for {for_}.",
+        runbook=Runbook(
+            meaning="The API answers server errors: a dependency is failing or a bug fires.",
+            impact="Clients get errors; retries add load (cascading failure risk).",
+            diagnose=("curl -s http://127.0.0.1:8000/health/ready",
+                      "journalctl -u orchestrator-api --since -15m | grep '\"level\":\"ERROR\"'",
+                      "orchestrator tasks --status dead --limit 20"),
+            mitigate=("If /health/ready names a dependency, follow its runbook section.",
+                      "Roll back the last deploy if errors started with it."),
+            escalate=ESCALATE_P2),
+        test_series={
+            f'{s(m.HTTP_REQUESTS)}{{route="/v1/tasks",status="500"}}': ("0+30x60", "0+0x60"),
+            f'{s(m.HTTP_REQUESTS)}{{route="/v1/tasks",status="202"}}': ("0+60x60", "0+60x60")}),
+    Threshold(
+        alert="DatabaseDown", metrics=(m.DB_UP,), scenario=sc.DATABASE_DOWN,
+        panel=panels.DB_UP, critical=1, for_="1m",
+        expr=f"min({s(m.DB_UP)}) < {{value}}",
+        summary="PostgreSQL is unreachable",
+        description="An orchestrator process has not been able to query PostgreSQL for {for_}.",
+        runbook=Runbook(
+            meaning="The source of truth is unavailable.",
+            impact="Submissions fail with 503; workers hold their messages and retry.",
+            diagnose=("pg_isready -h 127.0.0.1 -p 5432",
+                      f"{PSQL} \"SELECT 1\"",
+                      "tail -50 /var/log/postgresql/postgresql-*-main.log"),
+            mitigate=("Start it: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql)"
+                      " main start",
+                      "Nothing is lost: accepted tasks are committed, unacked messages wait."),
+            escalate=ESCALATE_P1),
+        test_series={f'{s(m.DB_UP)}{{job="{API_JOB}"}}': ("0x60", "1x60")}),
+    Threshold(
+        alert="DbPoolUsageHigh", metrics=(m.DB_POOL_USAGE,), scenario=sc.POOL_EXHAUSTION,
+        panel=panels.DB_POOL_USAGE, unit="%", warning=0.8, critical=0.95, for_="5m",
+        expr=f"max({s(m.DB_POOL_USAGE)}) > {{value}}",
+        summary="Database pool usage above {value}",
+        description="A process has used more than {value} of its database pool for {for_}.",
+        runbook=Runbook(
+            meaning="Almost every pooled connection is busy.",
+            impact="New queries soon wait for a connection; latency rises.",
+            diagnose=(f"{PSQL} \"SELECT application_name, state, count(*) FROM"
+                      " pg_stat_activity GROUP BY 1, 2 ORDER BY 3 DESC\"",
+                      f"{PSQL} \"SELECT pid, now() - query_start AS age, query FROM"
+                      " pg_stat_activity WHERE state <> 'idle' ORDER BY age DESC LIMIT 10\""),
+            mitigate=("Cancel runaway queries (SELECT pg_cancel_backend(pid)).",
+                      "Raise ORCH_DB_POOL_MAX within max_connections, or add processes."),
+            escalate=ESCALATE_P2),
+        test_series={f'{s(m.DB_POOL_USAGE)}{{job="{API_JOB}"}}': ("0.99x60", "0.1x60")}),
+    Threshold(
+        alert="DbPoolExhausted", metrics=(m.DB_POOL_WAITING,), scenario=sc.POOL_EXHAUSTION,
+        panel=panels.DB_POOL_WAITING, critical=0, for_="2m",
+        expr=f"max({s(m.DB_POOL_WAITING)}) > {{value}}",
+        summary="Requests are waiting for database connections",
+        description="More than {value} requests have waited for a pool connection for {for_}.",
+        runbook=Runbook(
+            meaning="The pool is exhausted: requests queue for a connection.",
+            impact="API requests slow down and time out (503 after the pool timeout).",
+            diagnose=(f"{PSQL} \"SELECT state, wait_event_type, count(*) FROM"
+                      " pg_stat_activity GROUP BY 1, 2\"",
+                      "curl -s http://127.0.0.1:8000/metrics | grep db_pool"),
+            mitigate=("Find and cancel long transactions; check for lock waits.",
+                      "Restart the affected process if connections leaked."),
+            escalate=ESCALATE_P1),
+        test_series={f'{s(m.DB_POOL_WAITING)}{{job="{API_JOB}"}}': ("3x60", "0x60")}),
+    Threshold(
+        alert="RabbitmqDown", metrics=(m.BROKER_UP,), scenario=sc.BROKER_DOWN,
+        panel=panels.BROKER_UP, critical=1, for_="1m",
+        expr=f"min({s(m.BROKER_UP)}) < {{value}}",
+        summary="RabbitMQ is unreachable",
+        description="An orchestrator process has had no RabbitMQ connection for {for_}.",
+        runbook=Runbook(
+            meaning="The broker is down or unreachable.",
+            impact="Submissions are accepted and kept in PostgreSQL (outbox) but nothing runs.",
+            diagnose=("rabbitmqctl status", "rabbitmq-diagnostics -q check_port_connectivity",
+                      "orchestrator tasks --status queued --limit 20"),
+            mitigate=("Start it: rabbitmq-server -detached && rabbitmqctl await_startup",
+                      "The outbox relay publishes the backlog by itself once it is back."),
+            escalate=ESCALATE_P1),
+        test_series={f'{s(m.BROKER_UP)}{{job="{AGENT_JOB}"}}': ("0x60", "1x60")}),
+    Threshold(
+        alert="RedisDown", metrics=(m.REDIS_UP,), scenario=sc.REDIS_DOWN,
+        panel=panels.REDIS_UP, warning=1, for_="2m",
+        expr=f"min({s(m.REDIS_UP)}) < {{value}}",
+        summary="Redis is unreachable",
+        description="An orchestrator process has not reached Redis for {for_}; it serves from"
+                    " PostgreSQL.",
+        runbook=Runbook(
+            meaning="The status cache and heartbeat store is down.",
+            impact="Reads hit PostgreSQL (more load); everything keeps working (degraded).",
+            diagnose=("redis-cli -h 127.0.0.1 ping", "curl -s http://127.0.0.1:8000/health/ready",
+                      "orchestrator agents"),
+            mitigate=("Start it: redis-server --daemonize yes --bind 127.0.0.1 --port 6379",
+                      "Watch the database pool: cache misses raise its load."),
+            escalate=ESCALATE_P2),
+        test_series={f'{s(m.REDIS_UP)}{{job="{API_JOB}"}}': ("0x60", "1x60")}),
+    Threshold(
+        alert="QueueDepthHigh", metrics=(m.QUEUE_MESSAGES,), scenario=sc.PROCESSING_STALLED,
+        panel=panels.QUEUE_DEPTH, warning=1000, critical=10000, for_="10m",
+        expr=f"max by (queue) ({s(m.QUEUE_MESSAGES)}{{{AGENT_QUEUES}}}) > {{value}}",
+        summary="Queue {{ $labels.queue }} holds more than {value} messages",
+        description="More than {value} messages have waited in {{ $labels.queue }} for {for_}.",
+        runbook=Runbook(
+            meaning="Work arrives faster than the agents finish it.",
+            impact="Queue wait grows; end-to-end latency SLO burns.",
+            diagnose=("rabbitmqctl list_queues name messages consumers",
+                      "orchestrator agents", "orchestrator tasks --status running --limit 20"),
+            mitigate=("Start more agent processes for that agent type"
+                      " (orchestrator agent --agents NAME).",
+                      "Check the agent's failure ratio: retries multiply the work."),
+            escalate=ESCALATE_P2),
+        test_series={f'{s(m.QUEUE_MESSAGES)}{{queue="orch.agent.echo"}}': ("20000x60", "5x60")},
+        test_labels={"queue": "orch.agent.echo"}),
+    Threshold(
+        alert="QueueWithoutConsumers", metrics=(m.QUEUE_CONSUMERS, m.QUEUE_MESSAGES),
+        scenario=sc.AGENT_NOT_RESPONDING, panel=panels.QUEUE_CONSUMERS, critical=1, for_="5m",
+        expr=(f"(max by (queue) ({s(m.QUEUE_CONSUMERS)}{{{AGENT_QUEUES}}}) < {{value}})"
+              f" and on (queue) (max by (queue) ({s(m.QUEUE_MESSAGES)}) > 0)"),
+        summary="Queue {{ $labels.queue }} has messages and no consumer",
+        description="{{ $labels.queue }} has had waiting messages and fewer than {value}"
+                    " consumers for {for_}: no agent serves it.",
+        runbook=Runbook(
+            meaning="No worker consumes this agent type's queue.",
+            impact="Every task for that agent waits; nothing runs.",
+            diagnose=("orchestrator agents", "rabbitmqctl list_consumers",
+                      "rabbitmqctl list_queues name messages consumers"),
+            mitigate=("Start an agent for it: orchestrator agent --agents NAME.",
+                      "If workers run but do not consume, look for a crash loop in their logs."),
+            escalate=ESCALATE_P1),
+        test_series={f'{s(m.QUEUE_CONSUMERS)}{{queue="orch.agent.echo"}}': ("0x60", "1x60"),
+                     f'{s(m.QUEUE_MESSAGES)}{{queue="orch.agent.echo"}}': ("5x60", "5x60")},
+        test_labels={"queue": "orch.agent.echo"}),
+    Threshold(
+        alert="TaskProcessingStalled", metrics=(m.TASKS_STARTED, m.QUEUE_MESSAGES),
+        scenario=sc.PROCESSING_STALLED, panel=panels.THROUGHPUT, warning=0, for_="10m",
+        expr=(f"(sum(rate({s(m.TASKS_STARTED)}[10m])) or vector(0)) <= {{value}}"
+              f" and on () (sum({s(m.QUEUE_MESSAGES)}{{{AGENT_QUEUES}}}) > 0)"),
+        summary="Tasks are waiting but none has started",
+        description="Messages wait in the agent queues and no task has started for {for_}.",
+        runbook=Runbook(
+            meaning="The pipeline is stuck: a backlog and no progress.",
+            impact="Nothing completes; every SLO burns.",
+            diagnose=("orchestrator agents", "rabbitmqctl list_queues name messages consumers",
+                      "orchestrator tasks --status running --limit 20"),
+            mitigate=("Restart the agents; check RabbitMQ and PostgreSQL health first.",
+                      "A poison message shows as repeated redeliveries in orchestrator events."),
+            escalate=ESCALATE_P2),
+        test_series={f'{s(m.TASKS_STARTED)}{{agent="echo"}}': ("0+0x60", "0+60x60"),
+                     f'{s(m.QUEUE_MESSAGES)}{{queue="orch.agent.echo"}}': ("10x60", "10x60")}),
+    Threshold(
+        alert="OldestQueuedTaskTooOld", metrics=(m.OLDEST_QUEUED_AGE,),
+        scenario=sc.PROCESSING_STALLED, panel=panels.OLDEST_QUEUED, unit="s",
+        warning=300, critical=1800, for_="5m",
+        expr=f"max by (agent) ({s(m.OLDEST_QUEUED_AGE)}) > {{value}}",
+        summary="A {{ $labels.agent }} task has waited more than {value}",
+        description="The oldest due {{ $labels.agent }} task has waited more than {value} to"
+                    " start, for {for_}.",
+        runbook=Runbook(
+            meaning="Tasks wait too long before a worker starts them.",
+            impact="Queue-wait SLO burns; clients see stale results.",
+            diagnose=("orchestrator tasks --status queued --limit 20", "orchestrator agents",
+                      f"{PSQL} \"SELECT agent, status, count(*), min(available_at) FROM tasks"
+                      " WHERE status IN ('queued', 'retrying') GROUP BY 1, 2\""),
+            mitigate=("Add agent processes for the agent type.",
+                      "If tasks are unpublished (outbox), see OutboxBacklog."),
+            escalate=ESCALATE_P2),
+        test_series={f'{s(m.OLDEST_QUEUED_AGE)}{{agent="echo"}}': ("4000x60", "1x60")},
+        test_labels={"agent": "echo"}),
+    Threshold(
+        alert="DeadLetterQueueGrowing", metrics=(m.DEAD_LETTER_MESSAGES,),
+        scenario=sc.DEAD_LETTER_GROWTH, panel=panels.DEAD_LETTERS, warning=10, for_="5m",
+        expr=f"delta({s(m.DEAD_LETTER_MESSAGES)}[15m]) > {{value}}",
+        summary="The dead-letter queue grew by more than {value} in 15 minutes",
+        description="More than {value} tasks went dead in 15 minutes (for {for_}).",
+        runbook=Runbook(
+            meaning="Tasks exhaust their retries or fail non-retryably.",
+            impact="Those tasks will not complete unless requeued.",
+            diagnose=("orchestrator tasks --status dead --limit 20", "orchestrator events TASK_ID",
+                      "rabbitmqctl list_queues name messages | grep dead"),
+            mitigate=("Fix the cause (agent bug, bad input, dependency), then requeue:"
+                      " orchestrator retry TASK_ID.",),
+            escalate=ESCALATE_P2),
+        test_series={s(m.DEAD_LETTER_MESSAGES): ("0+5x60", "3x60")}),
+    Threshold(
+        alert="TaskFailureRatioHigh", metrics=(m.TASKS_FAILED, m.TASKS_STARTED),
+        scenario=sc.HIGH_ERROR_RATE, panel=panels.FAILURE_RATIO, unit="%",
+        warning=0.1, critical=0.5, for_="10m",
+        expr=(f"sum by (agent) (rate({s(m.TASKS_FAILED)}[10m])) /"
+              f" sum by (agent) (rate({s(m.TASKS_STARTED)}[10m])) > {{value}}"),
+        summary="More than {value} of {{ $labels.agent }} attempts fail",
+        description="Over {value} of {{ $labels.agent }} task attempts have failed for {for_}.",
+        runbook=Runbook(
+            meaning="An agent type fails often (bug, bad inputs, a failing dependency).",
+            impact="Retries add load; tasks go dead; the task-success SLO burns.",
+            diagnose=("orchestrator tasks --agent AGENT --status retrying --limit 20",
+                      "orchestrator events TASK_ID"),
+            mitigate=("Stop the bleeding: roll back the agent or its dependency.",
+                      "Requeue dead tasks after the fix: orchestrator retry TASK_ID."),
+            escalate=ESCALATE_P2),
+        test_series={f'{s(m.TASKS_FAILED)}{{agent="fail"}}': ("0+60x60", "0+1x60"),
+                     f'{s(m.TASKS_STARTED)}{{agent="fail"}}': ("0+60x60", "0+60x60")},
+        test_labels={"agent": "fail"}),
+    Threshold(
+        alert="AgentsMissing", metrics=(m.AGENTS_LIVE,), scenario=sc.AGENT_NOT_RESPONDING,
+        panel=panels.AGENTS_LIVE, critical=1, for_="2m",
+        expr=f"max by (agent) ({s(m.AGENTS_LIVE)}) < {{value}}",
+        summary="Fewer than {value} live {{ $labels.agent }} agents",
+        description="Fewer than {value} {{ $labels.agent }} workers have sent a heartbeat"
+                    " for {for_}.",
+        runbook=Runbook(
+            meaning="No worker serves this agent type (stopped, crashed or hung).",
+            impact="Its tasks queue up and never run.",
+            diagnose=("orchestrator agents", "ps aux | grep 'orchestrator agent'",
+                      "rabbitmqctl list_consumers"),
+            mitigate=("Start one: orchestrator agent --agents NAME.",
+                      "If it crashes at start, its error line names the cause."),
+            escalate=ESCALATE_P1),
+        test_series={f'{s(m.AGENTS_LIVE)}{{agent="echo"}}': ("0x60", "2x60")},
+        test_labels={"agent": "echo"}),
+    Threshold(
+        alert="AgentHeartbeatStale", metrics=(m.HEARTBEAT_AGE,),
+        scenario=sc.AGENT_NOT_RESPONDING, panel=panels.HEARTBEAT_AGE, unit="s",
+        warning=60, for_="2m",
+        expr=f"max by (agent) ({s(m.HEARTBEAT_AGE)}) > {{value}}",
+        summary="A {{ $labels.agent }} worker stopped sending heartbeats",
+        description="A {{ $labels.agent }} worker's last heartbeat is older than {value}"
+                    " (for {for_}): it died without a clean shutdown or hangs.",
+        runbook=Runbook(
+            meaning="A worker vanished without deregistering, or its event loop is blocked.",
+            impact="Its in-flight tasks are redelivered to other workers once its connection"
+                   " drops.",
+            diagnose=("orchestrator agents",
+                      f"{PSQL} \"SELECT worker_id, agents, last_seen FROM workers"
+                      " ORDER BY last_seen\""),
+            mitigate=("Restart the worker; if it hangs, take a py-spy dump first.",),
+            escalate=ESCALATE_P2),
+        test_series={f'{s(m.HEARTBEAT_AGE)}{{agent="echo"}}': ("300x60", "2x60")},
+        test_labels={"agent": "echo"}),
+    Threshold(
+        alert="OutboxBacklog", metrics=(m.OUTBOX_OLDEST_AGE,), scenario=sc.MESSAGE_LOSS,
+        panel=panels.OUTBOX_BACKLOG, unit="s", warning=60, critical=600, for_="2m",
+        expr=f"max({s(m.OUTBOX_OLDEST_AGE)}) > {{value}}",
+        summary="Accepted tasks unpublished for more than {value}",
+        description="A committed task has waited more than {value} for the broker to confirm"
+                    " its message (for {for_}).",
+        runbook=Runbook(
+            meaning="The outbox relay cannot publish: broker down, blocked or refusing.",
+            impact="Accepted tasks do not run (they are safe in PostgreSQL).",
+            diagnose=("rabbitmqctl status",
+                      f"{PSQL} \"SELECT count(*), min(created_at) FROM tasks WHERE"
+                      " published_at IS NULL\"",
+                      "curl -s http://127.0.0.1:8000/health/ready"),
+            mitigate=("Fix the broker (see RabbitmqDown); the relay catches up by itself.",),
+            escalate=ESCALATE_P1),
+        test_series={s(m.OUTBOX_OLDEST_AGE): ("900x60", "0x60")}),
+    Threshold(
+        alert="PublishFailing", metrics=(m.OUTBOX_PUBLISH_FAILURES,), scenario=sc.MESSAGE_LOSS,
+        panel=panels.PUBLISH_FAILURES, warning=0, for_="5m",
+        expr=f"sum(rate({s(m.OUTBOX_PUBLISH_FAILURES)}[5m])) > {{value}}",
+        summary="The broker refuses or drops published messages",
+        description="Publishes have failed (no confirm) for {for_}; they are retried from the"
+                    " outbox.",
+        runbook=Runbook(
+            meaning="Messages are not confirmed by RabbitMQ.",
+            impact="Tasks wait in the outbox; risk of loss if the database also fails.",
+            diagnose=("rabbitmqctl status", "rabbitmqctl list_queues name messages",
+                      "rabbitmq-diagnostics alarms"),
+            mitigate=("Clear memory or disk alarms on the broker; check queue limits.",),
+            escalate=ESCALATE_P2),
+        test_series={s(m.OUTBOX_PUBLISH_FAILURES): ("0+10x60", "0+0x60")}),
+    Threshold(
+        alert="DuplicateDeliveriesHigh", metrics=(m.DUPLICATE_DELIVERIES, m.TASKS_STARTED),
+        scenario=sc.DUPLICATES, panel=panels.DUPLICATE_RATIO, unit="%", warning=0.05,
+        for_="10m",
+        expr=(f"sum(rate({s(m.DUPLICATE_DELIVERIES)}[10m])) /"
+              f" sum(rate({s(m.TASKS_STARTED)}[10m])) > {{value}}"),
+        summary="More than {value} of deliveries are duplicates",
+        description="Duplicate deliveries exceed {value} of started tasks for {for_}.",
+        runbook=Runbook(
+            meaning="Messages are delivered again for tasks already finished or running.",
+            impact="Wasted work; a sign of crashing workers or double publishing.",
+            diagnose=("orchestrator events TASK_ID",
+                      f"{PSQL} \"SELECT count(*) FROM task_events WHERE kind ="
+                      " 'duplicate_dropped' AND at > now() - interval '1 hour'\""),
+            mitigate=("Look for workers restarting in a loop (redeliveries) and relays"
+                      " publishing twice.",),
+            escalate=ESCALATE_P2),
+        test_series={f'{s(m.DUPLICATE_DELIVERIES)}{{agent="echo"}}': ("0+30x60", "0+0x60"),
+                     f'{s(m.TASKS_STARTED)}{{agent="echo"}}': ("0+60x60", "0+60x60")}),
+    Threshold(
+        alert="DataIntegrityCheckFailed", metrics=(m.INTEGRITY_FAILURES,),
+        scenario=sc.DATA_CORRUPTION, panel=panels.INTEGRITY, critical=0, for_="0m",
+        expr=f"sum(increase({s(m.INTEGRITY_FAILURES)}[10m])) > {{value}}",
+        summary="Stored task data failed its integrity check",
+        description="More than {value} tasks had an input that no longer matches its checksum"
+                    " in the last 10 minutes.",
+        runbook=Runbook(
+            meaning="Task rows changed after submission (data corruption or a bad manual"
+                    " edit).",
+            impact="Those tasks are dead and were not run; more rows may be affected.",
+            diagnose=("orchestrator tasks --status dead --limit 20",
+                      f"{PSQL} \"SELECT id, agent, error FROM tasks WHERE error LIKE"
+                      " '%checksum%' ORDER BY updated_at DESC LIMIT 20\""),
+            mitigate=("Stop manual writes; compare with the last backup; restore affected"
+                      " rows and requeue: orchestrator retry TASK_ID.",),
+            escalate=ESCALATE_P1),
+        test_series={f'{s(m.INTEGRITY_FAILURES)}{{agent="echo"}}': ("0+1x60", "0+0x60")}),
+    Threshold(
+        alert="ProcessMemoryGrowing", metrics=(m.PROCESS_RESIDENT_MEMORY,),
+        scenario=sc.MEMORY_LEAK, panel=panels.MEMORY, unit="bytes",
+        warning=MEMORY_LIMIT_BYTES, for_="15m",
+        expr=(f'predict_linear({s(m.PROCESS_RESIDENT_MEMORY)}{{job=~"{ORCHESTRATOR_JOBS}"}}'
+              f"[30m], 4 * 3600) > {{value}}"),
+        summary="{{ $labels.job }} memory will reach {value} within 4 hours",
+        description="At its growth over the last 30 minutes, {{ $labels.instance }} reaches"
+                    " {value} within 4 hours (trend held for {for_}).",
+        runbook=Runbook(
+            meaning="Memory grows steadily: a leak.",
+            impact="The process will be OOM-killed; its in-flight tasks are redelivered.",
+            diagnose=("ps -o pid,rss,etime,cmd -C orchestrator",
+                      "py-spy dump --pid PID"),
+            mitigate=("Restart the process in a quiet moment (SIGTERM drains it).",
+                      "Capture a heap profile (tracemalloc) before restarting if possible."),
+            escalate=ESCALATE_P2),
+        test_series={f'{s(m.PROCESS_RESIDENT_MEMORY)}{{job="{AGENT_JOB}",instance="a:9101"}}':
+                         ("100000000+5000000x60", "100000000x60")},
+        test_labels={"job": AGENT_JOB, "instance": "a:9101"}),
+    Threshold(
+        alert="ProcessMemoryHigh", metrics=(m.PROCESS_RESIDENT_MEMORY,),
+        scenario=sc.MEMORY_LEAK, panel=panels.MEMORY, unit="bytes",
+        warning=0.8 * MEMORY_LIMIT_BYTES, for_="10m",
+        expr=(f'{s(m.PROCESS_RESIDENT_MEMORY)}{{job=~"{ORCHESTRATOR_JOBS}"}}'
+              " > {value}"),
+        summary="{{ $labels.instance }} uses more than {value}",
+        description="{{ $labels.instance }} has used more than {value} of memory for {for_}.",
+        runbook=Runbook(
+            meaning="A process is close to its memory limit.",
+            impact="OOM kill soon; in-flight tasks are redelivered.",
+            diagnose=("ps -o pid,rss,etime,cmd -C orchestrator",),
+            mitigate=("Restart it gracefully (SIGTERM); lower ORCH_CONCURRENCY if tasks are"
+                      " large.",),
+            escalate=ESCALATE_P2),
+        test_series={f'{s(m.PROCESS_RESIDENT_MEMORY)}{{job="{AGENT_JOB}",instance="a:9101"}}':
+                         ("1000000000x60", "100000000x60")},
+        test_labels={"job": AGENT_JOB, "instance": "a:9101"}),
+    Threshold(
+        alert="FileDescriptorsExhausting", metrics=(m.PROCESS_OPEN_FDS, m.PROCESS_MAX_FDS),
+        scenario=sc.RESOURCE_EXHAUSTION, panel=panels.FDS, unit="%", warning=0.8, for_="10m",
+        expr=(f'{s(m.PROCESS_OPEN_FDS)}{{job=~"{ORCHESTRATOR_JOBS}"}} /'
+              f' {s(m.PROCESS_MAX_FDS)}{{job=~"{ORCHESTRATOR_JOBS}"}} > {{value}}'),
+        summary="{{ $labels.instance }} uses more than {value} of its file descriptors",
+        description="{{ $labels.instance }} has had more than {value} of its file-descriptor"
+                    " limit open for {for_}.",
+        runbook=Runbook(
+            meaning="Sockets or files leak, or the limit is too low.",
+            impact="New connections fail (EMFILE): requests and tasks error.",
+            diagnose=("ls /proc/PID/fd | wc -l", "ss -tanp | grep PID | wc -l"),
+            mitigate=("Restart the process; raise the limit (ulimit -n) if load is real.",),
+            escalate=ESCALATE_P2),
+        test_series={
+            f'{s(m.PROCESS_OPEN_FDS)}{{job="{AGENT_JOB}",instance="a:9101"}}':
+                ("950x60", "10x60"),
+            f'{s(m.PROCESS_MAX_FDS)}{{job="{AGENT_JOB}",instance="a:9101"}}':
+                ("1000x60", "1000x60")},
+        test_labels={"job": AGENT_JOB, "instance": "a:9101"}),
+    Threshold(
+        alert="EventLoopLagHigh", metrics=(m.EVENT_LOOP_LAG,), scenario=sc.HIGH_LATENCY,
+        panel=panels.EVENT_LOOP_LAG, unit="s", warning=0.1, critical=1.0, for_="5m",
+        expr=f"max by (job, instance) ({s(m.EVENT_LOOP_LAG)}) > {{value}}",
+        summary="{{ $labels.instance }} event loop lags more than {value}",
+        description="Timers on {{ $labels.instance }} ran more than {value} late for {for_}:"
+                    " something blocks the event loop.",
+        runbook=Runbook(
+            meaning="CPU-bound or blocking code runs on the event loop.",
+            impact="Every request and task in that process stalls; heartbeats may lapse.",
+            diagnose=("py-spy dump --pid PID", "top -H -p PID"),
+            mitigate=("Move blocking agent work to a thread (asyncio.to_thread).",
+                      "Lower ORCH_CONCURRENCY for CPU-heavy agents."),
+            escalate=ESCALATE_P2),
+        test_series={f'{s(m.EVENT_LOOP_LAG)}{{job="{AGENT_JOB}",instance="a:9101"}}':
+                         ("2x60", "0.001x60")},
+        test_labels={"job": AGENT_JOB, "instance": "a:9101"}),
+    Threshold(
+        alert="CacheHitRatioLow", metrics=(m.CACHE_REQUESTS,), scenario=sc.REDIS_DOWN,
+        panel=panels.CACHE_HIT_RATIO, unit="%", warning=0.5, for_="15m",
+        expr=(f'sum(rate({s(m.CACHE_REQUESTS)}{{outcome="hit"}}[15m])) /'
+              f" sum(rate({s(m.CACHE_REQUESTS)}[15m])) < {{value}}"),
+        summary="Status-cache hit ratio below {value}",
+        description="Fewer than {value} of status reads were served from Redis for {for_}.",
+        runbook=Runbook(
+            meaning="Status reads miss the cache (Redis flushed, evicting, or failing).",
+            impact="PostgreSQL carries the read load; latency rises.",
+            diagnose=("redis-cli -h 127.0.0.1 info stats | grep -E 'hits|misses|evicted'",
+                      "redis-cli -h 127.0.0.1 info memory | grep used_memory_human"),
+            mitigate=("Give Redis more memory or check maxmemory-policy.",),
+            escalate=ESCALATE_P2),
+        test_series={f'{s(m.CACHE_REQUESTS)}{{outcome="hit"}}': ("0+10x60", "0+90x60"),
+                     f'{s(m.CACHE_REQUESTS)}{{outcome="miss"}}': ("0+90x60", "0+10x60")}),
+    Threshold(
+        alert="ScrapeTargetDown", metrics=(m.UP,), scenario=sc.MONITORING_GAP,
+        panel=panels.SCRAPE_TARGETS, warning=1, for_="2m",
+        expr=f'{s(m.UP)}{{job=~"{ORCHESTRATOR_JOBS}"}} < {{value}}',
+        summary="Prometheus cannot scrape {{ $labels.instance }}",
+        description="{{ $labels.job }} target {{ $labels.instance }} has not answered scrapes"
+                    " for {for_}.",
+        runbook=Runbook(
+            meaning="A process stopped or its /metrics port is unreachable.",
+            impact="Alerts that need its metrics are blind.",
+            diagnose=("curl -s http://127.0.0.1:9090/api/v1/targets",
+                      "curl -s http://127.0.0.1:9101/metrics | head"),
+            mitigate=("Restart the process, or fix the scrape config.",),
+            escalate=ESCALATE_P2),
+        test_series={f'{s(m.UP)}{{job="{AGENT_JOB}",instance="a:9101"}}': ("0x60", "1x60")},
+        test_labels={"job": AGENT_JOB, "instance": "a:9101"}),
+    Threshold(
+        alert="AgentTargetsAbsent", metrics=(m.UP,), scenario=sc.AGENT_NOT_RESPONDING,
+        panel=panels.SCRAPE_TARGETS, critical=1, for_="5m",
+        expr=f'(count({s(m.UP)}{{job="{AGENT_JOB}"}} == 1) or vector(0)) < {{value}}',
+        summary="No agent process is being scraped",
+        description="Fewer than {value} agent processes have answered scrapes for {for_}.",
+        runbook=Runbook(
+            meaning="Every agent worker is down (or none is configured).",
+            impact="No task runs.",
+            diagnose=("orchestrator agents", "ps aux | grep 'orchestrator agent'"),
+            mitigate=("Start agents: orchestrator agent.",),
+            escalate=ESCALATE_P1),
+        test_series={f'{s(m.UP)}{{job="{AGENT_JOB}",instance="a:9101"}}': ("0x60", "1x60")}),
+)
