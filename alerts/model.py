@@ -9,11 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from prometheus_client.metrics import MetricWrapperBase
-
-from service.telemetry.metrics import Sampled
-
-Metric = MetricWrapperBase | Sampled
+from service.telemetry.metrics import AnyMetric as Metric
 
 
 class Severity(StrEnum):
@@ -94,6 +90,14 @@ class Threshold:
 
     def formatted(self, value: float) -> str:
         return format_value(value, self.unit)
+
+
+def fill(template: str, **values: str) -> str:
+    """Put ``values`` into ``{name}`` placeholders, leaving every other brace alone (PromQL label
+    matchers and Go templates such as ``{{ $labels.queue }}`` use braces too)."""
+    for name, value in values.items():
+        template = template.replace("{" + name + "}", value)
+    return template
 
 
 def format_value(value: float, unit: str) -> str:

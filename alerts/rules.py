@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from alerts.links import dashboard_url, runbook_url
-from alerts.model import Severity, Slo, Threshold
+from alerts.model import Severity, Slo, Threshold, fill
 from alerts.slos import BURN_RATE_WINDOWS, RATE_WINDOWS, SLOS, alert_name, ratio_record
 from alerts.thresholds import THRESHOLDS
 
@@ -17,13 +17,13 @@ def threshold_rule(threshold: Threshold, severity: Severity, value: float) -> di
     shown = threshold.formatted(value)
     return {
         "alert": threshold.alert,
-        "expr": threshold.expr.format(value=_promql_number(value)),
+        "expr": fill(threshold.expr, value=_promql_number(value)),
         "for": threshold.for_,
         "labels": {"severity": severity.value, "priority": severity.priority,
                    "service": SERVICE, "scenario": str(threshold.scenario.number)},
         "annotations": {
-            "summary": threshold.summary.format(value=shown, for_=threshold.for_),
-            "description": threshold.description.format(value=shown, for_=threshold.for_),
+            "summary": fill(threshold.summary, value=shown, for_=threshold.for_),
+            "description": fill(threshold.description, value=shown, for_=threshold.for_),
             "runbook_url": runbook_url(threshold.alert),
             "dashboard_url": dashboard_url(threshold.panel),
         },
@@ -32,7 +32,7 @@ def threshold_rule(threshold: Threshold, severity: Severity, value: float) -> di
 
 def slo_recording_rules(slo: Slo) -> list[dict[str, Any]]:
     return [{"record": ratio_record(window),
-             "expr": f"({slo.errors.format(window=window)}) / ({slo.total.format(window=window)})",
+             "expr": f"({fill(slo.errors, window=window)}) / ({fill(slo.total, window=window)})",
              "labels": {"slo": slo.name}}
             for window in RATE_WINDOWS]
 
@@ -81,4 +81,5 @@ def rule_groups() -> dict[str, Any]:
 
 
 def _promql_number(value: float) -> str:
-    return f"{value:g}" if abs(value) < 1e15 else f"{value:.0f}"
+    """Plain decimal notation (``1073741824``, ``0.95``), never an exponent."""
+    return format(value, "f").rstrip("0").rstrip(".") or "0"

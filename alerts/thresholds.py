@@ -90,7 +90,8 @@ THRESHOLDS: tuple[Threshold, ...] = (
         panel=panels.DB_UP, critical=1, for_="1m",
         expr=f"min({s(m.DB_UP)}) < {{value}}",
         summary="PostgreSQL is unreachable",
-        description="An orchestrator process has not been able to query PostgreSQL for {for_}.",
+        description="The lowest db_up over all processes has been below {value} for {for_}:"
+                    " a process cannot query PostgreSQL.",
         runbook=Runbook(
             meaning="The source of truth is unavailable.",
             impact="Submissions fail with 503; workers hold their messages and retry.",
@@ -140,7 +141,8 @@ THRESHOLDS: tuple[Threshold, ...] = (
         panel=panels.BROKER_UP, critical=1, for_="1m",
         expr=f"min({s(m.BROKER_UP)}) < {{value}}",
         summary="RabbitMQ is unreachable",
-        description="An orchestrator process has had no RabbitMQ connection for {for_}.",
+        description="The lowest broker_up over all processes has been below {value} for"
+                    " {for_}: a process has no RabbitMQ connection.",
         runbook=Runbook(
             meaning="The broker is down or unreachable.",
             impact="Submissions are accepted and kept in PostgreSQL (outbox) but nothing runs.",
@@ -155,8 +157,8 @@ THRESHOLDS: tuple[Threshold, ...] = (
         panel=panels.REDIS_UP, warning=1, for_="2m",
         expr=f"min({s(m.REDIS_UP)}) < {{value}}",
         summary="Redis is unreachable",
-        description="An orchestrator process has not reached Redis for {for_}; it serves from"
-                    " PostgreSQL.",
+        description="The lowest redis_up over all processes has been below {value} for"
+                    " {for_}; reads are served from PostgreSQL.",
         runbook=Runbook(
             meaning="The status cache and heartbeat store is down.",
             impact="Reads hit PostgreSQL (more load); everything keeps working (degraded).",
@@ -208,7 +210,8 @@ THRESHOLDS: tuple[Threshold, ...] = (
         expr=(f"(sum(rate({s(m.TASKS_STARTED)}[10m])) or vector(0)) <= {{value}}"
               f" and on () (sum({s(m.QUEUE_MESSAGES)}{{{AGENT_QUEUES}}}) > 0)"),
         summary="Tasks are waiting but none has started",
-        description="Messages wait in the agent queues and no task has started for {for_}.",
+        description="Messages wait in the agent queues and tasks have started at no more"
+                    " than {value}/s for {for_}.",
         runbook=Runbook(
             meaning="The pipeline is stuck: a backlog and no progress.",
             impact="Nothing completes; every SLO burns.",
@@ -330,8 +333,8 @@ THRESHOLDS: tuple[Threshold, ...] = (
         panel=panels.PUBLISH_FAILURES, warning=0, for_="5m",
         expr=f"sum(rate({s(m.OUTBOX_PUBLISH_FAILURES)}[5m])) > {{value}}",
         summary="The broker refuses or drops published messages",
-        description="Publishes have failed (no confirm) for {for_}; they are retried from the"
-                    " outbox.",
+        description="Publishes have failed (no confirm) at more than {value}/s for {for_};"
+                    " they are retried from the outbox.",
         runbook=Runbook(
             meaning="Messages are not confirmed by RabbitMQ.",
             impact="Tasks wait in the outbox; risk of loss if the database also fails.",
@@ -473,8 +476,8 @@ THRESHOLDS: tuple[Threshold, ...] = (
         panel=panels.SCRAPE_TARGETS, warning=1, for_="2m",
         expr=f'{s(m.UP)}{{job=~"{ORCHESTRATOR_JOBS}"}} < {{value}}',
         summary="Prometheus cannot scrape {{ $labels.instance }}",
-        description="{{ $labels.job }} target {{ $labels.instance }} has not answered scrapes"
-                    " for {for_}.",
+        description="{{ $labels.job }} target {{ $labels.instance }} has had up below {value}"
+                    " (no answer to scrapes) for {for_}.",
         runbook=Runbook(
             meaning="A process stopped or its /metrics port is unreachable.",
             impact="Alerts that need its metrics are blind.",

@@ -12,6 +12,7 @@ from service.api.auth import require_api_key
 from service.api.errors import EXCEPTION_HANDLERS
 from service.api.health import live, ready
 from service.api.metrics import metrics_endpoint
+from service.api.runbook import runbook_page
 from service.api.state import services_lifespan
 from service.api.tasks import TaskController
 from service.settings import Settings, get_settings
@@ -23,7 +24,7 @@ from service.telemetry.tracing import configure_tracing
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or get_settings()
     v1 = Router(path="/", route_handlers=[TaskController, list_agents], guards=[require_api_key])
-    handlers: list[Any] = [v1, live, ready]
+    handlers: list[Any] = [v1, live, ready, runbook_page]
     if settings.metrics_enabled:
         handlers.append(metrics_endpoint)
     return Litestar(

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from service.cli import client as cmd
 from service.cli import processes
@@ -29,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
         runner.add_argument("--log-format", choices=("json", "human"),
                             help="log lines as JSON (default) or for people")
     sub.add_parser("migrate", help="apply database migrations")
+    render = sub.add_parser("render", help="regenerate rules, Alertmanager config, runbook")
+    render.add_argument("--root", default=".", help="the project checkout to write into")
 
     keys = sub.add_parser("keys", help="manage API keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
@@ -87,6 +90,12 @@ def _dispatch(args: argparse.Namespace, s: Settings) -> int:
                              else args.metrics_port)
         agents = args.agents.split(",") if args.agents else None
         return processes.run_agent(s, agents)
+    if c == "render":
+        from alerts.render import render
+
+        changed = render(Path(args.root))
+        print("\n".join(f"wrote {path}" for path in changed) or "everything is up to date")
+        return 0
     if c == "migrate":
         return processes.run_migrate(s) if processes.preflight(s) else 2
     if c == "keys":

@@ -1,0 +1,67 @@
+"""alertmanager.yml: critical pages PagerDuty (Events API v2), warning goes to the chat webhook;
+grouped by alert and service; a broken dependency silences the alerts it causes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
+ROUTING_KEY_FILE = "/etc/alertmanager/secrets/pagerduty-routing-key"
+CHAT_WEBHOOK_URL = "http://127.0.0.1:9095/alerts"
+
+QUEUE_ALERTS = ("QueueDepthHigh", "QueueWithoutConsumers", "TaskProcessingStalled",
+                "OldestQueuedTaskTooOld", "OutboxBacklog", "PublishFailing",
+                "SloQueueWaitBudgetBurn", "AgentsMissing")
+DATABASE_ALERTS = ("ApiLatencyHigh", "ApiErrorRatioHigh", "DbPoolUsageHigh", "DbPoolExhausted",
+                   "TaskProcessingStalled", "OldestQueuedTaskTooOld", "OutboxBacklog",
+                   "SloApiAvailabilityBudgetBurn", "SloQueueWaitBudgetBurn")
+INHIBITIONS = {"RabbitmqDown": QUEUE_ALERTS, "DatabaseDown": DATABASE_ALERTS,
+               "ApiDown": ("SloApiAvailabilityBudgetBurn", "ApiLatencyHigh", "ApiErrorRatioHigh")}
+
+
+def alertmanager_config(*, pagerduty_url: str = PAGERDUTY_EVENTS_URL,
+                        routing_key_file: str = ROUTING_KEY_FILE,
+                        chat_webhook_url: str = CHAT_WEBHOOK_URL,
+                        group_wait: str = "30s") -> dict[str, Any]:
+    details = {"summary": "{{ .CommonAnnotations.summary }}",
+               "description": "{{ .CommonAnnotations.description }}",
+               "runbook_url": "{{ .CommonAnnotations.runbook_url }}",
+               "dashboard_url": "{{ .CommonAnnotations.dashboard_url }}",
+               "firing": "{{ .Alerts.Firing | len }}",
+               "scenario": "{{ .CommonLabels.scenario }}"}
+    return {
+        "global": {"resolve_timeout": "5m"},
+        "route": {
+            "receiver": "chat",
+            "group_by": ["alertname", "service"],
+            "group_wait": group_wait, "group_interval": "5m", "repeat_interval": "4h",
+            "routes": [
+                {"matchers": ['severity="critical"'], "receiver": "pagerduty",
+                 "repeat_interval": "1h"},
+                {"matchers": ['severity="warning"'], "receiver": "chat"},
+            ],
+        },
+        "inhibit_rules": [
+            {"source_matchers": [f'alertname="{source}"'],
+             "target_matchers": [f'alertname=~"{"|".join(targets)}"']}
+            for source, targets in INHIBITIONS.items()
+        ] + [{"source_matchers": ['severity="critical"'],
+              "target_matchers": ['severity="warning"'],
+              "equal": ["alertname", "service", "agent", "queue", "instance"]}],
+        "receivers": [
+            {"name": "pagerduty", "pagerduty_configs": [{
+                "url": pagerduty_url,
+                "routing_key_file": routing_key_file,
+                "send_resolved": True,
+                "severity": "{{ .CommonLabels.severity }}",
+                "description": "{{ .CommonAnnotations.summary }}",
+                "client": "orchestrator alertmanager",
+                "details": details,
+                "links": [{"href": "{{ .CommonAnnotations.runbook_url }}", "text": "Runbook"},
+                          {"href": "{{ .CommonAnnotations.dashboard_url }}",
+                           "text": "Dashboard"}],
+            }]},
+            {"name": "chat", "webhook_configs": [{"url": chat_webhook_url,
+                                                  "send_resolved": True}]},
+        ],
+    }

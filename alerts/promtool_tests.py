@@ -1,0 +1,95 @@
+"""promtool unit tests for every alert: it fires above its threshold after ``for`` (with the exact
+labels and annotations) and stays quiet below it."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from alerts.model import Severity
+from alerts.rules import rule_groups
+from alerts.slos import SLOS, alert_name
+from alerts.thresholds import THRESHOLDS
+
+EVAL_TIME = "45m"
+SLO_EVAL_TIME = "5h"
+_LABEL_REF = re.compile(r"\{\{ \$labels\.(\w+) \}\}")
+
+
+def _expected(rule: dict[str, Any], labels: dict[str, str]) -> dict[str, Any]:
+    def render(text: str) -> str:
+        return _LABEL_REF.sub(lambda found: labels.get(found.group(1), ""), text)
+
+    return {"exp_labels": {**rule["labels"], **labels},
+            "exp_annotations": {k: render(v) for k, v in rule["annotations"].items()}}
+
+
+def _series(values: dict[str, str]) -> list[dict[str, str]]:
+    return [{"series": series, "values": v} for series, v in values.items()]
+
+
+def threshold_tests() -> list[dict[str, Any]]:
+    rules = rule_groups()["groups"][0]["rules"]
+    tests = []
+    for threshold in THRESHOLDS:
+        mine = [r for r in rules if r["alert"] == threshold.alert]
+        above = {k: v[0] for k, v in threshold.test_series.items()}
+        below = {k: v[1] for k, v in threshold.test_series.items()}
+        tests.append({"name": f"{threshold.alert} fires above its threshold",
+                      "interval": "1m", "input_series": _series(above),
+                      "alert_rule_test": [{
+                          "eval_time": EVAL_TIME, "alertname": threshold.alert,
+                          "exp_alerts": [_expected(r, threshold.test_labels) for r in mine]}]})
+        tests.append({"name": f"{threshold.alert} stays quiet below its threshold",
+                      "interval": "1m", "input_series": _series(below),
+                      "alert_rule_test": [{"eval_time": EVAL_TIME,
+                                           "alertname": threshold.alert, "exp_alerts": []}]})
+    return tests
+
+
+def slo_tests() -> list[dict[str, Any]]:
+    """Every SLO: a total outage pages and tickets; a clean run stays quiet."""
+    slo_rules = rule_groups()["groups"][1]["rules"]
+    tests = []
+    for slo in SLOS:
+        name = alert_name(slo)
+        mine = [r for r in slo_rules if r.get("alert") == name]
+        bad, good = _slo_series(slo.name)
+        firing = [_expected(r, {}) for r in mine
+                  if r["labels"]["severity"] in (Severity.CRITICAL, Severity.WARNING)]
+        tests.append({"name": f"{name}: a total outage burns the budget", "interval": "1m",
+                      "input_series": _series(bad),
+                      "alert_rule_test": [{"eval_time": SLO_EVAL_TIME, "alertname": name,
+                                           "exp_alerts": firing}]})
+        tests.append({"name": f"{name}: a clean run keeps the budget", "interval": "1m",
+                      "input_series": _series(good),
+                      "alert_rule_test": [{"eval_time": SLO_EVAL_TIME, "alertname": name,
+                                           "exp_alerts": []}]})
+    return tests
+
+
+def _slo_series(slo: str) -> tuple[dict[str, str], dict[str, str]]:
+    """Input series for each SLO: everything failing, then nothing failing (6 hours)."""
+    from service.telemetry import metrics as m
+    from service.telemetry.metrics import series_name as s
+
+    if slo == "api-availability":
+        req = s(m.HTTP_REQUESTS)
+        return ({f'{req}{{route="/v1/tasks",status="500"}}': "0+60x400",
+                 f'{req}{{route="/v1/tasks",status="202"}}': "0+0x400"},
+                {f'{req}{{route="/v1/tasks",status="500"}}': "0+0x400",
+                 f'{req}{{route="/v1/tasks",status="202"}}': "0+60x400"})
+    if slo == "task-success":
+        dead, ok = s(m.TASKS_DEAD_LETTERED), s(m.TASKS_SUCCEEDED)
+        return ({f'{dead}{{agent="echo"}}': "0+60x400", f'{ok}{{agent="echo"}}': "0+0x400"},
+                {f'{dead}{{agent="echo"}}': "0+0x400", f'{ok}{{agent="echo"}}': "0+60x400"})
+    count, bucket = s(m.QUEUE_WAIT, "_count"), s(m.QUEUE_WAIT, "_bucket")
+    return ({f'{count}{{agent="echo"}}': "0+60x400",
+             f'{bucket}{{agent="echo",le="10"}}': "0+0x400"},
+            {f'{count}{{agent="echo"}}': "0+60x400",
+             f'{bucket}{{agent="echo",le="10"}}': "0+60x400"})
+
+
+def promtool_tests(rule_file: str) -> dict[str, Any]:
+    return {"rule_files": [rule_file], "evaluation_interval": "1m",
+            "tests": [*threshold_tests(), *slo_tests()]}

@@ -1,0 +1,56 @@
+"""The runbook: one section per alert, built from the same objects as the rules."""
+
+from __future__ import annotations
+
+from alerts.links import anchor, dashboard_url
+from alerts.model import Runbook, Threshold, fill
+from alerts.slos import BURN_RATE_WINDOWS, SLOS, alert_name
+from alerts.thresholds import THRESHOLDS
+
+
+def _levels(threshold: Threshold) -> str:
+    return ", ".join(f"{severity.value} ({severity.priority}) at {threshold.formatted(value)}"
+                     for severity, value in threshold.levels())
+
+
+def _section(alert: str, facts: list[tuple[str, str]], runbook: Runbook) -> list[str]:
+    lines = [f"## {alert}", ""]
+    lines += [f"- **{name}:** {value}" for name, value in facts]
+    lines += ["", "**What it means.** " + runbook.meaning, "",
+              "**Impact.** " + runbook.impact, "",
+              "**First commands:**", "", "```sh", *runbook.diagnose, "```", "",
+              "**Mitigation:**", ""]
+    lines += [f"{n}. {step}" for n, step in enumerate(runbook.mitigate, 1)]
+    lines += ["", "**Escalation.** " + runbook.escalate, ""]
+    return lines
+
+
+def runbook_markdown(header: str) -> str:
+    lines = [f"<!-- {header} -->", "", "# Orchestrator runbook", "",
+             "One section per alert. Every alert's `runbook_url` points at its section here and"
+             " its `dashboard_url` at the panel that shows the signal. `critical` alerts page"
+             " (P1); `warning` alerts go to chat and a ticket (P2).", "",
+             "| alert | levels | scenario |", "|---|---|---|"]
+    for t in THRESHOLDS:
+        lines.append(f"| [{t.alert}](#{anchor(t.alert)}) | {_levels(t)} |"
+                     f" {t.scenario.number}. {t.scenario.title} |")
+    for slo in SLOS:
+        lines.append(f"| [{alert_name(slo)}](#{anchor(alert_name(slo))}) | critical (P1) and"
+                     f" warning (P2) burn rates | {slo.scenario.number}."
+                     f" {slo.scenario.title} |")
+    lines.append("")
+    for t in THRESHOLDS:
+        facts = [("Levels", _levels(t)), ("For", t.for_),
+                 ("Scenario", f"{t.scenario.number}. {t.scenario.title} ({t.scenario.priority})"),
+                 ("Expression", f"`{fill(t.expr, value='VALUE')}`"),
+                 ("Dashboard", f"[{t.panel.title}]({dashboard_url(t.panel)})")]
+        lines += _section(t.alert, facts, t.runbook)
+    for slo in SLOS:
+        windows = "; ".join(f"{w.severity.value}: {w.factor:g}x over {w.long} and {w.short}"
+                            for w in BURN_RATE_WINDOWS)
+        facts = [("Objective", f"{slo.objective:.3%} over {slo.window}: {slo.description}"),
+                 ("Burn-rate alerts", windows),
+                 ("Scenario", f"{slo.scenario.number}. {slo.scenario.title}"),
+                 ("Dashboard", f"[{slo.panel.title}]({dashboard_url(slo.panel)})")]
+        lines += _section(alert_name(slo), facts, slo.runbook)
+    return "\n".join(lines)
