@@ -1,0 +1,1 @@
+"""Grafana dashboards as Python (grafana-foundation-sdk), rendered to JSON."""
