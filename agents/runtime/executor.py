@@ -23,7 +23,7 @@ from agents.retry import GiveUp, RetryPolicy, decide
 from service import names
 from service.broker.publisher import TaskMessage, decode_task_message
 from service.cache import Cache
-from service.db.runs import NotClaimed, Run, RunStore
+from service.db.runs import NotClaimed, Run, RunStore, new_run_id
 from service.domain import Task, input_checksum
 from service.errors import IntegrityError, NonRetryableError
 from service.settings import Settings
@@ -109,8 +109,9 @@ class TaskExecutor:
                                      attempt=message.attempt, worker_id=self.runs.worker_id):
             span.set_attribute("messaging.rabbitmq.redelivered", redelivered)
             try:
-                claim = await self._db(lambda: self.runs.claim(message.task_id,
-                                                               redelivered=redelivered))
+                run_id = new_run_id()  # one per delivery: a retried claim stays the same claim
+                claim = await self._db(lambda: self.runs.claim(
+                    message.task_id, redelivered=redelivered, run_id=run_id))
                 if isinstance(claim, NotClaimed):
                     span.set_attribute("orchestrator.dropped", claim.reason)
                     await self._not_claimed(message, claim, redelivered)

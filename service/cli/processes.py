@@ -7,7 +7,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -161,13 +163,14 @@ def _wait_ready(url: str, children: list[subprocess.Popen[bytes]], timeout_s: fl
     return False
 
 
-def _run_loop(main: object) -> None:
+def _run_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run on uvloop when it is installed (it is, except on Windows)."""
     try:
         import uvloop
-
-        uvloop.run(main)  # type: ignore[arg-type]
     except ImportError:
-        asyncio.run(main)  # type: ignore[arg-type]
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
 
 
 __all__ = ["create_key", "preflight", "run_agent", "run_api", "run_migrate", "run_up"]

@@ -36,10 +36,12 @@ class NotClaimed:
 _SET_COMMON = "version = version + 1, updated_at = now()"
 
 _CLAIM = transition_sql(
-    "UPDATE tasks SET status = 'running', attempts = attempts + 1, run_id = %(run_id)s,"
-    f" worker_id = %(worker_id)s, started_at = now(), {_SET_COMMON}"
-    " WHERE id = %(id)s AND NOT cancel_requested AND attempts < max_attempts AND"
-    " (status IN ('queued', 'retrying') OR (status = 'running' AND %(redelivered)s))",
+    "UPDATE tasks SET status = 'running', run_id = %(run_id)s, worker_id = %(worker_id)s,"
+    " attempts = attempts + CASE WHEN run_id = %(run_id)s THEN 0 ELSE 1 END,"
+    f" started_at = now(), {_SET_COMMON}"
+    " WHERE id = %(id)s AND ((status = 'running' AND run_id = %(run_id)s)"  # our own claim, again
+    " OR (NOT cancel_requested AND attempts < max_attempts AND"
+    " (status IN ('queued', 'retrying') OR (status = 'running' AND %(redelivered)s))))",
     "started",
 )
 _FENCE = " WHERE id = %(id)s AND run_id = %(run_id)s AND status = 'running'"
@@ -77,6 +79,10 @@ _DUPLICATE = (
 )
 
 
+def new_run_id() -> str:
+    return str(uuid.uuid4())
+
+
 class RunStore(Store):
     """The transitions an agent worker makes."""
 
@@ -84,13 +90,13 @@ class RunStore(Store):
         super().__init__(pool)
         self.worker_id = worker_id
 
-    async def claim(self, task_id: str, *, redelivered: bool) -> Run | NotClaimed:
+    async def claim(self, task_id: str, *, redelivered: bool, run_id: str) -> Run | NotClaimed:
         """Mark the task ``running`` for this worker, or say why this delivery must be dropped.
 
         A redelivered message of a ``running`` task means the worker that held it is gone: it is
         claimed again (the lost run counts as an attempt) unless its attempts are used up.
+        Claiming again with the same ``run_id`` (a retry after a lost reply) is idempotent.
         """
-        run_id = str(uuid.uuid4())
         row = await self._exec("task_claim", _CLAIM, task_id, run_id=run_id,
                                redelivered=redelivered, detail={"redelivered": redelivered})
         if row is not None:

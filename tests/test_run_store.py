@@ -1,0 +1,58 @@
+"""Worker-side transitions against the real PostgreSQL: claims are fenced and idempotent."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from service.db.pool import Pool, open_pool
+from service.db.runs import NotClaimed, Run, RunStore, new_run_id
+from service.db.tasks import NewTask, TaskStore
+from service.domain import input_checksum
+from tests.services import Env
+
+
+@pytest.fixture
+async def pool(env: Env, api_url: str) -> AsyncIterator[Pool]:  # api_url: schema migrated
+    opened = await open_pool(env.settings, name="test-run-store")
+    yield opened
+    await opened.close()
+
+
+async def new_task(pool: Pool) -> str:
+    task, _ = await TaskStore(pool).submit(NewTask(
+        agent="sleep", input={"seconds": 1}, priority=0, max_attempts=3, timeout_s=10,
+        checksum=input_checksum({"seconds": 1})))
+    return task.id
+
+
+async def test_a_claim_retried_with_the_same_run_id_is_the_same_claim(pool: Pool) -> None:
+    runs = RunStore(pool, "worker-a")
+    task_id = await new_task(pool)
+    run_id = new_run_id()
+    first = await runs.claim(task_id, redelivered=False, run_id=run_id)
+    again = await runs.claim(task_id, redelivered=False, run_id=run_id)
+    assert isinstance(first, Run) and isinstance(again, Run)
+    assert first.task.attempts == again.task.attempts == 1
+    assert again.task.status == "running"
+
+
+async def test_a_second_delivery_of_a_running_task_is_a_duplicate(pool: Pool) -> None:
+    task_id = await new_task(pool)
+    assert isinstance(await RunStore(pool, "a").claim(task_id, redelivered=False,
+                                                      run_id=new_run_id()), Run)
+    other = await RunStore(pool, "b").claim(task_id, redelivered=False, run_id=new_run_id())
+    assert other == NotClaimed("duplicate", None)
+
+
+async def test_only_the_run_that_holds_the_task_can_record_its_outcome(pool: Pool) -> None:
+    task_id = await new_task(pool)
+    stale = await RunStore(pool, "a").claim(task_id, redelivered=False, run_id=new_run_id())
+    assert isinstance(stale, Run)
+    # the worker holding it is lost; the redelivery is claimed by another worker
+    current = await RunStore(pool, "b").claim(task_id, redelivered=True, run_id=new_run_id())
+    assert isinstance(current, Run) and current.task.attempts == 2
+    assert await RunStore(pool, "a").succeed(stale, {"late": True}) is None
+    done = await RunStore(pool, "b").succeed(current, {"ok": True})
+    assert done is not None and done.status == "succeeded" and done.result == {"ok": True}
