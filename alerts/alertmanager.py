@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
-ROUTING_KEY_FILE = "/etc/alertmanager/secrets/pagerduty-routing-key"
+ROUTING_KEY_FILE = "/alertmanager/pagerduty-routing-key"
+"""Written from PAGERDUTY_ROUTING_KEY (stack/pagerduty.env) when the container starts."""
 CHAT_WEBHOOK_URL = "http://127.0.0.1:9095/alerts"
 
 QUEUE_ALERTS = ("QueueDepthHigh", "QueueWithoutConsumers", "TaskProcessingStalled",
@@ -19,11 +20,19 @@ INHIBITIONS = {"RabbitmqDown": QUEUE_ALERTS, "DatabaseDown": DATABASE_ALERTS,
                "ApiDown": ("SloApiAvailabilityBudgetBurn", "ApiLatencyHigh", "ApiErrorRatioHigh")}
 
 
+GROUP_BY = ["alertname", "service", "agent", "queue", "instance"]
+"""One notification group per alert and affected agent/queue/process: each page's summary is
+that alert's own (a group mixing several would have no common summary, and PagerDuty refuses
+an event without one)."""
+SUMMARY = ("{{ if .CommonAnnotations.summary }}{{ .CommonAnnotations.summary }}"
+           "{{ else }}{{ .GroupLabels.alertname }}: {{ .Alerts.Firing | len }} firing{{ end }}")
+
+
 def alertmanager_config(*, pagerduty_url: str = PAGERDUTY_EVENTS_URL,
                         routing_key_file: str = ROUTING_KEY_FILE,
                         chat_webhook_url: str = CHAT_WEBHOOK_URL,
-                        group_wait: str = "30s") -> dict[str, Any]:
-    details = {"summary": "{{ .CommonAnnotations.summary }}",
+                        group_wait: str = "30s", group_interval: str = "5m") -> dict[str, Any]:
+    details = {"summary": SUMMARY,
                "description": "{{ .CommonAnnotations.description }}",
                "runbook_url": "{{ .CommonAnnotations.runbook_url }}",
                "dashboard_url": "{{ .CommonAnnotations.dashboard_url }}",
@@ -33,8 +42,8 @@ def alertmanager_config(*, pagerduty_url: str = PAGERDUTY_EVENTS_URL,
         "global": {"resolve_timeout": "5m"},
         "route": {
             "receiver": "chat",
-            "group_by": ["alertname", "service"],
-            "group_wait": group_wait, "group_interval": "5m", "repeat_interval": "4h",
+            "group_by": GROUP_BY,
+            "group_wait": group_wait, "group_interval": group_interval, "repeat_interval": "4h",
             "routes": [
                 {"matchers": ['severity="critical"'], "receiver": "pagerduty",
                  "repeat_interval": "1h"},
@@ -54,7 +63,7 @@ def alertmanager_config(*, pagerduty_url: str = PAGERDUTY_EVENTS_URL,
                 "routing_key_file": routing_key_file,
                 "send_resolved": True,
                 "severity": "{{ .CommonLabels.severity }}",
-                "description": "{{ .CommonAnnotations.summary }}",
+                "description": SUMMARY,
                 "client": "orchestrator alertmanager",
                 "details": details,
                 "links": [{"href": "{{ .CommonAnnotations.runbook_url }}", "text": "Runbook"},

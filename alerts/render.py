@@ -35,10 +35,11 @@ def rendered_files() -> dict[str, str]:
     return {path: make() for path, make in files.items()}
 
 
-def render(root: Path) -> list[str]:
-    """Write the files under ``root``; return the paths that changed."""
+def render(root: Path, files: dict[str, str] | None = None) -> list[str]:
+    """Write the files (by default the alerting ones) under ``root``; return those that
+    changed."""
     changed = []
-    for relative, content in rendered_files().items():
+    for relative, content in (rendered_files() if files is None else files).items():
         path = root / relative
         if not path.exists() or path.read_text() != content:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -91,9 +91,9 @@ def _dispatch(args: argparse.Namespace, s: Settings) -> int:
         agents = args.agents.split(",") if args.agents else None
         return processes.run_agent(s, agents)
     if c == "render":
-        from alerts.render import render
+        from service.render import render_all
 
-        changed = render(Path(args.root))
+        changed = render_all(Path(args.root))
         print("\n".join(f"wrote {path}" for path in changed) or "everything is up to date")
         return 0
     if c == "migrate":
