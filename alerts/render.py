@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import yaml
 
@@ -34,15 +33,3 @@ def rendered_files() -> dict[str, str]:
     }
     return {path: make() for path, make in files.items()}
 
-
-def render(root: Path, files: dict[str, str] | None = None) -> list[str]:
-    """Write the files (by default the alerting ones) under ``root``; return those that
-    changed."""
-    changed = []
-    for relative, content in (rendered_files() if files is None else files).items():
-        path = root / relative
-        if not path.exists() or path.read_text() != content:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(content)
-            changed.append(relative)
-    return changed

@@ -18,6 +18,13 @@ class DependencyUnavailable(OrchestratorError):
         super().__init__(f"{name} is not reachable at {url}{detail}. {hint}")
 
 
+class PortUnavailable(OrchestratorError):
+    """A port the process must listen on is taken or not allowed."""
+
+    def __init__(self, what: str, host: str, port: int, hint: str, cause: OSError) -> None:
+        super().__init__(f"cannot serve {what} on {host}:{port} ({cause.strerror}); {hint}")
+
+
 class TaskNotFound(OrchestratorError):
     """No task has that id."""
 

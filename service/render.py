@@ -19,6 +19,12 @@ def all_rendered_files() -> dict[str, str]:
 
 
 def render_all(root: Path) -> list[str]:
-    from alerts.render import render
-
-    return render(root, all_rendered_files())
+    """Write every generated file under ``root``; return the paths that changed."""
+    changed = []
+    for relative, content in all_rendered_files().items():
+        path = root / relative
+        if not path.exists() or path.read_text() != content:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(content)
+            changed.append(relative)
+    return changed

@@ -66,6 +66,10 @@ class Settings:
     otlp_endpoint: str = ""
     trace_console: bool = False
     environment: str = "local"
+    prometheus_port: int = 9090
+    alertmanager_port: int = 9093
+    page_inbox_port: int = 9094
+    pagerduty_routing_key: str = ""
     state_dir: str = ".orchestrator"
     extra: Mapping[str, str] = field(default_factory=dict)
 

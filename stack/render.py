@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from alerts.jobs import COMPOSE_SCRAPE_INTERVAL
 from alerts.render import to_yaml
 from stack.prometheus_config import Targets, prometheus_config
 
@@ -15,5 +16,6 @@ COMPOSE_TARGETS = Targets(
 
 def rendered_files() -> dict[str, str]:
     config = prometheus_config(COMPOSE_TARGETS, ["/etc/prometheus/rules/*.yml"],
-                               scrape_interval="15s", evaluation_interval="15s")
+                               scrape_interval=COMPOSE_SCRAPE_INTERVAL,
+                               evaluation_interval=COMPOSE_SCRAPE_INTERVAL)
     return {PROMETHEUS: to_yaml(config)}

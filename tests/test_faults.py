@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -237,3 +238,16 @@ def _answers(url: str) -> bool:
         return httpx.get(f"{url}/health/ready", timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_an_agent_whose_metrics_port_is_taken_exits_with_one_line(own_env: Env) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "service.cli.main", "agent", "--metrics-port", str(port)],
+            env={**os.environ, **own_env.environ}, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert f"cannot serve agent metrics on 127.0.0.1:{port}" in result.stderr

@@ -8,10 +8,11 @@ import os
 import signal
 import socket
 import uuid
+from contextlib import AsyncExitStack
 from typing import Any
 
 import msgspec
-from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from loguru import logger
 
 from agents.registry import known_agents, load_agent_modules
@@ -24,9 +25,10 @@ from service.broker.topology import Topology
 from service.cache import Cache
 from service.db.migrate import migrate
 from service.db.outbox import OutboxStore
-from service.db.pool import Pool, open_pool
+from service.db.pool import open_pool
 from service.db.runs import RunStore
 from service.db.workers import WorkerRegistry
+from service.errors import PortUnavailable
 from service.settings import Settings
 from service.telemetry.exposition import mark_build, serve_agent_metrics
 from service.telemetry.probe import Probe
@@ -51,15 +53,37 @@ class Worker:
         self.worker_id = worker_id or new_worker_id()
         self._consumers: list[tuple[AbstractQueue, str]] = []
         self._stopped = asyncio.Event()
-        self.pool: Pool | None = None
-        self.connection: AbstractRobustConnection | None = None
 
     async def start(self) -> None:
+        """Open everything and start consuming; on any failure, close what was opened."""
+        self._resources = AsyncExitStack()
+        try:
+            await self._open(self._resources)
+        except BaseException:
+            await self._resources.aclose()
+            raise
+
+    async def _open(self, resources: AsyncExitStack) -> None:
         s = self.settings
+        if s.metrics_enabled:  # first: a busy port fails before anything else is opened
+            try:
+                server = serve_agent_metrics(s.metrics_host, s.agent_metrics_port)
+            except OSError as exc:
+                raise PortUnavailable("agent metrics", s.metrics_host, s.agent_metrics_port,
+                                      "pass --metrics-port with a free port (0 picks one)",
+                                      exc) from exc
+            resources.callback(server.shutdown)
+            self.metrics_port = server.server_port
+            logger.info("agent metrics on http://{}:{}/metrics", s.metrics_host,
+                        self.metrics_port)
         self.pool = await open_pool(s, name=f"agent {self.worker_id}"[:60])
+        resources.push_async_callback(self.pool.close)
         await migrate(self.pool)
         self.cache = Cache(s)
+        resources.push_async_callback(self.cache.close)
+        resources.callback(self._cancel_handlers)  # runs after the connection is closed
         self.connection = await connect(s, f"agent {self.worker_id}")
+        resources.push_async_callback(self.connection.close)  # unacked messages go back
         publish_channel = await self.connection.channel(publisher_confirms=True)
         publish_topology = Topology(publish_channel, s.delivery_limit)
         await publish_topology.declare_core()
@@ -73,22 +97,22 @@ class Worker:
         topology = Topology(self.consume_channel, s.delivery_limit)
         await topology.declare_core()
         self.relay.start()
-        self._cancel_watch = asyncio.create_task(self.executor.watch_cancellations(),
-                                                 name="cancel-watch")
-        self.heartbeat = Heartbeat(
+        resources.push_async_callback(self.relay.stop)
+        cancel_watch = asyncio.create_task(self.executor.watch_cancellations(),
+                                           name="cancel-watch")
+        resources.callback(cancel_watch.cancel)
+        heartbeat = Heartbeat(
             self.worker_id, self.agents, s.concurrency, self.cache, WorkerRegistry(self.pool),
             lambda: self.executor.in_flight, interval_s=s.heartbeat_interval_s,
             ttl_s=s.heartbeat_ttl_s)
-        await self.heartbeat.beat()
-        self.heartbeat.start()
-        self.probe = Probe(self.pool, self.connection, self.cache, s.probe_interval_s,
-                           slots=self._slots)
-        self.probe.start()
+        await heartbeat.beat()
+        heartbeat.start()
+        resources.push_async_callback(heartbeat.stop)
+        probe = Probe(self.pool, self.connection, self.cache, s.probe_interval_s,
+                      slots=self._slots)
+        probe.start()
+        resources.push_async_callback(probe.stop)
         mark_build("agent")
-        if s.metrics_enabled:
-            self.metrics_port = serve_agent_metrics(s.metrics_host, s.agent_metrics_port)
-            logger.info("agent metrics on http://{}:{}/metrics", s.metrics_host,
-                        self.metrics_port)
         control = await topology.declare_control_queue(self.worker_id)
         await control.consume(self._on_control, no_ack=True)
         for agent in self.agents:
@@ -97,6 +121,11 @@ class Worker:
             self._consumers.append((queue, tag))
         logger.info("worker {} consuming {} (concurrency {}, prefetch {})", self.worker_id,
                     ",".join(self.agents), s.concurrency, s.prefetch)
+
+    def _cancel_handlers(self) -> None:
+        executor = getattr(self, "executor", None)
+        for handler in list(executor.handlers if executor else ()):
+            handler.cancel()
 
     async def _on_control(self, message: AbstractIncomingMessage) -> None:
         try:
@@ -137,15 +166,5 @@ class Worker:
             if still:
                 logger.warning("{} tasks still running after the grace period; their messages"
                                " stay unacked and will be redelivered", len(still))
-        self._cancel_watch.cancel()
-        await self.probe.stop()
-        await self.heartbeat.stop()
-        await self.relay.stop()
-        if self.connection is not None:
-            await self.connection.close()  # unacked deliveries go back to their queues
-        for handler in list(self.executor.handlers):
-            handler.cancel()
-        await self.cache.close()
-        if self.pool is not None:
-            await self.pool.close()
+        await self._resources.aclose()
         logger.info("worker {} stopped", self.worker_id)

@@ -29,6 +29,16 @@ def build_parser() -> argparse.ArgumentParser:
     for runner in (up, api, agent):
         runner.add_argument("--log-format", choices=("json", "human"),
                             help="log lines as JSON (default) or for people")
+    stack = sub.add_parser("stack", help="the orchestrator with Prometheus, Alertmanager and a"
+                                         " page inbox, natively (no Docker)")
+    stack_sub = stack.add_subparsers(dest="stack_command", required=True, metavar="ACTION")
+    stack_up = stack_sub.add_parser("up", help="start everything; Ctrl-C stops everything")
+    stack_up.add_argument("--agent-processes", type=int, default=1)
+    stack_up.add_argument("--log-format", choices=("json", "human"))
+    for action, text in (("down", "stop what `stack up` started"),
+                         ("status", "the stack's processes"),
+                         ("pages", "pages the inbox received (PagerDuty Events API v2)")):
+        stack_sub.add_parser(action, help=text).add_argument("--json", action="store_true")
     sub.add_parser("migrate", help="apply database migrations")
     render = sub.add_parser("render", help="regenerate rules, Alertmanager config, runbook")
     render.add_argument("--root", default=".", help="the project checkout to write into")
@@ -90,6 +100,16 @@ def _dispatch(args: argparse.Namespace, s: Settings) -> int:
                              else args.metrics_port)
         agents = args.agents.split(",") if args.agents else None
         return processes.run_agent(s, agents)
+    if c == "stack":
+        from service.cli import stack as stack_cmd
+
+        if args.stack_command == "up":
+            return processes.run_up(s, args.agent_processes, with_stack=True)
+        if args.stack_command == "down":
+            return stack_cmd.down(s)
+        if args.stack_command == "status":
+            return stack_cmd.status(s, args.json)
+        return stack_cmd.pages(s, args.json)
     if c == "render":
         from service.render import render_all
 

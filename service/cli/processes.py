@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from service.db.migrate import migrate
 from service.db.pool import ensure_database, open_pool
+from service.errors import OrchestratorError
 from service.preflight import check_dependencies
 from service.settings import Settings
 from service.telemetry.logs import configure_logging
 from service.telemetry.tracing import configure_tracing, shutdown_tracing
+
+if TYPE_CHECKING:
+    from stack.native import NativeStack
 
 
 def preflight(settings: Settings) -> bool:
@@ -62,6 +67,9 @@ def run_agent(settings: Settings, agents: list[str] | None) -> int:
     configure_tracing(settings, service="agent")
     try:
         _run_loop(worker.run_until_stopped())
+    except OrchestratorError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     finally:
         shutdown_tracing()
     return 0
@@ -112,24 +120,88 @@ def dev_key(settings: Settings) -> str:
     return key
 
 
-def run_up(settings: Settings, agent_processes: int) -> int:
-    """API, agents and outbox relay on local defaults, until Ctrl-C."""
-    if not preflight(settings):
+def run_up(settings: Settings, agent_processes: int, *, with_stack: bool = False) -> int:
+    """API, agents and outbox relay on local defaults (and, ``with_stack``, Prometheus,
+    Alertmanager and the page inbox), until Ctrl-C or SIGTERM; then everything stops."""
+    from stack.native import StackError
+    from stack.services import ensure_all
+
+    started = time.monotonic()
+    problems = ensure_all() if with_stack else []
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if problems or not preflight(settings):
         return 2
     key = asyncio.run(create_key(settings, "dev", ("tasks:write", "tasks:read"),
                                  dev_key(settings)))
     command = [sys.executable, "-m", "service.cli.main"]
     log = ["--log-format", settings.log_format]
-    children = [subprocess.Popen([*command, "api", *log])]
-    children += [subprocess.Popen([*command, "agent", *log, "--metrics-port",
-                                   str(settings.agent_metrics_port + i)])
-                 for i in range(agent_processes)]
-    url = settings.base_url
-    if _wait_ready(url, children):
-        print(f"\norchestrator is up\n  API:     {url}  (OpenAPI: {url}/schema)\n"
-              f"  API key: {key}\n\ntry:\n  export ORCH_API_KEY={key}\n"
+    children = {"api": subprocess.Popen([*command, "api", *log])}
+    for i in range(agent_processes):
+        children[f"agent-{i + 1}"] = subprocess.Popen(
+            [*command, "agent", *log, "--metrics-port", str(settings.agent_metrics_port + i)])
+    native = None
+    try:
+        if not _wait_ready(settings.base_url, list(children.values())):
+            print("error: the API did not become ready; see its log lines above",
+                  file=sys.stderr)
+            return 1
+        urls = [("API", f"{settings.base_url}  (OpenAPI {settings.base_url}/schema,"
+                        f" runbook {settings.base_url}/runbook)")]
+        if with_stack:
+            native = monitoring_stack(settings, agent_processes)
+            _record_pids(native.pid_file, children)
+            native.start()
+            _record_pids(native.pid_file, children, native)
+            urls += [("Prometheus", native.prometheus_url),
+                     ("Alertmanager", native.alertmanager_url),
+                     ("Page inbox", f"{native.page_inbox_url}/pages  (orchestrator stack pages)"),
+                     ("Grafana", "not run natively: docker compose -f stack/compose.yaml up")]
+        lines = "\n".join(f"  {name + ':':<14}{url}" for name, url in urls)
+        print(f"\norchestrator is up in {time.monotonic() - started:.1f}s\n{lines}\n"
+              f"  {'API key:':<14}{key}\n\ntry:\n  export ORCH_API_KEY={key}\n"
               "  orchestrator submit echo '{\"hello\": \"world\"}' --wait\n"
               "stop with Ctrl-C\n", flush=True)
+        _supervise(list(children.values()))
+    except StackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        _stop(children.values(), settings.shutdown_grace_s + 5)
+        if native is not None:
+            native.stop()
+    failed = [c.returncode for c in children.values()
+              if c.returncode not in (0, -signal.SIGTERM)]
+    return 1 if failed else 0
+
+
+def monitoring_stack(settings: Settings, agent_processes: int) -> NativeStack:
+    from stack.native import NativeStack, Ports
+    from stack.services import enable_rabbitmq_metrics
+
+    rabbitmq = ["127.0.0.1:15692"] if enable_rabbitmq_metrics() else []
+    return NativeStack(
+        state_dir=Path(settings.state_dir) / "stack",
+        api_targets=[f"127.0.0.1:{settings.api_port}"],
+        agent_targets=[f"127.0.0.1:{settings.agent_metrics_port + i}"
+                       for i in range(agent_processes)],
+        rabbitmq_targets=rabbitmq,
+        ports=Ports(settings.prometheus_port, settings.alertmanager_port,
+                    settings.page_inbox_port),
+        routing_key=settings.pagerduty_routing_key or "0" * 32)
+
+
+def _record_pids(pid_file: Path, children: dict[str, subprocess.Popen[bytes]],
+                 native: NativeStack | None = None) -> None:
+    """What ``stack down`` stops: this supervisor, its orchestrator processes and the stack."""
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    rows = [("supervisor", os.getpid()), *((n, c.pid) for n, c in children.items())]
+    if native is not None:
+        rows += [(n, p.pid) for n, p in native.processes.items()]
+    pid_file.write_text("".join(f"{name} {pid}\n" for name, pid in rows))
+
+
+def _supervise(children: list[subprocess.Popen[bytes]]) -> None:
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
     try:
@@ -137,16 +209,19 @@ def run_up(settings: Settings, agent_processes: int) -> int:
             time.sleep(0.5)
     except KeyboardInterrupt:
         pass
-    for child in children:
+
+
+def _stop(children: Iterable[subprocess.Popen[bytes]], timeout_s: float) -> None:
+    processes = list(children)
+    for child in processes:
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)
-    for child in children:
+    for child in processes:
         try:
-            child.wait(timeout=settings.shutdown_grace_s + 5)
+            child.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             child.kill()
-    failed = [c.returncode for c in children if c.returncode not in (0, -signal.SIGTERM)]
-    return 1 if failed else 0
+            child.wait(timeout=5)
 
 
 def _wait_ready(url: str, children: list[subprocess.Popen[bytes]], timeout_s: float = 60) -> bool:

@@ -7,6 +7,7 @@ import platform
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import (
     CollectorRegistry,
@@ -94,9 +95,9 @@ def render(registry: CollectorRegistry) -> bytes:
     return generate_latest(registry)
 
 
-def serve_agent_metrics(host: str, port: int) -> int:
-    """Serve the default registry (with process and GC collectors) on ``host:port``;
-    returns the bound port (``port=0`` picks a free one)."""
+def serve_agent_metrics(host: str, port: int) -> WSGIServer:
+    """Serve the default registry (with process and GC collectors) on ``host:port`` in a
+    thread (``port=0`` picks a free one; ``server_port`` says which)."""
     disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series
     server, _ = start_http_server(port, addr=host)
-    return int(server.server_port)
+    return server

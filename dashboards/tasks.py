@@ -1,0 +1,191 @@
+"""Tasks and agents: throughput, failures, waiting and timing, the agent workers, the models."""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import dashboard as db
+from grafana_foundation_sdk.builders import timeseries
+
+from alerts import panels as ap
+from alerts.model import Severity
+from alerts.slos import QUEUE_WAIT_TARGET_S
+from dashboards import levels as lv
+from dashboards import variables
+from dashboards.common import (
+    COUNT,
+    COUNTS_PER_SECOND,
+    OPS,
+    RATIO,
+    SECONDS,
+    Query,
+    stat_panel,
+    timeseries_panel,
+)
+from dashboards.layout import Board
+from dashboards.promql import agg, quantile, ratio, sum_increase, sum_rate, var
+from service.telemetry import metrics as m
+from service.telemetry.metrics import AnyMetric
+
+AGENT = var("agent")
+INSTANCE = var("instance")
+PERCENTILES = (0.5, 0.9, 0.99)
+OUTCOMES = (("submitted", m.TASKS_SUBMITTED), ("started", m.TASKS_STARTED),
+            ("succeeded", m.TASKS_SUCCEEDED), ("failed", m.TASKS_FAILED),
+            ("retried", m.TASKS_RETRIED), ("dead-lettered", m.TASKS_DEAD_LETTERED),
+            ("cancelled", m.TASKS_CANCELLED))
+"""Task lifecycle counters, in the order a task meets them."""
+
+
+def _percentiles(title: str, histogram: AnyMetric, description: str,
+                 extra: list[lv.Level] | None = None) -> timeseries.Panel:
+    return timeseries_panel(
+        title, [Query(quantile(q, histogram, AGENT), f"p{q * 100:g}") for q in PERCENTILES],
+        unit=SECONDS, description=description, extra=extra or ())
+
+
+def _throughput(board: Board) -> None:
+    board.row("Throughput")
+    board.add(timeseries_panel(
+        ap.THROUGHPUT, [Query(sum_rate(metric, AGENT), name) for name, metric in OUTCOMES],
+        unit=OPS,
+        description="Tasks per second at each lifecycle step (selected agents). Started"
+                    " at zero while messages wait means the pipeline is stalled."), 12, 8)
+    board.add(timeseries_panel(
+        "Throughput by agent",
+        [Query(sum_rate(metric, AGENT, by=("agent",)), f"{{{{agent}}}} {name}")
+         for name, metric in OUTCOMES if metric in (m.TASKS_SUCCEEDED, m.TASKS_FAILED,
+                                                    m.TASKS_DEAD_LETTERED)],
+        unit=OPS,
+        description="Finished tasks per second by agent type and outcome."), 12, 8)
+
+
+def _failures(board: Board) -> None:
+    board.row("Failures")
+    board.add(timeseries_panel(
+        ap.FAILURE_RATIO,
+        [Query(ratio(sum_rate(m.TASKS_FAILED, AGENT, by=("agent",)),
+                     sum_rate(m.TASKS_STARTED, AGENT, by=("agent",))), "{{agent}}")],
+        unit=RATIO,
+        description="Share of task attempts that raised or timed out, by agent type."), 6, 8)
+    board.add(timeseries_panel(
+        "Retries and dead letters",
+        [Query(sum_rate(m.TASKS_RETRIED, AGENT, by=("agent",)), "{{agent}} retried"),
+         Query(sum_rate(m.TASKS_DEAD_LETTERED, AGENT, by=("agent",)), "{{agent}} dead")],
+        unit=OPS,
+        description="Retries scheduled and tasks sent to the dead-letter queue (retries"
+                    " exhausted or not retryable), per second."), 6, 8)
+    board.add(timeseries_panel(
+        ap.DUPLICATE_RATIO,
+        [Query(ratio(sum_rate(m.DUPLICATE_DELIVERIES, AGENT),
+                     sum_rate(m.TASKS_STARTED, AGENT)), "duplicates / started")],
+        unit=RATIO,
+        description="Deliveries of a task that was already finished or owned by another"
+                    " run (dropped), relative to tasks started: redeliveries after crashes"
+                    " or double publishing."), 6, 8)
+    board.add(timeseries_panel(
+        ap.INTEGRITY,
+        [Query(sum_increase(m.INTEGRITY_FAILURES, AGENT, by=("agent",)), "{{agent}}")],
+        unit=COUNT,
+        description="Tasks whose stored input no longer matches its checksum: data"
+                    " corruption. Any value above zero is an incident."), 6, 8)
+
+
+def _waiting(board: Board) -> None:
+    board.row("Waiting")
+    board.add(timeseries_panel(
+        ap.OLDEST_QUEUED,
+        [Query(agg("max", m.OLDEST_QUEUED_AGE, AGENT, by=("agent",)), "{{agent}}")],
+        unit=SECONDS,
+        description="How long the oldest due task of each agent type has waited to"
+                    " start."), 8, 8)
+    board.add(timeseries_panel(
+        "Tasks by status",
+        [Query(agg("sum", m.TASKS_BY_STATUS, AGENT, by=("status",)), "{{status}}")],
+        unit=COUNT,
+        description="Tasks in PostgreSQL by status (selected agents)."), 8, 8)
+    board.add(timeseries_panel(
+        "Tasks in progress",
+        [Query(agg("sum", m.TASKS_IN_PROGRESS, AGENT, by=("agent",)), "{{agent}}")],
+        unit=COUNT,
+        description="Tasks running in the agent processes now, by agent type."), 8, 8)
+
+
+def _timing(board: Board) -> None:
+    board.row("Timing")
+    board.add(_percentiles(
+        "Queue wait percentiles", m.QUEUE_WAIT,
+        f"Time from a task (or its retry) becoming due to a worker starting it. The line is"
+        f" the queue-wait SLO target ({QUEUE_WAIT_TARGET_S:g}s).",
+        [lv.Level(QUEUE_WAIT_TARGET_S, Severity.WARNING, True)]), 8, 8)
+    board.add(_percentiles(
+        "Run duration percentiles", m.RUN_DURATION,
+        "Time an agent spent on one attempt."), 8, 8)
+    board.add(timeseries_panel(
+        "End-to-end percentiles by outcome",
+        [Query(quantile(q, m.END_TO_END, AGENT, by=("outcome",)),
+               f"p{q * 100:g} {{{{outcome}}}}") for q in (0.5, 0.99)],
+        unit=SECONDS,
+        description="Time from submission to the final state, by final state."), 8, 8)
+
+
+def _agents(board: Board) -> None:
+    board.row("Agent workers")
+    board.add(stat_panel(
+        ap.AGENTS_LIVE,
+        [Query(agg("max", m.AGENTS_LIVE, AGENT, by=("agent",)), "{{agent}}")],
+        unit=COUNT, background=True,
+        description="Worker processes with a fresh heartbeat, per agent type."), 6, 8)
+    board.add(timeseries_panel(
+        ap.HEARTBEAT_AGE,
+        [Query(agg("max", m.HEARTBEAT_AGE, AGENT, by=("agent",)), "{{agent}}")],
+        unit=SECONDS,
+        description="Oldest heartbeat among the workers of each agent type: a worker that"
+                    " died without deregistering, or hangs."), 6, 8)
+    board.add(timeseries_panel(
+        "Task slots",
+        [Query(agg("sum", m.AGENT_SLOTS_USED, INSTANCE, by=("instance",)),
+               "{{instance}} used"),
+         Query(agg("sum", m.AGENT_SLOTS_AVAILABLE, INSTANCE, by=("instance",)),
+               "{{instance}} available")],
+        unit=COUNT,
+        description="Task slots in use and free per agent process: no free slot anywhere"
+                    " means adding work only grows the queues."), 6, 8)
+    board.add(timeseries_panel(
+        ap.EVENT_LOOP_LAG,
+        [Query(agg("max", m.EVENT_LOOP_LAG, INSTANCE, by=("job", "instance")),
+               "{{instance}}")],
+        unit=SECONDS,
+        description="How late each process's event loop ran a timer: blocking code on the"
+                    " loop stalls every request and task in that process."), 6, 8)
+
+
+def _models(board: Board) -> None:
+    board.row("Language models")
+    board.add(timeseries_panel(
+        "Model calls",
+        [Query(sum_rate(m.MODEL_CALLS, AGENT, by=("agent", "model")),
+               "{{agent}} {{model}}")],
+        unit=OPS, description="Language-model calls per second by agent and model."), 8, 8)
+    board.add(timeseries_panel(
+        "Model tokens",
+        [Query(sum_rate(m.MODEL_INPUT_TOKENS, AGENT, by=("model",)), "{{model}} in"),
+         Query(sum_rate(m.MODEL_OUTPUT_TOKENS, AGENT, by=("model",)), "{{model}} out")],
+        unit=COUNTS_PER_SECOND,
+        description="Prompt (in) and completion (out) tokens per second by model: what the"
+                    " agents cost."), 8, 8)
+    board.add(timeseries_panel(
+        "Model latency",
+        [Query(quantile(q, m.MODEL_LATENCY, AGENT, by=("model",)),
+               f"p{q * 100:g} {{{{model}}}}") for q in (0.5, 0.99)],
+        unit=SECONDS, description="Median and 99th percentile model-call latency."), 8, 8)
+
+
+def dashboard() -> db.Dashboard:
+    board = Board(ap.TASKS, "tasks", "Task flow, failures, timing, agent workers and models.",
+                  variables=[variables.agent(), variables.instance()])
+    _throughput(board)
+    _failures(board)
+    _waiting(board)
+    _timing(board)
+    _agents(board)
+    _models(board)
+    return board.dashboard()
