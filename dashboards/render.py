@@ -36,11 +36,19 @@ def to_yaml(data: object) -> str:
     return f"# {HEADER}\n{body}"
 
 
+TRACES_UID = "orch-traces"
+JAEGER_URL = "http://jaeger:16686"
+
+
 def datasources() -> dict[str, object]:
+    """Prometheus (metrics) and Jaeger (the traces the services export over OTLP)."""
     return {"apiVersion": 1, "datasources": [{
         "name": "Prometheus", "type": DATASOURCE_TYPE, "uid": DATASOURCE_UID,
         "access": "proxy", "url": PROMETHEUS_URL, "isDefault": True, "editable": False,
         "jsonData": {"timeInterval": COMPOSE_SCRAPE_INTERVAL, "httpMethod": "POST"},
+    }, {
+        "name": "Jaeger", "type": "jaeger", "uid": TRACES_UID, "access": "proxy",
+        "url": JAEGER_URL, "editable": False,
     }]}
 
 

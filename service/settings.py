@@ -70,6 +70,11 @@ class Settings:
     alertmanager_port: int = 9093
     page_inbox_port: int = 9094
     pagerduty_routing_key: str = ""
+    stack_scrape_interval: str = "5s"
+    alert_for_override: str = ""
+    """Drills only: replace every alert's ``for:`` in the native stack (e.g. ``10s``)."""
+    alert_group_wait: str = "10s"
+    alert_group_interval: str = "1m"
     state_dir: str = ".orchestrator"
     extra: Mapping[str, str] = field(default_factory=dict)
 

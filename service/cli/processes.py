@@ -162,7 +162,7 @@ def run_up(settings: Settings, agent_processes: int, *, with_stack: bool = False
               f"  {'API key:':<14}{key}\n\ntry:\n  export ORCH_API_KEY={key}\n"
               "  orchestrator submit echo '{\"hello\": \"world\"}' --wait\n"
               "stop with Ctrl-C\n", flush=True)
-        _supervise(list(children.values()))
+        _supervise(children)
     except StackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -176,7 +176,7 @@ def run_up(settings: Settings, agent_processes: int, *, with_stack: bool = False
 
 
 def monitoring_stack(settings: Settings, agent_processes: int) -> NativeStack:
-    from stack.native import NativeStack, Ports
+    from stack.native import NativeStack, Ports, Timings
     from stack.services import enable_rabbitmq_metrics
 
     rabbitmq = ["127.0.0.1:15692"] if enable_rabbitmq_metrics() else []
@@ -188,7 +188,11 @@ def monitoring_stack(settings: Settings, agent_processes: int) -> NativeStack:
         rabbitmq_targets=rabbitmq,
         ports=Ports(settings.prometheus_port, settings.alertmanager_port,
                     settings.page_inbox_port),
-        routing_key=settings.pagerduty_routing_key or "0" * 32)
+        routing_key=settings.pagerduty_routing_key or "0" * 32,
+        timings=Timings(scrape_interval=settings.stack_scrape_interval,
+                        rule_for=settings.alert_for_override or None,
+                        group_wait=settings.alert_group_wait,
+                        group_interval=settings.alert_group_interval))
 
 
 def _record_pids(pid_file: Path, children: dict[str, subprocess.Popen[bytes]],
@@ -201,11 +205,19 @@ def _record_pids(pid_file: Path, children: dict[str, subprocess.Popen[bytes]],
     pid_file.write_text("".join(f"{name} {pid}\n" for name, pid in rows))
 
 
-def _supervise(children: list[subprocess.Popen[bytes]]) -> None:
+def _supervise(children: dict[str, subprocess.Popen[bytes]]) -> None:
+    """Until Ctrl-C or SIGTERM. A child that exits is reported, not restarted: a stopped agent
+    is a fault the alerts must show (and an operator fixes)."""
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    reported: set[str] = set()
     try:
-        while not stop["now"] and all(c.poll() is None for c in children):
+        while not stop["now"]:
+            for name, child in children.items():
+                if child.poll() is not None and name not in reported:
+                    reported.add(name)
+                    print(f"warning: {name} exited with {child.returncode}", file=sys.stderr,
+                          flush=True)
             time.sleep(0.5)
     except KeyboardInterrupt:
         pass
