@@ -23,21 +23,28 @@ from service.settings import Settings
 BENCH_NAME = "orchestrator_bench"
 
 
-@contextmanager
-def own_deployment(base: Settings, port: int, *, agents: str | None = None,
-                   extra_env: dict[str, str] | None = None) -> Iterator[tuple[str, str, str]]:
-    """The API (plus one agent process serving ``agents``) on resources of their own; yields
-    ``(api_url, api_key, database_url)``."""
-    database_url = base.database_url.rsplit("/", 1)[0] + f"/{BENCH_NAME}"
+def bench_settings(base: Settings | None = None) -> Settings:
+    """Settings pointing at the benchmark's own database, vhost and Redis prefix."""
+    base = base or Settings.from_env()
     amqp_url = base.amqp_url
     if shutil.which("rabbitmqctl"):
         subprocess.run(["rabbitmqctl", "-q", "add_vhost", BENCH_NAME], capture_output=True)
         subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", BENCH_NAME, "guest",
                         ".*", ".*", ".*"], capture_output=True, check=True)
         amqp_url = urlsplit(base.amqp_url)._replace(path=f"/{BENCH_NAME}").geturl()
-    settings = base.with_overrides(database_url=database_url, amqp_url=amqp_url,
-                                   redis_prefix=f"{BENCH_NAME}:")
-    env = {**os.environ, "ORCH_DATABASE_URL": database_url, "ORCH_AMQP_URL": amqp_url,
+    return base.with_overrides(
+        database_url=base.database_url.rsplit("/", 1)[0] + f"/{BENCH_NAME}",
+        amqp_url=amqp_url, redis_prefix=f"{BENCH_NAME}:")
+
+
+@contextmanager
+def own_deployment(base: Settings, port: int, *, agents: str | None = None,
+                   extra_env: dict[str, str] | None = None) -> Iterator[tuple[str, str, str]]:
+    """The API (plus one agent process serving ``agents``) on resources of their own; yields
+    ``(api_url, api_key, database_url)``."""
+    settings = bench_settings(base)
+    database_url = settings.database_url
+    env = {**os.environ, "ORCH_DATABASE_URL": database_url, "ORCH_AMQP_URL": settings.amqp_url,
            "ORCH_REDIS_PREFIX": f"{BENCH_NAME}:", "ORCH_API_PORT": str(port),
            "ORCH_LOG_LEVEL": "WARNING", "ORCH_AGENT_METRICS_PORT": "0", **(extra_env or {})}
     asyncio.run(ensure_database(settings))
