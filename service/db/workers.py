@@ -37,6 +37,11 @@ class WorkerRegistry(Store):
     async def live(self, ttl_s: float) -> list[dict[str, Any]]:
         return await self.fetch_all("worker_live", _LIVE, (ttl_s,))
 
+    async def prune(self, older_than_s: float = 86400) -> None:
+        """Forget workers that vanished without deregistering (killed) a day ago."""
+        await self.run("worker_prune", "DELETE FROM workers WHERE last_seen <"
+                       " now() - make_interval(secs => %s)", (older_than_s,))
+
     async def by_agent(self, ttl_s: float) -> list[dict[str, Any]]:
         """Per agent type: live workers and the oldest heartbeat seen in the last 10 minutes."""
         return await self.fetch_all("worker_ages", _AGE_BY_AGENT, (ttl_s,))

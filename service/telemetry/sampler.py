@@ -67,6 +67,7 @@ class StateSampler(Collector):
         unpublished, oldest = await self.outbox.backlog()
         out[metrics.OUTBOX_UNPUBLISHED][()] = unpublished
         out[metrics.OUTBOX_OLDEST_AGE][()] = oldest
+        await self.workers.prune()
         for row in await self.workers.by_agent(self.heartbeat_ttl_s):
             out[metrics.AGENTS_LIVE][(row["agent"],)] = row["live"]
             out[metrics.HEARTBEAT_AGE][(row["agent"],)] = float(row["oldest_beat_s"])
