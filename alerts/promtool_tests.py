@@ -8,7 +8,7 @@ from typing import Any
 
 from alerts.model import Severity
 from alerts.rules import rule_groups
-from alerts.slos import SLOS, alert_name
+from alerts.slos import QUEUE_WAIT_BUCKET, SLOS, alert_name
 from alerts.thresholds import THRESHOLDS
 
 EVAL_TIME = "45m"
@@ -85,9 +85,9 @@ def _slo_series(slo: str) -> tuple[dict[str, str], dict[str, str]]:
                 {f'{dead}{{agent="echo"}}': "0+0x400", f'{ok}{{agent="echo"}}': "0+60x400"})
     count, bucket = s(m.QUEUE_WAIT, "_count"), s(m.QUEUE_WAIT, "_bucket")
     return ({f'{count}{{agent="echo"}}': "0+60x400",
-             f'{bucket}{{agent="echo",le="10"}}': "0+0x400"},
+             f'{bucket}{{agent="echo",le="{QUEUE_WAIT_BUCKET}"}}': "0+0x400"},
             {f'{count}{{agent="echo"}}': "0+60x400",
-             f'{bucket}{{agent="echo",le="10"}}': "0+60x400"})
+             f'{bucket}{{agent="echo",le="{QUEUE_WAIT_BUCKET}"}}': "0+60x400"})
 
 
 def promtool_tests(rule_file: str) -> dict[str, Any]:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from prometheus_client.utils import floatToGoString
+
 from alerts import panels
 from alerts import scenarios as sc
 from alerts.model import Runbook, Severity, Slo
@@ -14,7 +16,10 @@ from service.telemetry import metrics as m
 from service.telemetry.metrics import series_name as s
 
 QUEUE_WAIT_TARGET_S = 10.0
-"""A task should start within this many seconds of becoming due."""
+"""A task should start within this many seconds of becoming due (a bucket bound of the
+queue-wait histogram)."""
+QUEUE_WAIT_BUCKET: str = floatToGoString(QUEUE_WAIT_TARGET_S)  # type: ignore[no-untyped-call]
+"""The ``le`` label of that bucket exactly as prometheus-client writes it (``10.0``)."""
 
 
 @dataclass(frozen=True)
@@ -72,7 +77,7 @@ SLOS: tuple[Slo, ...] = (
         description=f"99% of task attempts start within {QUEUE_WAIT_TARGET_S:g}s of becoming"
                     " due.",
         errors=(f"(sum(rate({s(m.QUEUE_WAIT, '_count')}[{{window}}])) -"
-                f' sum(rate({s(m.QUEUE_WAIT, "_bucket")}{{le="{QUEUE_WAIT_TARGET_S:g}"}}'
+                f' sum(rate({s(m.QUEUE_WAIT, "_bucket")}{{le="{QUEUE_WAIT_BUCKET}"}}'
                 "[{window}])))"),
         total=f"sum(rate({s(m.QUEUE_WAIT, '_count')}[{{window}}]))",
         scenario=sc.PROCESSING_STALLED, panel=panels.SLO_QUEUE_WAIT,

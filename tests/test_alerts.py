@@ -172,3 +172,12 @@ def test_the_api_serves_the_runbook_with_a_section_per_alert(api_url: str) -> No
     for rule in alert_rules():
         anchor = rule["annotations"]["runbook_url"].split("#", 1)[1]
         assert f'id="{anchor}"' in page.text, rule["alert"]
+
+
+def test_the_queue_wait_target_is_a_bucket_of_the_histogram_as_exposed() -> None:
+    from prometheus_client.utils import floatToGoString
+
+    from alerts.slos import QUEUE_WAIT_BUCKET, QUEUE_WAIT_TARGET_S
+
+    assert QUEUE_WAIT_TARGET_S in metrics.TASK_BUCKETS
+    assert QUEUE_WAIT_BUCKET == floatToGoString(QUEUE_WAIT_TARGET_S) == "10.0"

@@ -44,13 +44,21 @@ class StateSampler(Collector):
         self._at = 0.0
         self._lock = asyncio.Lock()
 
-    async def refresh(self) -> None:
+    async def refresh(self, timeout_s: float = 2.0) -> None:
+        """Re-read the state unless it is fresh; a slow or absent dependency keeps the previous
+        values rather than stalling the scrape (its own ``*_up`` gauge shows the trouble)."""
         async with self._lock:
             if time.monotonic() - self._at < self.max_age_s:
                 return
             values: dict[Sampled, dict[tuple[str, ...], float]] = {m: {} for m in metrics.SAMPLED}
-            results = await asyncio.gather(self._tasks(values), self._queues(values),
-                                           return_exceptions=True)
+            try:
+                results = await asyncio.wait_for(asyncio.gather(
+                    self._tasks(values), self._queues(values), return_exceptions=True),
+                    timeout_s)
+            except TimeoutError:
+                logger.warning("metrics sampling took over {}s; serving the last values",
+                               timeout_s)
+                return
             for error in results:
                 if isinstance(error, Exception):
                     logger.warning("metrics sampling incomplete: {}", error)
