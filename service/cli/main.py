@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from loadtest import cli as loadtest_cli
 from service.cli import client as cmd
 from service.cli import processes
 from service.settings import Settings, SettingsError
@@ -65,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--agent")
     listing.add_argument("--limit", type=int, default=20)
     sub.add_parser("agents", help="agent types and live workers")
+    loadtest_cli.add_arguments(sub.add_parser(
+        "loadtest", help="open-model load test with SLO verdicts (exit code 1 on a breach)"))
     for p in sub.choices.values():
         p.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
@@ -116,6 +119,8 @@ def _dispatch(args: argparse.Namespace, s: Settings) -> int:
         changed = render_all(Path(args.root))
         print("\n".join(f"wrote {path}" for path in changed) or "everything is up to date")
         return 0
+    if c == "loadtest":
+        return loadtest_cli.run(args, s)
     if c == "migrate":
         return processes.run_migrate(s) if processes.preflight(s) else 2
     if c == "keys":
