@@ -28,7 +28,7 @@ class Settings:
     api_url: str = ""
     api_key: str = ""
     db_pool_min: int = 2
-    db_pool_max: int = 10
+    db_pool_max: int = 20
     db_pool_timeout_s: float = 5.0
     prefetch: int = 32
     concurrency: int = 16
@@ -65,6 +65,8 @@ class Settings:
     tracing_enabled: bool = True
     otlp_endpoint: str = ""
     trace_console: bool = False
+    trace_sample_ratio: float = 1.0
+    """Share of traces recorded when spans are exported (new traces; children follow)."""
     environment: str = "local"
     prometheus_port: int = 9090
     alertmanager_port: int = 9093

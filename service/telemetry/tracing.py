@@ -16,6 +16,7 @@ from opentelemetry.sdk.trace.export import (
     SimpleSpanProcessor,
     SpanExporter,
 )
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import Link, Span, SpanKind
 
 from service import names
@@ -27,34 +28,47 @@ _configured = False
 
 def configure_tracing(settings: Settings, service: str,
                       exporter: SpanExporter | None = None) -> None:
-    """Install the tracer provider once per process, with an OTLP exporter when an endpoint is
-    configured (console when asked), and instrument psycopg and redis."""
+    """Install the tracer provider once per process.
+
+    With somewhere to send spans (OTLP endpoint, console, or an exporter given by a test) every
+    span is recorded at ``trace_sample_ratio`` and psycopg and redis are instrumented. With
+    nowhere to send them, spans are not recorded at all, but trace ids are still made and
+    propagated (server span -> task row -> AMQP headers -> worker), so logs and tasks stay
+    correlated at almost no cost.
+    """
     global _configured
     if _configured or not settings.tracing_enabled:
         return
     _configured = True
-    resource = Resource.create({"service.name": f"orchestrator-{service}",
-                                "service.namespace": "orchestrator",
-                                "deployment.environment": settings.environment})
-    provider = TracerProvider(resource=resource)
+    exporters: list[tuple[SpanExporter, bool]] = []  # (exporter, batched)
     if exporter is not None:
-        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        exporters.append((exporter, False))
     if settings.otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         endpoint = settings.otlp_endpoint.rstrip("/")
         if not endpoint.endswith("/v1/traces"):
             endpoint += "/v1/traces"
-        provider.add_span_processor(BatchSpanProcessor(
-            OTLPSpanExporter(endpoint=endpoint), schedule_delay_millis=500))
+        exporters.append((OTLPSpanExporter(endpoint=endpoint), True))
     if settings.trace_console:
-        provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
+        exporters.append((ConsoleSpanExporter(), False))
+    ratio = settings.trace_sample_ratio if exporters else 0.0
+    resource = Resource.create({"service.name": f"orchestrator-{service}",
+                                "service.namespace": "orchestrator",
+                                "deployment.environment": settings.environment})
+    provider = TracerProvider(resource=resource,
+                              sampler=ParentBased(TraceIdRatioBased(ratio)))
+    for span_exporter, batched in exporters:
+        provider.add_span_processor(
+            BatchSpanProcessor(span_exporter, schedule_delay_millis=500) if batched
+            else SimpleSpanProcessor(span_exporter))
     trace.set_tracer_provider(provider)
-    from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
-    from opentelemetry.instrumentation.redis import RedisInstrumentor
+    if exporters:
+        from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
+        from opentelemetry.instrumentation.redis import RedisInstrumentor
 
-    PsycopgInstrumentor().instrument(enable_commenter=False, skip_dep_check=True)
-    RedisInstrumentor().instrument()
+        PsycopgInstrumentor().instrument(enable_commenter=False, skip_dep_check=True)
+        RedisInstrumentor().instrument()
 
 
 def shutdown_tracing() -> None:
