@@ -136,7 +136,7 @@ class TaskController(Controller):
             await services.publisher.broadcast_cancel(task.id)
         else:
             metrics.TASKS_CANCELLED.labels(task.agent).inc()
-        services.cache.put_task(task)
+        await services.cache.put_task_now(task)
         return TaskOut.of(task)
 
     @post("/{task_id:str}/retry", status_code=HTTP_202_ACCEPTED, opt={"scope": "tasks:write"},
@@ -145,7 +145,7 @@ class TaskController(Controller):
         services: Services = request.app.state.services
         task = await services.tasks.requeue(parse_task_id(task_id), _actor(request))
         services.relay.wake()
-        services.cache.put_task(task)
+        await services.cache.put_task_now(task)
         return TaskOut.of(task)
 
 
