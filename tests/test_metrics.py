@@ -148,7 +148,7 @@ def test_no_task_metric_carries_an_unbounded_label() -> None:
     allowed = {"agent", "queue", "outcome", "route", "method", "status", "operation", "model",
                "version", "python", "component"}
     for metric in (*metrics.INSTRUMENTED, *metrics.SAMPLED, *metrics.EXTERNAL):
-        assert set(label_names(metric)) <= allowed | {"job", "instance"}, metric
+        assert set(label_names(metric)) <= allowed | {"job", "instance", "generation"}, metric
 
 
 @pytest.fixture

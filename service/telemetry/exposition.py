@@ -16,6 +16,7 @@ from prometheus_client import (
     start_http_server,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.gc_collector import GCCollector
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
@@ -82,6 +83,7 @@ def api_registry(extra: Iterable[Collector], workers: int) -> CollectorRegistry:
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         root = os.getppid() if workers > 1 else os.getpid()
         registry.register(ProcessGroupCollector(root))
+        GCCollector(registry=registry)  # of the worker that answers the scrape
     else:  # in-process use (tests of the app object): the default collectors
         from prometheus_client import REGISTRY
 

@@ -182,10 +182,12 @@ PROCESS_RESIDENT_MEMORY = External("process_resident_memory_bytes", "gauge",
 PROCESS_CPU = External("process_cpu_seconds_total", "counter", "CPU time used.")
 PROCESS_OPEN_FDS = External("process_open_fds", "gauge", "Open file descriptors.")
 PROCESS_MAX_FDS = External("process_max_fds", "gauge", "The file-descriptor limit.")
+GC_COLLECTIONS = External("python_gc_collections_total", "counter",
+                         "Garbage collections by generation.", ("generation",))
 UP = External("up", "gauge", "1 when Prometheus scraped the target (written by Prometheus).",
               ("job", "instance"), exposed=False)
 EXTERNAL: tuple[External, ...] = (PROCESS_RESIDENT_MEMORY, PROCESS_CPU, PROCESS_OPEN_FDS,
-                                  PROCESS_MAX_FDS, UP)
+                                  PROCESS_MAX_FDS, GC_COLLECTIONS, UP)
 
 SAMPLED: tuple[Sampled, ...] = tuple(v for v in tuple(globals().values())
                                      if isinstance(v, Sampled))
