@@ -12,12 +12,13 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import psycopg
 import pytest
 
-from tests.conftest import events, submit, wait_for
+from tests.conftest import events, submit, wait_for, wait_for_event
 from tests.proxy import proxy_to
 from tests.services import (
     Env,
@@ -251,3 +252,29 @@ def test_an_agent_whose_metrics_port_is_taken_exits_with_one_line(own_env: Env) 
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert f"cannot serve agent metrics on 127.0.0.1:{port}" in result.stderr
+
+
+async def test_a_worker_holds_its_deliveries_through_a_database_outage(own_env: Env) -> None:
+    url = start_api(own_env)
+    database = urlsplit(own_env.settings.database_url)
+    with proxy_to(database.hostname or "127.0.0.1", database.port or 5432) as proxy:
+        through_proxy = database._replace(netloc=f"{database.username}@127.0.0.1:{proxy.port}")
+        start_agent(own_env, "--agents", "echo", environ=own_env.with_vars(
+            database_url=through_proxy.geturl(), db_pool_timeout_s="1"))
+        async with api_client(own_env, url) as client:
+            # Given the agent's database link is broken
+            proxy.cut()
+            # When tasks arrive (the API still commits and publishes them)
+            accepted = [await submit(client, "echo", n) for n in range(3)]
+            for task in accepted:
+                await wait_for_event(client, task["id"], "published")
+            await asyncio.sleep(3)  # the worker holds the deliveries and retries
+            assert {(await client.get(f"/v1/tasks/{t['id']}")).json()["status"]
+                    for t in accepted} == {"queued"}
+            # Then, once the database answers again, each runs once, from its first delivery
+            proxy.restore()
+            for task in accepted:
+                done = await wait_for(client, task["id"], timeout_s=30)
+                assert done["status"] == "succeeded"
+                starts = [e for e in await events(client, task["id"]) if e["kind"] == "started"]
+                assert [e["detail"] for e in starts] == [{"redelivered": False}]

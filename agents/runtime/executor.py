@@ -38,7 +38,8 @@ class TaskExecutor:
     """Runs deliveries with bounded concurrency and records every outcome."""
 
     def __init__(self, runs: RunStore, cache: Cache, settings: Settings,
-                 on_outbox_change: Callable[[], None], db_retry_window_s: float = 30.0) -> None:
+                 on_outbox_change: Callable[[], None],
+                 db_retry_window_s: float | None = None) -> None:
         self.runs = runs
         self.cache = cache
         self.settings = settings
@@ -238,15 +239,23 @@ class TaskExecutor:
                 (task.finished_at - task.created_at).total_seconds())
 
     async def _db(self, op: Callable[[], Awaitable[T]]) -> T:
-        """Run a database operation, retrying while the database is unreachable."""
-        deadline = time.monotonic() + self.db_retry_window_s
-        delay = 0.2
+        """Run a database operation, retrying while the database is unreachable (by default
+        for as long as it takes). The delivery stays unacked meanwhile: returning it to the
+        queue would count towards the delivery limit, and a long outage would then dead-letter
+        messages whose tasks are still queued in PostgreSQL."""
+        started = time.monotonic()
+        delay, warned_at = 0.2, -60.0
         while True:
             try:
                 return await op()
-            except (psycopg.OperationalError, PoolTimeout):
-                if time.monotonic() + delay > deadline:
+            except (psycopg.OperationalError, PoolTimeout) as exc:
+                waited = time.monotonic() - started
+                if self.db_retry_window_s is not None and waited + delay > self.db_retry_window_s:
                     raise
+                if waited - warned_at >= 60:
+                    warned_at = waited
+                    logger.warning("database unreachable for {:.0f}s, holding the delivery and"
+                                   " retrying: {}", waited, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
