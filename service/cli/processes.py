@@ -124,22 +124,32 @@ def run_up(settings: Settings, agent_processes: int, *, with_stack: bool = False
     """API, agents and outbox relay on local defaults (and, ``with_stack``, Prometheus,
     Alertmanager and the page inbox), until Ctrl-C or SIGTERM; then everything stops."""
     from stack.native import StackError
-    from stack.services import ensure_all
+    from stack.own_services import ensure_own
 
     started = time.monotonic()
-    problems = ensure_all() if with_stack else []
+    overrides: dict[str, str] = {}
+    problems: list[str] = []
+    if with_stack:  # services not running are started with data of their own
+        overrides, problems = ensure_own(Path(settings.state_dir) / "stack")
+        settings = Settings.from_env({**os.environ, **overrides})
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
     if problems or not preflight(settings):
+        if with_stack:
+            from stack.own_services import stop_own
+
+            stop_own(Path(settings.state_dir) / "stack")
         return 2
     key = asyncio.run(create_key(settings, "dev", ("tasks:write", "tasks:read"),
                                  dev_key(settings)))
     command = [sys.executable, "-m", "service.cli.main"]
     log = ["--log-format", settings.log_format]
-    children = {"api": subprocess.Popen([*command, "api", *log])}
+    env = {**os.environ, **overrides}
+    children = {"api": subprocess.Popen([*command, "api", *log], env=env)}
     for i in range(agent_processes):
         children[f"agent-{i + 1}"] = subprocess.Popen(
-            [*command, "agent", *log, "--metrics-port", str(settings.agent_metrics_port + i)])
+            [*command, "agent", *log, "--metrics-port", str(settings.agent_metrics_port + i)],
+            env=env)
     native = None
     try:
         if not _wait_ready(settings.base_url, list(children.values())):
@@ -170,6 +180,11 @@ def run_up(settings: Settings, agent_processes: int, *, with_stack: bool = False
         _stop(children.values(), settings.shutdown_grace_s + 5)
         if native is not None:
             native.stop()
+        if with_stack:
+            from stack.own_services import stop_own
+
+            for name in stop_own(Path(settings.state_dir) / "stack"):
+                print(f"stopped {name}", file=sys.stderr)
     failed = [c.returncode for c in children.values()
               if c.returncode not in (0, -signal.SIGTERM)]
     return 1 if failed else 0

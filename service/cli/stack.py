@@ -8,6 +8,7 @@ from pathlib import Path
 from service.cli.output import print_json, print_table
 from service.settings import Settings
 from stack.native import recorded_status, stop_recorded
+from stack.own_services import stop_own
 from stack.page_inbox import Inbox
 
 
@@ -16,7 +17,7 @@ def state_dir(settings: Settings) -> Path:
 
 
 def down(settings: Settings) -> int:
-    stopped = stop_recorded(state_dir(settings))
+    stopped = stop_recorded(state_dir(settings)) + stop_own(state_dir(settings))
     print("\n".join(f"stopped {name}" for name in stopped) or "nothing was running")
     left = [row for row in recorded_status(state_dir(settings)) if row[2]]
     return 1 if left else 0
