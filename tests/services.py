@@ -109,7 +109,8 @@ class Proc:
         self._log = self.log_path.open("wb")
         full_env = {**os.environ, **(environ or env.environ)}
         self.popen = subprocess.Popen([sys.executable, "-m", "service.cli.main", *args],
-                                      stdout=self._log, stderr=subprocess.STDOUT, env=full_env)
+                                      stdout=self._log, stderr=subprocess.STDOUT, env=full_env,
+                                      start_new_session=True)  # its own group: see kill()
         env.processes.append(self)
 
     def output(self) -> str:
@@ -137,9 +138,12 @@ class Proc:
         return self.popen.wait(timeout_s)
 
     def kill(self) -> None:
+        """Kill the process and everything it started (an API's server workers too)."""
         if self.popen.poll() is None:
             self.popen.kill()
             self.popen.wait(10)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
         self._log.close()
 
 
