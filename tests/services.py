@@ -211,3 +211,26 @@ def wait_until(predicate: Any, timeout_s: float = 20, interval_s: float = 0.05) 
         if time.monotonic() > deadline:
             raise TimeoutError(f"condition not met within {timeout_s}s")
         time.sleep(interval_s)
+
+
+async def deliver_again(env: Env, task_id: str, agent: str = "echo") -> None:
+    """Publish a second message for a task, as a duplicate delivery would."""
+    import aio_pika
+    import msgspec
+
+    from service import names
+
+    connection = await aio_pika.connect(env.settings.amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        exchange = await channel.get_exchange(names.WORK_EXCHANGE)
+        body = msgspec.json.encode({"task_id": task_id, "agent": agent, "attempt": 1})
+        await exchange.publish(aio_pika.Message(body), routing_key=agent)
+
+
+async def corrupt_input(env: Env, task_id: str) -> None:
+    """Change a task's stored input behind the API's back (its checksum no longer matches)."""
+    async with await psycopg.AsyncConnection.connect(env.settings.database_url,
+                                                     autocommit=True) as conn:
+        await conn.execute("UPDATE tasks SET input = '{\"seconds\": 9}' WHERE id = %s",
+                           (task_id,))

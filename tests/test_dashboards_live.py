@@ -28,15 +28,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import aio_pika
 import httpx
-import msgspec
-import psycopg
 import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from service import names
 from stack.native import NativeStack, Ports, Timings
 from stack.services import enable_rabbitmq_metrics
 from tests.conftest import submit, wait_for, wait_for_event
@@ -44,8 +40,10 @@ from tests.fake_llm import FakeLLM
 from tests.proxy import CuttableProxy, proxy_to
 from tests.services import (
     Env,
+    corrupt_input,
     create_env,
     create_key,
+    deliver_again,
     destroy_env,
     free_port,
     start_agent,
@@ -310,26 +308,9 @@ async def traffic(client: httpx.AsyncClient, env: Env) -> None:
     unknown = await client.post("/v1/tasks", json={"agent": "no-such-agent"})
     assert unknown.status_code == 422, unknown.text
     # a second delivery of a finished task: the worker drops it
-    await publish_duplicate(env, ok["id"])
+    await deliver_again(env, ok["id"])
     await wait_for_event(client, ok["id"], "duplicate_dropped")
     await wait_for_event(client, dead["id"], "published", status="dead")
-
-
-async def publish_duplicate(env: Env, task_id: str) -> None:
-    connection = await aio_pika.connect(env.settings.amqp_url)
-    async with connection:
-        channel = await connection.channel()
-        exchange = await channel.get_exchange(names.WORK_EXCHANGE)
-        body = msgspec.json.encode({"task_id": task_id, "agent": "echo", "attempt": 1})
-        await exchange.publish(aio_pika.Message(body), routing_key="echo")
-
-
-async def corrupt(env: Env, task_id: str) -> None:
-    """Change a task's stored input behind the API's back (its checksum no longer matches)."""
-    async with await psycopg.AsyncConnection.connect(env.settings.database_url,
-                                                     autocommit=True) as conn:
-        await conn.execute("UPDATE tasks SET input = '{\"seconds\": 9}' WHERE id = %s",
-                           (task_id,))
 
 
 async def cancel(client: httpx.AsyncClient, task_id: str) -> None:
@@ -346,7 +327,7 @@ async def sleeper_incidents(client: httpx.AsyncClient, env: Env) -> None:
     queued = await submit(client, "sleep", {"seconds": 0})
     await wait_for_event(client, corrupted["id"], "published")
     await wait_for_event(client, queued["id"], "published")
-    await corrupt(env, corrupted["id"])
+    await corrupt_input(env, corrupted["id"])
     await cancel(client, queued["id"])
     await cancel(client, holder["id"])
     assert (await wait_for(client, holder["id"]))["status"] == "cancelled"
@@ -370,7 +351,7 @@ async def sleeper_backlog(client: httpx.AsyncClient, env: Env) -> None:
     waiting = await submit(client, "sleep", {"seconds": 0})
     for task in (corrupted, cancelled, running, waiting):
         await wait_for_event(client, task["id"], "published")
-    await corrupt(env, corrupted["id"])
+    await corrupt_input(env, corrupted["id"])
     # a scrape between the first cancels and this one, or the counter's first sample already
     # holds both and its rate stays 0
     await asyncio.sleep(1.2 * SCRAPE_INTERVAL_S)

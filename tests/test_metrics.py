@@ -6,10 +6,7 @@ import asyncio
 from collections import defaultdict
 from pathlib import Path
 
-import aio_pika
 import httpx
-import msgspec
-import psycopg
 import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
@@ -18,7 +15,16 @@ from service import names
 from service.telemetry import metrics
 from service.telemetry.metrics import label_names
 from tests.conftest import submit, wait_for, wait_for_event
-from tests.services import Env, Proc, create_env, create_key, destroy_env, start_agent
+from tests.services import (
+    Env,
+    Proc,
+    corrupt_input,
+    create_env,
+    create_key,
+    deliver_again,
+    destroy_env,
+    start_agent,
+)
 
 Samples = dict[str, dict[frozenset[tuple[str, str]], float]]
 _SUFFIXES = ("_bucket", "_count", "_sum", "_total", "_created")
@@ -68,10 +74,7 @@ async def test_every_catalog_metric_is_exposed_with_its_labels_and_moves(
     # and a task whose stored input was corrupted after submission (scenario 8)
     corrupted = await submit(client, "sleep", {"seconds": 0})
     await wait_for_event(client, corrupted["id"], "published")
-    async with await psycopg.AsyncConnection.connect(env.settings.database_url,
-                                                     autocommit=True) as conn:
-        await conn.execute("UPDATE tasks SET input = '{\"seconds\": 9}' WHERE id = %s",
-                           (corrupted["id"],))
+    await corrupt_input(env, corrupted["id"])
     sleeper = start_agent(env, "--agents", "sleep")
     try:
         broken = await wait_for(client, corrupted["id"])
@@ -80,7 +83,7 @@ async def test_every_catalog_metric_is_exposed_with_its_labels_and_moves(
         sleeper.terminate()
     assert broken["status"] == "dead"
     assert "does not match its checksum" in broken["error"]
-    await publish_duplicate(env, ok["id"])
+    await deliver_again(env, ok["id"])
     await wait_for_event(client, ok["id"], "duplicate_dropped")
     await wait_for_event(client, dead["id"], "published", status="dead")
     assert {ok["status"], retried["status"], dead["status"]} == {"succeeded", "dead"}
@@ -133,15 +136,6 @@ async def test_every_catalog_metric_is_exposed_with_its_labels_and_moves(
     assert value(agent, "orchestrator_agent_slots_available") == 8
     assert value(sleeper_samples, "orchestrator_integrity_check_failures_total",
                  agent="sleep") == 1
-
-
-async def publish_duplicate(env: Env, task_id: str) -> None:
-    connection = await aio_pika.connect(env.settings.amqp_url)
-    async with connection:
-        channel = await connection.channel()
-        exchange = await channel.get_exchange(names.WORK_EXCHANGE)
-        body = msgspec.json.encode({"task_id": task_id, "agent": "echo", "attempt": 1})
-        await exchange.publish(aio_pika.Message(body), routing_key="echo")
 
 
 def test_no_task_metric_carries_an_unbounded_label() -> None:

@@ -13,7 +13,7 @@ import redis
 from service import names
 from tests.conftest import events, submit, wait_for, wait_for_event
 from tests.fake_llm import FakeLLM
-from tests.services import Env
+from tests.services import Env, deliver_again
 
 
 def kinds(timeline: list[dict]) -> list[str]:
@@ -143,12 +143,7 @@ async def test_duplicate_delivery_is_counted_and_dropped(client: httpx.AsyncClie
     # Given a task that already succeeded
     task = await wait_for(client, (await submit(client, "echo", "once"))["id"])
     # When its message is delivered a second time
-    connection = await aio_pika.connect(env.settings.amqp_url)
-    async with connection:
-        channel = await connection.channel()
-        exchange = await channel.get_exchange(names.WORK_EXCHANGE)
-        body = msgspec.json.encode({"task_id": task["id"], "agent": "echo", "attempt": 1})
-        await exchange.publish(aio_pika.Message(body), routing_key="echo")
+    await deliver_again(env, task["id"])
     # Then the worker drops it and records that on the timeline; the result is untouched
     timeline = await wait_for_event(client, task["id"], "duplicate_dropped")
     assert kinds(timeline).count("duplicate_dropped") == 1
