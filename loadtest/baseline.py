@@ -40,12 +40,14 @@ async def submit_latency_at(url: str, key: str, rate: float, seconds: float) -> 
             "errors": sum(stats.errors.values())}
 
 
-def measure(tasks: int, port: int, telemetry: bool) -> dict[str, Any]:
+def measure(tasks: int, port: int, telemetry: bool, api_workers: int) -> dict[str, Any]:
     ceiling = asyncio.run(raw_ceiling.measure(tasks))
-    with own_deployment(Settings.from_env(), port, agents="echo") as (url, key, database_url):
+    with own_deployment(Settings.from_env(), port, agents="echo",
+                        api_workers=api_workers) as (url, key, database_url):
         pipeline = asyncio.run(bench_pipeline.measure(url, key, database_url, tasks, 32))
         half = asyncio.run(submit_latency_at(url, key, pipeline.end_to_end_rate / 2, 20))
     result: dict[str, Any] = {
+        "api_workers": api_workers, "agent_processes": 1,
         "raw_ceiling_rate": round(ceiling, 1),
         "end_to_end_rate": pipeline.end_to_end_rate,
         "ratio_to_ceiling": round(pipeline.end_to_end_rate / ceiling, 3),
@@ -86,8 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", type=int, default=5000)
     parser.add_argument("--port", type=int, default=8767)
     parser.add_argument("--telemetry", action="store_true", help="also measure the overhead")
+    parser.add_argument("--api-workers", type=int, default=2,
+                        help="API server processes (the agent is always one process)")
     args = parser.parse_args(argv)
-    result = measure(args.tasks, args.port, args.telemetry)
+    result = measure(args.tasks, args.port, args.telemetry, args.api_workers)
     print(json.dumps(result, indent=2))
     print(f"\n{'measure':<36}{'value':>22}{'target':>14}  verdict")
     for name, value, target, ok in verdicts(result):

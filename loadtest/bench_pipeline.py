@@ -118,9 +118,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", type=int, default=5000)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--api-workers", type=int, default=2,
+                        help="API server processes (the agent is always one process)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)
-    with own_deployment(Settings.from_env(), args.port, agents="echo") as (url, key, database_url):
+    with own_deployment(Settings.from_env(), args.port, agents="echo",
+                        api_workers=args.api_workers) as (url, key, database_url):
         result = asyncio.run(measure(url, key, database_url, args.tasks, args.connections))
     if args.json:
         print(json.dumps(asdict(result), indent=2))

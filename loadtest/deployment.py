@@ -39,7 +39,8 @@ def bench_settings(base: Settings | None = None) -> Settings:
 
 @contextmanager
 def own_deployment(base: Settings, port: int, *, agents: str | None = None,
-                   extra_env: dict[str, str] | None = None) -> Iterator[tuple[str, str, str]]:
+                   extra_env: dict[str, str] | None = None,
+                   api_workers: int = 1) -> Iterator[tuple[str, str, str]]:
     """The API (plus one agent process serving ``agents``) on resources of their own; yields
     ``(api_url, api_key, database_url)``."""
     settings = bench_settings(base)
@@ -52,7 +53,7 @@ def own_deployment(base: Settings, port: int, *, agents: str | None = None,
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("TRUNCATE tasks CASCADE")
     command = [sys.executable, "-m", "service.cli.main"]
-    procs = [subprocess.Popen([*command, "api"], env=env)]
+    procs = [subprocess.Popen([*command, "api", "--workers", str(api_workers)], env=env)]
     if agents:
         procs.append(subprocess.Popen([*command, "agent", "--agents", agents], env=env))
     url = f"http://127.0.0.1:{port}"

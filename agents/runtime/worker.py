@@ -33,6 +33,9 @@ from service.settings import Settings
 from service.telemetry.exposition import mark_build, serve_agent_metrics
 from service.telemetry.probe import Probe
 
+AGENT_TAKEOVER_S = 5.0
+"""An agent's outbox relay publishes new submissions only once they have waited this long."""
+
 
 def new_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -87,7 +90,8 @@ class Worker:
         publish_channel = await self.connection.channel(publisher_confirms=True)
         publish_topology = Topology(publish_channel, s.delivery_limit)
         await publish_topology.declare_core()
-        self.relay = OutboxRelay(OutboxStore(self.pool, self.worker_id),
+        self.relay = OutboxRelay(OutboxStore(self.pool, self.worker_id,
+                                             new_tasks_after_s=AGENT_TAKEOVER_S),
                                  Publisher(publish_topology), batch_size=s.relay_batch_size,
                                  poll_interval_s=s.relay_poll_interval_s)
         self.executor = TaskExecutor(RunStore(self.pool, self.worker_id), self.cache, s,

@@ -37,6 +37,7 @@ class PendingMessage:
 _CLAIM = (
     "SELECT id::text AS task_id, agent, status, attempts, traceparent, available_at,"
     " clock_timestamp() AS now FROM tasks WHERE published_at IS NULL"
+    " AND (status <> 'queued' OR created_at < now() - make_interval(secs => %s))"
     " ORDER BY created_at LIMIT %s FOR UPDATE SKIP LOCKED"
 )
 _MARK = (
@@ -76,15 +77,19 @@ class OutboxBatch:
 class OutboxStore(Store):
     """Batches of unpublished tasks, locked with ``SKIP LOCKED`` so relays never collide."""
 
-    def __init__(self, pool: Pool, actor: str) -> None:
+    def __init__(self, pool: Pool, actor: str, new_tasks_after_s: float = 0.0) -> None:
+        """``new_tasks_after_s``: leave freshly submitted tasks this long to the API's own
+        relays (agents publish retries and dead letters at once, and take over submissions
+        only when they wait that long, e.g. because their API process died)."""
         super().__init__(pool)
         self.actor = actor
+        self.new_tasks_after_s = new_tasks_after_s
 
     @asynccontextmanager
     async def batch(self, limit: int) -> AsyncIterator[OutboxBatch]:
         """Lock up to ``limit`` pending rows for the duration of the block (one transaction)."""
         async with self.pool.connection() as conn, conn.transaction():
-            cur = await execute(conn, "outbox_claim", _CLAIM, (limit,))
+            cur = await execute(conn, "outbox_claim", _CLAIM, (self.new_tasks_after_s, limit))
             rows = await cur.fetchall()
             messages = [PendingMessage(**{**row, "status": TaskStatus(row["status"])})
                         for row in rows]
