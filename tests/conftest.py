@@ -82,6 +82,11 @@ async def wait_for(client: httpx.AsyncClient, task_id: str, statuses: set[str] =
         await asyncio.sleep(0.05)
 
 
+def kinds(timeline: list[dict[str, Any]]) -> list[str]:
+    """The event kinds of a timeline, in order."""
+    return [e["kind"] for e in timeline]
+
+
 async def events(client: httpx.AsyncClient, task_id: str) -> list[dict[str, Any]]:
     response = await client.get(f"/v1/tasks/{task_id}/events")
     assert response.status_code == 200, response.text

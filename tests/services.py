@@ -147,9 +147,12 @@ class Proc:
         self._log.close()
 
 
-def start_api(env: Env, port: int | None = None, environ: dict[str, str] | None = None) -> str:
+def start_api(env: Env, port: int | None = None, environ: dict[str, str] | None = None,
+              workers: int = 1) -> str:
+    """Start ``orchestrator api`` (``workers`` server processes); return its URL once it
+    answers."""
     port = port or free_port()
-    proc = Proc(env, ["api", "--port", str(port)], environ)
+    proc = Proc(env, ["api", "--port", str(port), "--workers", str(workers)], environ)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

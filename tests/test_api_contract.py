@@ -14,14 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import events, submit, wait_for, wait_for_event
+from tests.conftest import events, kinds, submit, wait_for, wait_for_event
 from tests.services import Env, create_key, start_agent
 
 KNOWN_AGENTS = ["echo", "fail", "llm", "sleep", "summarize"]
-
-
-def kinds(timeline: list[dict[str, Any]]) -> list[str]:
-    return [e["kind"] for e in timeline]
 
 
 def problem(response: httpx.Response, status: int) -> dict[str, Any]:

@@ -11,23 +11,20 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import psycopg
 import pytest
 
-from tests.conftest import events, submit, wait_for, wait_for_event
+from tests.conftest import events, kinds, submit, wait_for, wait_for_event
 from tests.proxy import proxy_to
 from tests.services import (
     Env,
-    Proc,
     create_env,
     create_key,
     destroy_env,
     ensure_redis,
-    free_port,
     redis_answers,
     start_agent,
     start_api,
@@ -49,10 +46,6 @@ async def api_client(env: Env, url: str) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=url, timeout=15,
                                  headers={"Authorization": f"Bearer {key}"}) as client:
         yield client
-
-
-def kinds(timeline: list[dict[str, Any]]) -> list[str]:
-    return [e["kind"] for e in timeline]
 
 
 async def test_worker_killed_mid_task_the_task_still_completes_exactly_once(
@@ -216,10 +209,7 @@ async def test_a_cancel_whose_broadcast_was_lost_still_stops_the_running_task(
 
 async def test_several_api_processes_publish_every_task_exactly_once(own_env: Env) -> None:
     # Given two API server processes, each with its own outbox relay
-    port = free_port()
-    proc = Proc(own_env, ["api", "--port", str(port), "--workers", "2"])
-    url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: _answers(url), timeout_s=30)
+    url = start_api(own_env, workers=2)
     start_agent(own_env, "--agents", "echo", "--concurrency", "16")
     async with api_client(own_env, url) as client:
         # When many tasks are submitted concurrently
@@ -231,14 +221,6 @@ async def test_several_api_processes_publish_every_task_exactly_once(own_env: En
             timeline = kinds(await events(client, task["id"]))
             assert timeline.count("published") == 1
             assert timeline.count("started") == 1
-    assert proc.popen.poll() is None
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/health/ready", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def test_an_agent_whose_metrics_port_is_taken_exits_with_one_line(own_env: Env) -> None:

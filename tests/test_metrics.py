@@ -154,12 +154,9 @@ def two_worker_env(logs_dir: Path) -> Env:
 
 async def test_several_server_processes_report_the_same_totals_on_every_scrape(
         two_worker_env: Env) -> None:
-    from tests.services import free_port, wait_until
+    from tests.services import start_api, wait_until
 
-    port = free_port()
-    Proc(two_worker_env, ["api", "--port", str(port), "--workers", "2"])
-    url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: _ready(url), timeout_s=30)
+    url = start_api(two_worker_env, workers=2)
     start_agent(two_worker_env, "--agents", "echo")
     key = create_key(two_worker_env)
     async with httpx.AsyncClient(base_url=url, timeout=15,
@@ -180,10 +177,3 @@ async def test_several_server_processes_report_the_same_totals_on_every_scrape(
     assert totals == {(len(accepted), len(accepted))}
     samples, _ = scrape(f"{url}/metrics")
     assert value(samples, "process_resident_memory_bytes") > 0
-
-
-def _ready(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/health/ready", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False

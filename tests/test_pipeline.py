@@ -11,13 +11,9 @@ import msgspec
 import redis
 
 from service import names
-from tests.conftest import events, submit, wait_for, wait_for_event
+from tests.conftest import events, kinds, submit, wait_for, wait_for_event
 from tests.fake_llm import FakeLLM
 from tests.services import Env, deliver_again
-
-
-def kinds(timeline: list[dict]) -> list[str]:
-    return [e["kind"] for e in timeline]
 
 
 async def test_submitted_task_succeeds_with_its_result(client: httpx.AsyncClient) -> None:
