@@ -10,6 +10,8 @@ from typing import Any
 
 import msgspec
 
+from service.errors import NonRetryableError
+
 
 class TaskStatus(StrEnum):
     """Where a task stands. ``succeeded``, ``dead`` and ``cancelled`` are final."""
@@ -75,3 +77,20 @@ def input_checksum(payload: Any) -> str:
     """SHA-256 of the input in canonical JSON: stored with the task, verified before each run."""
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+_encode_json = msgspec.json.Encoder().encode
+
+
+def result_json(result: Any) -> str:
+    """An agent's result as the JSON text stored in the task row.
+
+    Raises ``NonRetryableError`` when the result has no JSON form: running the task again
+    would return the same kind of value.
+    """
+    try:
+        return _encode_json(result).decode()
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise NonRetryableError(
+            f"the agent's result ({type(result).__name__}) cannot be stored as JSON: {exc}"
+        ) from exc

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import itertools
+import json
+import math
 import random
 
 import pytest
 
 from agents.retry import GiveUp, Retry, RetryPolicy, decide
 from service.broker.topology import DELAY_STEPS_MS, delay_step_ms
+from service.domain import result_json
 from service.errors import AgentError, NonRetryableError
 
 POLICY = RetryPolicy(max_attempts=5, base_delay_s=1.0, max_delay_s=10.0, jitter=0.0)
@@ -56,3 +59,11 @@ def test_delays_round_down_to_a_delay_queue_step(delay_s: float, step_ms: int) -
 def test_delay_steps_are_at_most_41_percent_apart() -> None:
     ratios = [b / a for a, b in itertools.pairwise(DELAY_STEPS_MS)]
     assert max(ratios) < 1.42
+
+
+def test_a_result_with_no_json_form_fails_the_task_without_retrying() -> None:
+    assert json.loads(result_json({"score": math.nan, "tags": ("a", "b")})) == {
+        "score": None, "tags": ["a", "b"]}
+    with pytest.raises(NonRetryableError, match=r"result \(object\) cannot be stored") as err:
+        result_json(object())
+    assert decide(1, 5, err.value, POLICY) == GiveUp("non_retryable")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
 from service.db.pool import Pool, open_pool
-from service.db.runs import NotClaimed, Run, RunStore, new_run_id
+from service.db.runs import NotClaimed, Row, Run, RunStore, new_run_id
 from service.db.tasks import NewTask, TaskStore
 from service.domain import input_checksum
 from tests.services import Env
@@ -53,6 +55,33 @@ async def test_only_the_run_that_holds_the_task_can_record_its_outcome(pool: Poo
     # the worker holding it is lost; the redelivery is claimed by another worker
     current = await RunStore(pool, "b").claim(task_id, redelivered=True, run_id=new_run_id())
     assert isinstance(current, Run) and current.task.attempts == 2
-    assert await RunStore(pool, "a").succeed(stale, {"late": True}) is None
-    done = await RunStore(pool, "b").succeed(current, {"ok": True})
+    assert await RunStore(pool, "a").succeed(stale, '{"late": true}') is None
+    done = await RunStore(pool, "b").succeed(current, '{"ok": true}')
     assert done is not None and done.status == "succeeded" and done.result == {"ok": True}
+
+
+async def test_concurrent_claims_and_results_share_statements_and_each_gets_its_own(
+        pool: Pool) -> None:
+    runs = RunStore(pool, "worker-batch")
+    statements: list[str] = []
+    fetch_all = runs.fetch_all
+
+    async def counted(operation: str, sql: str | bytes, params: Any = None) -> list[Row]:
+        statements.append(operation)
+        return await fetch_all(operation, sql, params)
+
+    runs.fetch_all = counted  # type: ignore[method-assign]
+    task_ids = [await new_task(pool) for _ in range(6)]
+    # two deliveries of the first task race inside one batch: exactly one of them wins
+    deliveries = [*task_ids, task_ids[0]]
+    claims = await asyncio.gather(*(runs.claim(task_id, redelivered=False, run_id=new_run_id())
+                                    for task_id in deliveries))
+    won = [c for c in claims if isinstance(c, Run)]
+    assert sorted(c.task.id for c in won) == sorted(task_ids)
+    assert [c for c in claims if isinstance(c, NotClaimed)] == [NotClaimed("duplicate", None)]
+    assert all(c.task.status == "running" and c.task.attempts == 1 for c in won)
+    done = await asyncio.gather(*(runs.succeed(c, f'{{"n": {n}}}') for n, c in enumerate(won)))
+    assert [(t.id, t.status, t.result) for t in done if t is not None] == [
+        (c.task.id, "succeeded", {"n": n}) for n, c in enumerate(won)]
+    assert statements.count("task_claim") == 1
+    assert statements.count("task_succeed") == 1

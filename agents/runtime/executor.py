@@ -24,7 +24,7 @@ from service import names
 from service.broker.publisher import TaskMessage, decode_task_message
 from service.cache import Cache
 from service.db.runs import NotClaimed, Run, RunStore, new_run_id
-from service.domain import Task, input_checksum
+from service.domain import Task, input_checksum, result_json
 from service.errors import IntegrityError, NonRetryableError
 from service.settings import Settings
 from service.telemetry import metrics
@@ -162,8 +162,14 @@ class TaskExecutor:
         finally:
             in_progress.dec()
             metrics.RUN_DURATION.labels(task.agent).observe(time.perf_counter() - started)
+        document = ""
         if error is None:
-            done = await self._db(lambda: self.runs.succeed(run, result))
+            try:
+                document = result_json(result)
+            except NonRetryableError as exc:
+                error = exc
+        if error is None:
+            done = await self._db(lambda: self.runs.succeed(run, document))
             if done is None:
                 metrics.DUPLICATE_DELIVERIES.labels(task.agent).inc()
                 logger.warning("result discarded: another run owns the task now")

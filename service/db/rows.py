@@ -19,17 +19,39 @@ EVENT_COLUMNS = "id, task_id::text AS task_id, at, kind, status, attempt, worker
 
 
 def transition_sql(update: str, kind: str, kind_is_sql: bool = False) -> str:
-    """Wrap an ``UPDATE tasks ... RETURNING *`` so the same statement appends a task event.
+    """Wrap an ``UPDATE tasks ...`` (no ``RETURNING``) so the same statement appends a task
+    event. One round trip per state transition.
 
-    The update must return every column; parameters ``%(worker_id)s`` and ``%(detail)s`` feed
-    the event row. One round trip per state transition. ``kind`` is the event name, or a SQL
-    expression over the updated row when ``kind_is_sql``.
+    Parameters ``%(worker_id)s`` and ``%(detail)s`` feed the event row. ``kind`` is the event
+    name, or a SQL expression over the updated row when ``kind_is_sql``.
     """
-    kind_expr = kind if kind_is_sql else f"'{kind}'"
+    return _with_event(f"{update} RETURNING *", kind if kind_is_sql else f"'{kind}'",
+                       "%(detail)s")
+
+
+def batch_transition_sql(set_clause: str, condition: str, kind: str, inputs: dict[str, str],
+                         detail: str = "'{}'::jsonb") -> str:
+    """``transition_sql`` for many tasks in one statement.
+
+    Each parameter named in ``inputs`` (name -> SQL type) is an array with one element per
+    task; together they are unnested as rows of ``i``, which must include ``id``.
+    ``set_clause`` and ``condition`` refer to the row as ``tasks`` and to its input as ``i``;
+    ``detail`` is the event detail as a SQL expression over ``i``.
+    """
+    columns = ", ".join(inputs)
+    arrays = ", ".join(f"%({name})s::{sql_type}[]" for name, sql_type in inputs.items())
+    update = (
+        f"UPDATE tasks SET {set_clause} FROM unnest({arrays}) AS i({columns})"
+        f" WHERE tasks.id = i.id AND ({condition}) RETURNING tasks.*, {detail} AS event_detail"
+    )
+    return _with_event(update, f"'{kind}'", "event_detail")
+
+
+def _with_event(update_returning: str, kind_expr: str, detail_expr: str) -> str:
     return (
-        f"WITH t AS ({update} RETURNING *),"
+        f"WITH t AS ({update_returning}),"
         " e AS (INSERT INTO task_events (task_id, kind, status, attempt, worker_id, detail)"
-        f" SELECT id, {kind_expr}, status, attempts, %(worker_id)s, %(detail)s FROM t)"
+        f" SELECT id, {kind_expr}, status, attempts, %(worker_id)s, {detail_expr} FROM t)"
         f" SELECT {TASK_COLUMNS}, run_id::text AS run_id, traceparent FROM t"
     )
 

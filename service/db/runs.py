@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
+from service.db.batching import Batcher
 from service.db.pool import Pool
 from service.db.query import Store
-from service.db.rows import jsonb, to_task, transition_sql
+from service.db.rows import batch_transition_sql, jsonb, to_task, transition_sql
 from service.domain import Task
+
+Row = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -33,22 +37,29 @@ class NotClaimed:
     task: Task | None
 
 
-_SET_COMMON = "version = version + 1, updated_at = now()"
+_SET_COMMON = "version = tasks.version + 1, updated_at = now()"
 
-_CLAIM = transition_sql(
-    "UPDATE tasks SET status = 'running', run_id = %(run_id)s, worker_id = %(worker_id)s,"
-    " attempts = attempts + CASE WHEN run_id = %(run_id)s THEN 0 ELSE 1 END,"
-    f" started_at = now(), {_SET_COMMON}"
-    " WHERE id = %(id)s AND ((status = 'running' AND run_id = %(run_id)s)"  # our own claim, again
-    " OR (NOT cancel_requested AND attempts < max_attempts AND"
-    " (status IN ('queued', 'retrying') OR (status = 'running' AND %(redelivered)s))))",
+# batched statements: one array per input, one element per task
+_CLAIM_INPUTS = {"id": "uuid", "run_id": "uuid", "redelivered": "bool"}
+_SUCCEED_INPUTS = {"id": "uuid", "run_id": "uuid", "result": "jsonb"}
+
+_CLAIM = batch_transition_sql(
+    "status = 'running', run_id = i.run_id, worker_id = %(worker_id)s,"
+    " attempts = tasks.attempts + CASE WHEN tasks.run_id = i.run_id THEN 0 ELSE 1 END,"
+    f" started_at = now(), {_SET_COMMON}",
+    "(tasks.status = 'running' AND tasks.run_id = i.run_id)"  # our own claim, again
+    " OR (NOT tasks.cancel_requested AND tasks.attempts < tasks.max_attempts AND"
+    " (tasks.status IN ('queued', 'retrying') OR (tasks.status = 'running' AND i.redelivered)))",
     "started",
+    _CLAIM_INPUTS,
+    detail="jsonb_build_object('redelivered', i.redelivered)",
 )
 _FENCE = " WHERE id = %(id)s AND run_id = %(run_id)s AND status = 'running'"
-_SUCCEED = transition_sql(
-    "UPDATE tasks SET status = 'succeeded', result = %(result)s, error = NULL,"
-    f" finished_at = now(), {_SET_COMMON}" + _FENCE,
+_SUCCEED = batch_transition_sql(
+    f"status = 'succeeded', result = i.result, error = NULL, finished_at = now(), {_SET_COMMON}",
+    "tasks.run_id = i.run_id AND tasks.status = 'running'",
     "succeeded",
+    _SUCCEED_INPUTS,
 )
 _RETRY = transition_sql(
     "UPDATE tasks SET status = 'retrying', error = %(error)s, published_at = NULL,"
@@ -89,6 +100,9 @@ class RunStore(Store):
     def __init__(self, pool: Pool, worker_id: str) -> None:
         super().__init__(pool)
         self.worker_id = worker_id
+        self._claims = Batcher(partial(self._batch, "task_claim", _CLAIM, _CLAIM_INPUTS))
+        self._successes = Batcher(partial(self._batch, "task_succeed", _SUCCEED,
+                                          _SUCCEED_INPUTS))
 
     async def claim(self, task_id: str, *, redelivered: bool, run_id: str) -> Run | NotClaimed:
         """Mark the task ``running`` for this worker, or say why this delivery must be dropped.
@@ -96,9 +110,9 @@ class RunStore(Store):
         A redelivered message of a ``running`` task means the worker that held it is gone: it is
         claimed again (the lost run counts as an attempt) unless its attempts are used up.
         Claiming again with the same ``run_id`` (a retry after a lost reply) is idempotent.
+        Concurrent claims share one statement.
         """
-        row = await self._exec("task_claim", _CLAIM, task_id, run_id=run_id,
-                               redelivered=redelivered, detail={"redelivered": redelivered})
+        row = await self._claims.submit((task_id, run_id, redelivered))
         if row is not None:
             return Run(to_task(row), run_id, row["traceparent"])
         return await self._explain(task_id, redelivered)
@@ -116,9 +130,11 @@ class RunStore(Store):
                 return NotClaimed("exhausted", to_task(row))
         return NotClaimed("duplicate", None)
 
-    async def succeed(self, run: Run, result: Any) -> Task | None:
-        """Record the result; ``None`` when another run owns the task now."""
-        return await self._outcome("task_succeed", _SUCCEED, run, result=jsonb(result), detail={})
+    async def succeed(self, run: Run, result_json: str) -> Task | None:
+        """Record the result (JSON text); ``None`` when another run owns the task now.
+        Concurrent results share one statement."""
+        row = await self._successes.submit((run.task.id, run.run_id, result_json))
+        return to_task(row) if row is not None else None
 
     async def retry(self, run: Run, error: str, delay_s: float) -> Task | None:
         """Schedule another attempt after ``delay_s``; the outbox publishes it to a delay queue."""
@@ -148,6 +164,16 @@ class RunStore(Store):
             "SELECT id::text AS id FROM tasks WHERE id = ANY(%s::uuid[]) AND cancel_requested",
             (task_ids,))
         return [row["id"] for row in rows]
+
+    async def _batch(self, operation: str, sql: str, inputs: dict[str, str],
+                     requests: list[tuple[Any, ...]]) -> list[Row | None]:
+        """One statement for many requests (tuples in the order of ``inputs``); each request
+        gets its row, or ``None`` when the statement's condition refused it."""
+        arrays = {name: list(column) for name, column in zip(inputs, zip(*requests, strict=True),
+                                                                 strict=True)}
+        rows = await self.fetch_all(operation, sql, {**arrays, "worker_id": self.worker_id})
+        by_run = {row["run_id"]: row for row in rows}
+        return [by_run.get(run_id) for run_id in arrays["run_id"]]
 
     async def _outcome(self, operation: str, sql: str, run: Run, **params: Any) -> Task | None:
         row = await self._exec(operation, sql, run.task.id, run_id=run.run_id, **params)

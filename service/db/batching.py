@@ -1,0 +1,62 @@
+"""Group commit: concurrent calls of one statement share a single round trip and commit.
+
+While a batch is in flight, new requests queue up; when it returns, everything that queued goes
+as the next batch. An idle process therefore adds no latency (a lone request goes at once),
+and a busy one pays one round trip and one commit for many tasks instead of one each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+Request = TypeVar("Request")
+Result = TypeVar("Result")
+
+
+class Batcher(Generic[Request, Result]):
+    """Feeds concurrent ``submit`` calls to ``run_batch``, at most ``max_batch`` at a time.
+
+    ``run_batch`` gets the requests in arrival order and returns one result per request, in the
+    same order. When it raises, every request of that batch gets the exception (each caller then
+    retries or fails on its own, exactly as with a statement of its own).
+    """
+
+    def __init__(self, run_batch: Callable[[list[Request]], Awaitable[Sequence[Result]]],
+                 max_batch: int = 64) -> None:
+        self.run_batch = run_batch
+        self.max_batch = max_batch
+        self._queued: list[tuple[Request, asyncio.Future[Result]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def submit(self, request: Request) -> Result:
+        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._queued.append((request, future))
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush(), name="batcher")
+        return await future
+
+    async def _flush(self) -> None:
+        try:
+            while self._queued:
+                batch = self._queued[:self.max_batch]
+                del self._queued[:self.max_batch]
+                try:
+                    results = await self.run_batch([request for request, _ in batch])
+                except BaseException as exc:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    if not isinstance(exc, Exception):
+                        raise  # cancelled: the callers were told, stop flushing
+                    continue
+                for (_, future), result in zip(batch, results, strict=True):
+                    if not future.done():
+                        future.set_result(result)
+        finally:
+            self._flusher = None
+            for _, future in self._queued:  # only left over when the flusher was cancelled
+                if not future.done():
+                    future.cancel()
+            self._queued.clear()

@@ -1,0 +1,60 @@
+"""Group commit: concurrent requests share a batch, each gets its own result or the error."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from service.db.batching import Batcher
+
+
+class Recorder:
+    """A batch function that records the batches it was given and can be made to fail."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self.fail_next: Exception | None = None
+
+    async def run(self, requests: list[int]) -> list[int]:
+        self.batches.append(requests)
+        await asyncio.sleep(0.01)  # a round trip, during which more requests queue up
+        if self.fail_next is not None:
+            error, self.fail_next = self.fail_next, None
+            raise error
+        return [n * 10 for n in requests]
+
+
+async def test_requests_that_queue_during_a_batch_go_together_in_the_next_one() -> None:
+    recorder = Recorder()
+    batcher = Batcher(recorder.run, max_batch=3)
+    lone = asyncio.ensure_future(batcher.submit(0))
+    await asyncio.sleep(0.001)  # its batch is in flight
+    rest = await asyncio.gather(*(batcher.submit(n) for n in range(1, 5)))
+    assert [await lone, *rest] == [n * 10 for n in range(5)]
+    assert recorder.batches == [[0], [1, 2, 3], [4]]
+
+
+async def test_a_failed_batch_fails_each_of_its_requests_and_the_next_batch_still_runs() -> None:
+    recorder = Recorder()
+    batcher = Batcher(recorder.run)
+    recorder.fail_next = ConnectionError("database went away")
+    first = asyncio.ensure_future(batcher.submit(1))
+    await asyncio.sleep(0)
+    queued = [asyncio.ensure_future(batcher.submit(n)) for n in (2, 3)]
+    with pytest.raises(ConnectionError, match="went away"):
+        await first
+    assert await asyncio.gather(*queued) == [20, 30]
+
+
+async def test_a_cancelled_caller_does_not_disturb_the_others() -> None:
+    recorder = Recorder()
+    batcher = Batcher(recorder.run)
+    first = asyncio.ensure_future(batcher.submit(1))
+    await asyncio.sleep(0)
+    cancelled = asyncio.ensure_future(batcher.submit(2))
+    kept = asyncio.ensure_future(batcher.submit(3))
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    assert await first == 10 and await kept == 30
+    assert cancelled.cancelled()
