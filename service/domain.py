@@ -82,6 +82,11 @@ def input_checksum(payload: Any) -> str:
 _encode_json = msgspec.json.Encoder().encode
 
 
+def json_text(value: Any) -> str:
+    """``value`` as JSON text (fast; NaN and infinities become ``null`` as JSON has none)."""
+    return _encode_json(value).decode()
+
+
 def result_json(result: Any) -> str:
     """An agent's result as the JSON text stored in the task row.
 
@@ -89,7 +94,7 @@ def result_json(result: Any) -> str:
     would return the same kind of value.
     """
     try:
-        return _encode_json(result).decode()
+        return json_text(result)
     except (TypeError, ValueError, OverflowError) as exc:
         raise NonRetryableError(
             f"the agent's result ({type(result).__name__}) cannot be stored as JSON: {exc}"

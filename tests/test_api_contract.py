@@ -6,6 +6,7 @@ at fault) that says what is wrong and where; none of them is ever a 500.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -135,6 +136,18 @@ async def test_invalid_submission_is_rejected_naming_the_field(
     body = problem(await client.post("/v1/tasks", json=payload), status)
     assert field in fields(body), body
     assert field in body["detail"] and text in body["detail"], body
+
+
+async def test_text_postgresql_cannot_store_is_422_and_spares_concurrent_submissions(
+        client: httpx.AsyncClient) -> None:
+    good = [client.post("/v1/tasks", json={"agent": "echo", "input": {"n": n}})
+            for n in range(8)]
+    bad = client.post("/v1/tasks", json={"agent": "echo", "input": {"text": "a\u0000b"}})
+    *answers, refused = await asyncio.gather(*good, bad)
+    assert [a.status_code for a in answers] == [202] * 8
+    assert [a.json()["input"] for a in answers] == [{"n": n} for n in range(8)]
+    body = problem(refused, 422)
+    assert "cannot be stored" in body["detail"] and "\\u0000" in body["detail"], body
 
 
 async def test_malformed_json_is_400_saying_the_body_is_not_json(
@@ -305,6 +318,16 @@ async def test_same_idempotency_key_with_another_body_is_409_naming_the_original
     body = problem(conflict, 409)
     assert body["task_id"] == original
     assert original in body["detail"] and "different body" in body["detail"]
+
+
+async def test_concurrent_submissions_with_one_idempotency_key_make_one_task(
+        client: httpx.AsyncClient) -> None:
+    key = {"Idempotency-Key": f"contract-{uuid.uuid4()}"}
+    answers = await asyncio.gather(*(
+        client.post("/v1/tasks", json={"agent": "echo", "input": "once"}, headers=key)
+        for _ in range(6)))
+    assert sorted(a.status_code for a in answers) == [200] * 5 + [202]
+    assert len({a.json()["id"] for a in answers}) == 1
 
 
 async def test_different_idempotency_keys_make_different_tasks(

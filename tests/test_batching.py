@@ -58,3 +58,26 @@ async def test_a_cancelled_caller_does_not_disturb_the_others() -> None:
     cancelled.cancel()
     assert await first == 10 and await kept == 30
     assert cancelled.cancelled()
+
+
+async def test_an_isolated_error_is_retried_request_by_request_so_only_its_cause_fails() -> None:
+    class BadRow(Exception):
+        pass
+
+    batches: list[list[int]] = []
+
+    async def run(requests: list[int]) -> list[int]:
+        batches.append(requests)
+        await asyncio.sleep(0.01)
+        if 13 in requests:
+            raise BadRow("13 cannot be stored")
+        return requests
+
+    batcher = Batcher(run, isolate=(BadRow,))
+    first = asyncio.ensure_future(batcher.submit(1))
+    await asyncio.sleep(0.001)
+    outcomes = await asyncio.gather(*(batcher.submit(n) for n in (12, 13, 14)),
+                                    return_exceptions=True)
+    assert await first == 1
+    assert outcomes[0] == 12 and outcomes[2] == 14 and isinstance(outcomes[1], BadRow)
+    assert batches == [[1], [12, 13, 14], [12], [13], [14]]

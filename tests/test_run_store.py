@@ -6,12 +6,14 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import psycopg
 import pytest
 
 from service.db.pool import Pool, open_pool
-from service.db.runs import NotClaimed, Row, Run, RunStore, new_run_id
+from service.db.query import Row
+from service.db.runs import NotClaimed, Run, RunStore, new_run_id
 from service.db.tasks import NewTask, TaskStore
-from service.domain import input_checksum
+from service.domain import Task, input_checksum
 from tests.services import Env
 
 
@@ -85,3 +87,17 @@ async def test_concurrent_claims_and_results_share_statements_and_each_gets_its_
         (c.task.id, "succeeded", {"n": n}) for n, c in enumerate(won)]
     assert statements.count("task_claim") == 1
     assert statements.count("task_succeed") == 1
+
+
+async def test_a_result_postgresql_refuses_fails_alone_and_spares_its_batch(pool: Pool) -> None:
+    runs = RunStore(pool, "worker-bad-result")
+    claims = [await runs.claim(await new_task(pool), redelivered=False, run_id=new_run_id())
+              for _ in range(3)]
+    assert all(isinstance(c, Run) for c in claims)
+    good, bad, other = (c for c in claims if isinstance(c, Run))
+    outcomes = await asyncio.gather(runs.succeed(good, '{"ok": 1}'),
+                                    runs.succeed(bad, '{"text": "a\\u0000b"}'),
+                                    runs.succeed(other, '{"ok": 2}'), return_exceptions=True)
+    assert isinstance(outcomes[1], psycopg.DataError)
+    assert [(t.status, t.result) for t in (outcomes[0], outcomes[2])
+            if isinstance(t, Task)] == [("succeeded", {"ok": 1}), ("succeeded", {"ok": 2})]

@@ -162,14 +162,9 @@ class TaskExecutor:
         finally:
             in_progress.dec()
             metrics.RUN_DURATION.labels(task.agent).observe(time.perf_counter() - started)
-        document = ""
         if error is None:
-            try:
-                document = result_json(result)
-            except NonRetryableError as exc:
-                error = exc
+            done, error = await self._store_result(run, result)
         if error is None:
-            done = await self._db(lambda: self.runs.succeed(run, document))
             if done is None:
                 metrics.DUPLICATE_DELIVERIES.labels(task.agent).inc()
                 logger.warning("result discarded: another run owns the task now")
@@ -183,6 +178,18 @@ class TaskExecutor:
         else:
             done = await self._failed(run, error)
         self._recorded(done)
+
+    async def _store_result(self, run: Run,
+                            result: Any) -> tuple[Task | None, NonRetryableError | None]:
+        """Record the result. One that cannot be stored (it has no JSON form, or holds text
+        PostgreSQL refuses, such as ``\\u0000``) fails the task instead, without a retry."""
+        try:
+            document = result_json(result)
+            return await self._db(lambda: self.runs.succeed(run, document)), None
+        except NonRetryableError as exc:
+            return None, exc
+        except psycopg.DataError as exc:
+            return None, NonRetryableError(f"the agent's result cannot be stored: {exc}")
 
     async def _call_agent(self, run: Run) -> tuple[Any, BaseException | None]:
         """Run the agent function with its timeout; returns ``(result, error)``."""

@@ -107,6 +107,14 @@ def database_error(request: Request[Any, Any, Any], exc: Exception) -> Response[
     return response
 
 
+def unstorable_value(request: Request[Any, Any, Any], exc: psycopg.DataError) -> Response[Any]:
+    """A value that is valid JSON but that PostgreSQL cannot store (``\\u0000`` in a string)."""
+    diag = exc.diag
+    reason = "; ".join(part for part in (diag.message_primary, diag.message_detail) if part)
+    return problem(422, f"a value in the request cannot be stored: {reason or exc}; remove it"
+                        " (text may not contain the NUL character \\u0000)")
+
+
 def unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     logger.opt(exception=exc).error("unhandled error serving {} {}", request.method,
                                     request.url.path)
@@ -117,6 +125,7 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     HTTPException: http_exception,
     OrchestratorError: orchestrator_error,
     psycopg.OperationalError: database_error,
+    psycopg.DataError: unstorable_value,
     PoolTimeout: database_error,
     Exception: unexpected_error,
 }

@@ -20,13 +20,17 @@ class Batcher(Generic[Request, Result]):
 
     ``run_batch`` gets the requests in arrival order and returns one result per request, in the
     same order. When it raises, every request of that batch gets the exception (each caller then
-    retries or fails on its own, exactly as with a statement of its own).
+    retries or fails on its own, exactly as with a statement of its own), except for exceptions
+    of the ``isolate`` types, which point at one bad request: then each request of the batch runs
+    alone, so only the bad one fails.
     """
 
     def __init__(self, run_batch: Callable[[list[Request]], Awaitable[Sequence[Result]]],
-                 max_batch: int = 64) -> None:
+                 max_batch: int = 64,
+                 isolate: tuple[type[Exception], ...] = ()) -> None:
         self.run_batch = run_batch
         self.max_batch = max_batch
+        self.isolate = isolate
         self._queued: list[tuple[Request, asyncio.Future[Result]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -42,21 +46,45 @@ class Batcher(Generic[Request, Result]):
             while self._queued:
                 batch = self._queued[:self.max_batch]
                 del self._queued[:self.max_batch]
+                if len(batch) == 1:
+                    await self._run_alone(*batch[0])
+                    continue
                 try:
                     results = await self.run_batch([request for request, _ in batch])
+                except self.isolate:
+                    for request, future in batch:
+                        await self._run_alone(request, future)
+                    continue
                 except BaseException as exc:
                     for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
+                        _settle(future, exc)
                     if not isinstance(exc, Exception):
                         raise  # cancelled: the callers were told, stop flushing
                     continue
                 for (_, future), result in zip(batch, results, strict=True):
-                    if not future.done():
-                        future.set_result(result)
+                    _settle(future, result)
         finally:
             self._flusher = None
             for _, future in self._queued:  # only left over when the flusher was cancelled
-                if not future.done():
-                    future.cancel()
+                future.cancel()
             self._queued.clear()
+
+    async def _run_alone(self, request: Request, future: asyncio.Future[Result]) -> None:
+        try:
+            [result] = await self.run_batch([request])
+        except BaseException as exc:
+            _settle(future, exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            _settle(future, result)
+
+
+def _settle(future: asyncio.Future[Result], outcome: Result | BaseException) -> None:
+    """Give a caller its outcome, unless it stopped waiting (cancelled)."""
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)

@@ -5,13 +5,21 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import psycopg
 from psycopg import AsyncConnection, AsyncCursor
 from psycopg.rows import DictRow
 
+from service.db.batching import Batcher
 from service.db.pool import Pool
 from service.telemetry import metrics
 
 _timers: dict[str, Any] = {}
+
+Row = dict[str, Any]
+
+ROW_ERRORS = (psycopg.DataError, psycopg.IntegrityError)
+"""Errors caused by the values of one row (a ``\\u0000`` in JSON, a violated check): in a
+batched statement they are isolated to the request that caused them."""
 
 
 async def execute(conn: AsyncConnection[DictRow], operation: str, sql: str | bytes,
@@ -48,3 +56,20 @@ class Store:
     async def run(self, operation: str, sql: str | bytes, params: Any = None) -> None:
         async with self.pool.connection() as conn:
             await execute(conn, operation, sql, params)
+
+    def batcher(self, operation: str, sql: str, inputs: dict[str, str], key: str,
+                **params: Any) -> Batcher[tuple[Any, ...], Row | None]:
+        """Group commit for ``sql``, a statement over ``unnest_inputs(inputs)``.
+
+        Each request is a tuple in the order of ``inputs``; it gets the returned row whose
+        ``key`` column equals its own ``key`` input, or ``None`` when the statement returned none
+        for it. ``params`` are the same for every request.
+        """
+        async def run_batch(requests: list[tuple[Any, ...]]) -> list[Row | None]:
+            arrays = {name: list(column)
+                      for name, column in zip(inputs, zip(*requests, strict=True), strict=True)}
+            rows = await self.fetch_all(operation, sql, {**arrays, **params})
+            by_key = {str(row[key]): row for row in rows}
+            return [by_key.get(str(value)) for value in arrays[key]]
+
+        return Batcher(run_batch, isolate=ROW_ERRORS)

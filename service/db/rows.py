@@ -29,6 +29,14 @@ def transition_sql(update: str, kind: str, kind_is_sql: bool = False) -> str:
                        "%(detail)s")
 
 
+def unnest_inputs(inputs: dict[str, str]) -> str:
+    """``unnest(...) AS i(...)``: one row per task from one array parameter per input
+    (name -> SQL type of its elements)."""
+    columns = ", ".join(inputs)
+    arrays = ", ".join(f"%({name})s::{sql_type}[]" for name, sql_type in inputs.items())
+    return f"unnest({arrays}) AS i({columns})"
+
+
 def batch_transition_sql(set_clause: str, condition: str, kind: str, inputs: dict[str, str],
                          detail: str = "'{}'::jsonb") -> str:
     """``transition_sql`` for many tasks in one statement.
@@ -38,10 +46,8 @@ def batch_transition_sql(set_clause: str, condition: str, kind: str, inputs: dic
     ``set_clause`` and ``condition`` refer to the row as ``tasks`` and to its input as ``i``;
     ``detail`` is the event detail as a SQL expression over ``i``.
     """
-    columns = ", ".join(inputs)
-    arrays = ", ".join(f"%({name})s::{sql_type}[]" for name, sql_type in inputs.items())
     update = (
-        f"UPDATE tasks SET {set_clause} FROM unnest({arrays}) AS i({columns})"
+        f"UPDATE tasks SET {set_clause} FROM {unnest_inputs(inputs)}"
         f" WHERE tasks.id = i.id AND ({condition}) RETURNING tasks.*, {detail} AS event_detail"
     )
     return _with_event(update, f"'{kind}'", "event_detail")

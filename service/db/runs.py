@@ -8,16 +8,12 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
-from service.db.batching import Batcher
 from service.db.pool import Pool
 from service.db.query import Store
 from service.db.rows import batch_transition_sql, jsonb, to_task, transition_sql
 from service.domain import Task
-
-Row = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -100,9 +96,10 @@ class RunStore(Store):
     def __init__(self, pool: Pool, worker_id: str) -> None:
         super().__init__(pool)
         self.worker_id = worker_id
-        self._claims = Batcher(partial(self._batch, "task_claim", _CLAIM, _CLAIM_INPUTS))
-        self._successes = Batcher(partial(self._batch, "task_succeed", _SUCCEED,
-                                          _SUCCEED_INPUTS))
+        self._claims = self.batcher("task_claim", _CLAIM, _CLAIM_INPUTS, key="run_id",
+                                    worker_id=worker_id)
+        self._successes = self.batcher("task_succeed", _SUCCEED, _SUCCEED_INPUTS, key="run_id",
+                                       worker_id=worker_id)
 
     async def claim(self, task_id: str, *, redelivered: bool, run_id: str) -> Run | NotClaimed:
         """Mark the task ``running`` for this worker, or say why this delivery must be dropped.
@@ -164,16 +161,6 @@ class RunStore(Store):
             "SELECT id::text AS id FROM tasks WHERE id = ANY(%s::uuid[]) AND cancel_requested",
             (task_ids,))
         return [row["id"] for row in rows]
-
-    async def _batch(self, operation: str, sql: str, inputs: dict[str, str],
-                     requests: list[tuple[Any, ...]]) -> list[Row | None]:
-        """One statement for many requests (tuples in the order of ``inputs``); each request
-        gets its row, or ``None`` when the statement's condition refused it."""
-        arrays = {name: list(column) for name, column in zip(inputs, zip(*requests, strict=True),
-                                                                 strict=True)}
-        rows = await self.fetch_all(operation, sql, {**arrays, "worker_id": self.worker_id})
-        by_run = {row["run_id"]: row for row in rows}
-        return [by_run.get(run_id) for run_id in arrays["run_id"]]
 
     async def _outcome(self, operation: str, sql: str, run: Run, **params: Any) -> Task | None:
         row = await self._exec(operation, sql, run.task.id, run_id=run.run_id, **params)

@@ -8,9 +8,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from service.db.pool import Pool
 from service.db.query import Store
-from service.db.rows import EVENT_COLUMNS, TASK_COLUMNS, jsonb, to_event, to_task, transition_sql
-from service.domain import CANCELLABLE, REQUEUEABLE, Task, TaskEvent, TaskStatus
+from service.db.rows import (
+    EVENT_COLUMNS,
+    TASK_COLUMNS,
+    jsonb,
+    to_event,
+    to_task,
+    transition_sql,
+    unnest_inputs,
+)
+from service.domain import CANCELLABLE, REQUEUEABLE, Task, TaskEvent, TaskStatus, json_text
 from service.errors import IdempotencyConflict, InvalidTransition, TaskNotFound
 
 
@@ -29,14 +38,20 @@ class NewTask:
     traceparent: str | None = None
 
 
+_INSERT_INPUTS = {
+    "id": "uuid", "agent": "text", "input": "jsonb", "priority": "smallint",
+    "max_attempts": "integer", "timeout_s": "float8", "idempotency_key": "text",
+    "trace_id": "text", "traceparent": "text", "checksum": "text",
+}
 _INSERT = (
     "WITH t AS (INSERT INTO tasks (id, agent, input, status, priority, max_attempts, timeout_s,"
     " idempotency_key, trace_id, traceparent, input_checksum)"
-    " VALUES (%(id)s, %(agent)s, %(input)s, 'queued', %(priority)s, %(max_attempts)s,"
-    " %(timeout_s)s, %(idempotency_key)s, %(trace_id)s, %(traceparent)s, %(checksum)s)"
+    " SELECT id, agent, input, 'queued', priority, max_attempts, timeout_s, idempotency_key,"
+    f" trace_id, traceparent, checksum FROM {unnest_inputs(_INSERT_INPUTS)}"
     " ON CONFLICT (idempotency_key) DO NOTHING RETURNING *),"
     " e AS (INSERT INTO task_events (task_id, kind, status, attempt, detail)"
-    " SELECT id, 'submitted', status, attempts, %(detail)s FROM t)"
+    " SELECT id, 'submitted', status, attempts, CASE WHEN trace_id IS NULL THEN '{}'::jsonb"
+    " ELSE jsonb_build_object('trace_id', trace_id) END FROM t)"
     f" SELECT {TASK_COLUMNS} FROM t"
 )
 
@@ -63,20 +78,21 @@ _REQUEUE = transition_sql(
 class TaskStore(Store):
     """Reads and API-driven transitions of tasks."""
 
+    def __init__(self, pool: Pool) -> None:
+        super().__init__(pool)
+        self._inserts = self.batcher("task_insert", _INSERT, _INSERT_INPUTS, key="id")
+
     async def submit(self, new: NewTask) -> tuple[Task, bool]:
         """Store a task and its ``submitted`` event in one transaction.
 
         Returns ``(task, created)``; with a reused idempotency key and the same request the
         original task comes back with ``created=False``; a different request raises.
+        Concurrent submissions share one statement.
         """
-        params = {
-            "id": uuid.uuid4(), "agent": new.agent, "input": jsonb(new.input),
-            "priority": new.priority, "max_attempts": new.max_attempts,
-            "timeout_s": new.timeout_s, "idempotency_key": new.idempotency_key,
-            "trace_id": new.trace_id, "traceparent": new.traceparent, "checksum": new.checksum,
-            "detail": jsonb({"trace_id": new.trace_id} if new.trace_id else {}),
-        }
-        row = await self.fetch_one("task_insert", _INSERT, params)
+        row = await self._inserts.submit((
+            uuid.uuid4(), new.agent, json_text(new.input), new.priority,
+            new.max_attempts, new.timeout_s, new.idempotency_key, new.trace_id, new.traceparent,
+            new.checksum))
         if row is not None:
             return to_task(row), True
         found = await self.fetch_one("task_by_idempotency_key",
