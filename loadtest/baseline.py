@@ -4,7 +4,8 @@ are what compare across runs on a shared, noisy machine):
 1. the raw ceiling: insert, confirmed publish, consume, two updates, ack -- no orchestrator code;
 2. end-to-end tasks/s over HTTP with echo tasks (API + one agent process);
 3. ``POST /v1/tasks`` p50/p99 at half that rate (open model: latency from the intended send time);
-4. optionally the telemetry overhead (``--telemetry``: requests/s with metrics and tracing on/off).
+4. optionally the telemetry overhead (``--telemetry``: the API's CPU per request and requests/s
+   with metrics and tracing on and off).
 
     python -m loadtest.baseline --tasks 5000
 """
@@ -43,8 +44,10 @@ async def submit_latency_at(url: str, key: str, rate: float, seconds: float) -> 
 def measure(tasks: int, port: int, telemetry: bool, api_workers: int) -> dict[str, Any]:
     ceiling = asyncio.run(raw_ceiling.measure(tasks))
     with own_deployment(Settings.from_env(), port, agents="echo",
-                        api_workers=api_workers) as (url, key, database_url):
-        pipeline = asyncio.run(bench_pipeline.measure(url, key, database_url, tasks, 32))
+                        api_workers=api_workers) as deployment:
+        url, key = deployment.url, deployment.key
+        pipeline = asyncio.run(bench_pipeline.measure(url, key, deployment.database_url, tasks,
+                                                      32))
         half = asyncio.run(submit_latency_at(url, key, pipeline.end_to_end_rate / 2, 20))
     result: dict[str, Any] = {
         "api_workers": api_workers, "agent_processes": 1,
@@ -54,11 +57,9 @@ def measure(tasks: int, port: int, telemetry: bool, api_workers: int) -> dict[st
         "submit_at_half_rate": half,
     }
     if telemetry:
-        medians = bench_telemetry.run(requests=4000, rounds=3, connections=16, port=port)
-        base = medians["telemetry off"]
-        result["telemetry_overhead"] = {
-            name: {endpoint: round(1 - rate / base[endpoint], 3) for endpoint, rate in per.items()}
-            for name, per in medians.items() if name != "telemetry off"}
+        samples = bench_telemetry.run(requests=2000, rounds=15, connections=16,
+                                      port=port + 1)
+        result["telemetry_overhead"] = bench_telemetry.overheads(samples)
     return result
 
 
@@ -76,8 +77,11 @@ def verdicts(result: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
          result["submit_at_half_rate"]["p99_ms"] <= TARGETS["submit_p99_ms_at_half"]),
     ]
     for name, per in result.get("telemetry_overhead", {}).items():
-        worst = max(per.values())
-        rows.append((f"overhead, {name}", ", ".join(f"{v:.1%}" for v in per.values()),
+        # the verdict takes the API's CPU per request; requests/s is shown beside it, but on
+        # a shared machine it swings more between identical runs than telemetry costs
+        worst = max(cost["cpu"] for cost in per.values())
+        rows.append((f"overhead, {name} (CPU; req/s)",
+                     ", ".join(f"{c['cpu']:.1%}; {c['throughput']:.1%}" for c in per.values()),
                      f"<= {TARGETS['telemetry_overhead']:.0%}",
                      worst <= TARGETS["telemetry_overhead"]))
     return rows

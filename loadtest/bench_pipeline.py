@@ -128,8 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)
     with own_deployment(Settings.from_env(), args.port, agents="echo",
-                        api_workers=args.api_workers) as (url, key, database_url):
-        result = asyncio.run(measure(url, key, database_url, args.tasks, args.connections))
+                        api_workers=args.api_workers) as deployment:
+        result = asyncio.run(measure(deployment.url, deployment.key, deployment.database_url,
+                                     args.tasks, args.connections))
     if args.json:
         print(json.dumps(asdict(result), indent=2))
     else:

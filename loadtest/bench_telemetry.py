@@ -1,6 +1,10 @@
-"""Telemetry overhead: requests/s of ``GET /health/live`` and ``POST /v1/tasks`` with metrics and
-tracing on and off, measured in one run with the configurations interleaved (the machine is
-shared and noisy; ratios within one run are what count).
+"""Telemetry overhead: ``GET /health/live`` and ``POST /v1/tasks`` with metrics and tracing on and
+off, measured in one run with the configurations interleaved.
+
+Two views of the same cost: requests/s, and the API's CPU time per request (user + system of
+all its processes, from ``/proc``). On this shared machine requests/s swing by tens of percent
+between identical runs; CPU time per request is what the telemetry code itself adds, and it is
+the one the verdict uses.
 
     python -m loadtest.bench_telemetry --requests 4000 --rounds 3
 """
@@ -13,8 +17,11 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from typing import NamedTuple
 
-from loadtest.deployment import own_deployment
+from loadtest.deployment import Deployment, own_deployment
 from loadtest.rawhttp import HttpConnection
 from service.settings import Settings
 
@@ -26,64 +33,109 @@ CONFIGS: dict[str, dict[str, str]] = {
 ENDPOINTS = ("GET /health/live", "POST /v1/tasks")
 
 
-async def requests_per_second(url: str, key: str, endpoint: str, count: int,
-                              connections: int) -> float:
+class Sample(NamedTuple):
+    rate: float  # requests per second
+    cpu_ms: float  # API CPU milliseconds per request
+
+
+async def measure_requests(deployment: Deployment, endpoint: str, count: int,
+                           connections: int) -> Sample:
+    """Send ``count`` requests over ``connections`` keep-alive connections (opened first)."""
     method, path = endpoint.split(" ", 1)
     body = json.dumps({"agent": "echo", "input": {"n": 1}}).encode() if method == "POST" else b""
     expected = 202 if method == "POST" else 200
-    conns = [HttpConnection(url, {"Authorization": f"Bearer {key}"}) for _ in range(connections)]
-    todo = iter(range(count))
+    conns = [HttpConnection(deployment.url, {"Authorization": f"Bearer {deployment.key}"})
+             for _ in range(connections)]
 
-    async def drive(conn: HttpConnection) -> None:
+    async def drive(conn: HttpConnection, todo: Iterator[int]) -> None:
         for _ in todo:
             status, payload = await conn.request(method, path, body)
             if status != expected:
                 raise RuntimeError(f"{endpoint} answered {status}: {payload[:200]!r}")
 
-    await asyncio.gather(*(drive(c) for c in conns[:4]))  # connect
+    await asyncio.gather(*(drive(c, iter(range(1))) for c in conns))  # connect
     todo = iter(range(count))
-    started = time.perf_counter()
-    await asyncio.gather(*(drive(c) for c in conns))
-    elapsed = time.perf_counter() - started
+    cpu_before, started = deployment.api_cpu_s(), time.perf_counter()
+    await asyncio.gather(*(drive(c, todo) for c in conns))
+    elapsed, cpu_s = time.perf_counter() - started, deployment.api_cpu_s() - cpu_before
     for conn in conns:
         await conn.close()
-    return count / elapsed
+    return Sample(count / elapsed, cpu_s * 1000 / count)
 
 
-def run(requests: int, rounds: int, connections: int, port: int) -> dict[str, dict[str, float]]:
-    samples: dict[str, dict[str, list[float]]] = {c: {e: [] for e in ENDPOINTS} for c in CONFIGS}
+Samples = dict[str, dict[str, list[Sample]]]
+"""By configuration, then endpoint: one sample per round."""
+
+
+def run(requests: int, rounds: int, connections: int, port: int) -> Samples:
+    """Requests/s and CPU per request, by configuration and endpoint, one sample per round.
+
+    One API per configuration runs side by side (ports ``port``, ``port + 1``, ...), idle but
+    for the one being measured; each round measures every configuration in turn, in a rotated
+    order, so drift of the machine spreads over all of them instead of favouring one.
+    """
+    samples: Samples = {c: {e: [] for e in ENDPOINTS} for c in CONFIGS}
     order = list(CONFIGS)
-    for round_no in range(rounds):
-        # rotate which configuration goes first: no order effect favours one of them
-        for name in order[round_no % len(order):] + order[:round_no % len(order)]:
-            env = CONFIGS[name]
-            with own_deployment(Settings.from_env(), port, extra_env=env) as (url, key, _):
-                for endpoint in ENDPOINTS:
-                    asyncio.run(requests_per_second(url, key, endpoint, requests // 4,
-                                                    connections))  # warm-up
-                    rate = asyncio.run(requests_per_second(url, key, endpoint, requests,
-                                                           connections))
-                    samples[name][endpoint].append(rate)
-                    print(f"round {round_no + 1} {name:<22} {endpoint:<18} {rate:8.0f} req/s",
-                          file=sys.stderr)
-    return {c: {e: statistics.median(v) for e, v in per.items()} for c, per in samples.items()}
+    with ExitStack() as stack:
+        deployments = {
+            name: stack.enter_context(own_deployment(Settings.from_env(), port + n,
+                                                     extra_env=CONFIGS[name]))
+            for n, name in enumerate(CONFIGS)}
+        for deployment in deployments.values():
+            for endpoint in ENDPOINTS:
+                asyncio.run(measure_requests(deployment, endpoint, requests // 4,
+                                             connections))  # warm-up
+        for round_no in range(rounds):
+            rotated = order[round_no % len(order):] + order[:round_no % len(order)]
+            for endpoint in ENDPOINTS:
+                for name in rotated:
+                    got = asyncio.run(measure_requests(deployments[name], endpoint, requests,
+                                                       connections))
+                    samples[name][endpoint].append(got)
+                    print(f"round {round_no + 1} {name:<22} {endpoint:<18} {got.rate:8.0f} req/s"
+                          f" {got.cpu_ms:7.3f} ms CPU/request", file=sys.stderr)
+    return samples
+
+
+def medians(samples: Samples) -> dict[str, dict[str, Sample]]:
+    return {c: {e: Sample(statistics.median(x.rate for x in v),
+                          statistics.median(x.cpu_ms for x in v)) for e, v in per.items()}
+            for c, per in samples.items()}
+
+
+def overheads(samples: Samples) -> dict[str, dict[str, dict[str, float]]]:
+    """Per configuration and endpoint: ``cpu`` (extra CPU per request) and ``throughput``
+    (fewer requests/s), as fractions of telemetry off. Each is the median over the rounds of
+    the ratio to telemetry off in the same round: paired, so slow drift of the machine cancels.
+    """
+    base = samples["telemetry off"]
+    return {name: {e: {"cpu": round(statistics.median(
+                           got.cpu_ms / off.cpu_ms - 1 for got, off in zip(v, base[e], strict=True)
+                       ), 3),
+                       "throughput": round(statistics.median(
+                           1 - got.rate / off.rate for got, off in zip(v, base[e], strict=True)
+                       ), 3)}
+                   for e, v in per.items()}
+            for name, per in samples.items() if name != "telemetry off"}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=4000)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--port", type=int, default=8766)
     args = parser.parse_args(argv)
-    medians = run(args.requests, args.rounds, args.connections, args.port)
-    baseline = medians["telemetry off"]
-    print(f"\n{'configuration':<24}" + "".join(f"{e:>22}" for e in ENDPOINTS)
-          + "".join(f"{'overhead ' + e.split()[1]:>26}" for e in ENDPOINTS))
-    for name, per in medians.items():
-        cells = "".join(f"{per[e]:>16.0f} req/s" for e in ENDPOINTS)
-        overheads = "".join(f"{(1 - per[e] / baseline[e]) * 100:>25.1f}%" for e in ENDPOINTS)
-        print(f"{name:<24}{cells}{overheads}")
+    samples = run(args.requests, args.rounds, args.connections, args.port)
+    print(f"\n{'configuration':<24}{'endpoint':<20}{'req/s':>8}{'CPU ms/req':>12}"
+          f"{'CPU overhead':>14}{'req/s overhead':>16}")
+    extra = overheads(samples)
+    for name, per in medians(samples).items():
+        for endpoint, got in per.items():
+            cost = extra.get(name, {}).get(endpoint)
+            cells = (f"{cost['cpu']:>14.1%}{cost['throughput']:>16.1%}" if cost
+                     else f"{'-':>14}{'-':>16}")
+            print(f"{name:<24}{endpoint:<20}{got.rate:>8.0f}{got.cpu_ms:>12.3f}{cells}")
     return 0
 
 

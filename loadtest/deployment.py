@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 import httpx
@@ -37,12 +38,47 @@ def bench_settings(base: Settings | None = None) -> Settings:
         amqp_url=amqp_url, redis_prefix=f"{BENCH_NAME}:")
 
 
+class Deployment(NamedTuple):
+    url: str
+    key: str
+    database_url: str
+    api_pid: int
+
+    def api_cpu_s(self) -> float:
+        """CPU time (user + system) the API has used so far, all its server processes."""
+        return tree_cpu_s(self.api_pid)
+
+
+def tree_cpu_s(root: int) -> float:
+    """CPU seconds used by a process and its live descendants (from ``/proc``)."""
+    stats: dict[int, tuple[int, float]] = {}  # pid -> (parent, cpu seconds)
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            stats[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / _HZ)
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _) in stats.items():
+        children.setdefault(parent, []).append(pid)
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        total += stats.get(pid, (0, 0.0))[1]
+        todo.extend(children.get(pid, ()))
+    return total
+
+
+_HZ = os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
 def own_deployment(base: Settings, port: int, *, agents: str | None = None,
                    extra_env: dict[str, str] | None = None,
-                   api_workers: int = 1) -> Iterator[tuple[str, str, str]]:
-    """The API (plus one agent process serving ``agents``) on resources of their own; yields
-    ``(api_url, api_key, database_url)``."""
+                   api_workers: int = 1) -> Iterator[Deployment]:
+    """The API (plus one agent process serving ``agents``) on resources of their own."""
     settings = bench_settings(base)
     database_url = settings.database_url
     env = {**os.environ, "ORCH_DATABASE_URL": database_url, "ORCH_AMQP_URL": settings.amqp_url,
@@ -70,7 +106,7 @@ def own_deployment(base: Settings, port: int, *, agents: str | None = None,
             time.sleep(0.2)
         if agents:
             time.sleep(1.0)  # let the agent attach its consumer
-        yield url, key, database_url
+        yield Deployment(url, key, database_url, procs[0].pid)
     finally:
         for proc in procs:
             proc.terminate()

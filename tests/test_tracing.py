@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from loguru import logger
 
@@ -285,3 +286,18 @@ def test_secrets_are_scrubbed_from_log_messages(capsys: pytest.CaptureFixture[st
     assert lines[3]["message"] == "pool: postgresql://u:***@h/db unreachable"
     for secret in ("s3cr3t-pw", key, key.removeprefix("orch_"), "hunter2", "pg-pass"):
         assert secret not in out
+
+
+async def test_without_an_exporter_requests_still_continue_or_start_traces(
+        client: httpx.AsyncClient) -> None:
+    # the session's API exports no spans: only the ids are made, and they must still flow
+    caller = "4bf92f3577b34da6a3ce929d0e0e4736"
+    given = await client.post("/v1/tasks", json={"agent": "echo", "input": 1},
+                              headers={"traceparent": f"00-{caller}-00f067aa0ba902b7-01"})
+    assert given.status_code == 202, given.text
+    assert given.json()["trace_id"] == caller
+    fresh = [await submit(client, "echo", n) for n in range(2)]
+    assert all(HEX32.fullmatch(task["trace_id"]) for task in fresh)
+    assert len({caller, *(task["trace_id"] for task in fresh)}) == 3
+    done = await wait_for(client, given.json()["id"])
+    assert done["status"] == "succeeded" and done["trace_id"] == caller

@@ -16,14 +16,23 @@ from opentelemetry.sdk.trace.export import (
     SimpleSpanProcessor,
     SpanExporter,
 )
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
-from opentelemetry.trace import Link, Span, SpanKind
+from opentelemetry.trace import (
+    Link,
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    TraceFlags,
+)
 
 from service import names
 from service.settings import Settings
 
 TRACER_NAME = "orchestrator"
 _configured = False
+_exported = False
 
 
 def configure_tracing(settings: Settings, service: str,
@@ -36,7 +45,7 @@ def configure_tracing(settings: Settings, service: str,
     propagated (server span -> task row -> AMQP headers -> worker), so logs and tasks stay
     correlated at almost no cost.
     """
-    global _configured
+    global _configured, _exported
     if _configured or not settings.tracing_enabled:
         return
     _configured = True
@@ -52,6 +61,7 @@ def configure_tracing(settings: Settings, service: str,
         exporters.append((OTLPSpanExporter(endpoint=endpoint), True))
     if settings.trace_console:
         exporters.append((ConsoleSpanExporter(), False))
+    _exported = bool(exporters)
     ratio = settings.trace_sample_ratio if exporters else 0.0
     resource = Resource.create({"service.name": f"orchestrator-{service}",
                                 "service.namespace": "orchestrator",
@@ -69,6 +79,27 @@ def configure_tracing(settings: Settings, service: str,
 
         PsycopgInstrumentor().instrument(enable_commenter=False, skip_dep_check=True)
         RedisInstrumentor().instrument()
+
+
+def spans_exported() -> bool:
+    """Whether this process records spans (something exports them), or only propagates ids."""
+    return _exported
+
+
+_ids = RandomIdGenerator()
+
+
+def continue_trace(traceparent: str | None) -> Span:
+    """A span that records nothing: the child of ``traceparent`` (W3C), keeping the caller's
+    sampled flag, or the root of a new trace. Ids only, for when nothing exports spans."""
+    parent = (trace.get_current_span(propagate.extract({names.TRACEPARENT_HEADER: traceparent}))
+              .get_span_context() if traceparent else None)
+    if parent is not None and parent.is_valid:
+        trace_id, flags = parent.trace_id, parent.trace_flags
+    else:
+        trace_id, flags = _ids.generate_trace_id(), TraceFlags(TraceFlags.DEFAULT)
+    return NonRecordingSpan(SpanContext(trace_id, _ids.generate_span_id(), is_remote=False,
+                                        trace_flags=flags))
 
 
 def shutdown_tracing() -> None:
