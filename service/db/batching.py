@@ -1,8 +1,10 @@
 """Group commit: concurrent calls of one statement share a single round trip and commit.
 
-While a batch is in flight, new requests queue up; when it returns, everything that queued goes
-as the next batch. An idle process therefore adds no latency (a lone request goes at once),
-and a busy one pays one round trip and one commit for many tasks instead of one each.
+A request goes at once when fewer than ``max_in_flight`` batches are in flight; otherwise it
+queues, and when a batch returns, everything that queued goes as the next one. An idle process
+therefore adds no latency, a moderately loaded one little (a request seldom waits for a whole
+round trip), and a saturated one pays one round trip and one commit for many tasks instead of
+one each.
 """
 
 from __future__ import annotations
@@ -26,26 +28,32 @@ class Batcher(Generic[Request, Result]):
     """
 
     def __init__(self, run_batch: Callable[[list[Request]], Awaitable[Sequence[Result]]],
-                 max_batch: int = 64,
+                 max_batch: int = 64, max_in_flight: int = 2,
                  isolate: tuple[type[Exception], ...] = ()) -> None:
         self.run_batch = run_batch
         self.max_batch = max_batch
+        self.max_in_flight = max_in_flight
         self.isolate = isolate
         self._queued: list[tuple[Request, asyncio.Future[Result]]] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._flushers: set[asyncio.Task[None]] = set()
+        self._starting = 0  # flushers created that have not taken their first batch yet
 
     async def submit(self, request: Request) -> Result:
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._queued.append((request, future))
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush(), name="batcher")
+        if not self._starting and len(self._flushers) < self.max_in_flight:
+            self._starting += 1
+            self._flushers.add(asyncio.create_task(self._flush(), name="batcher"))
         return await future
 
     async def _flush(self) -> None:
+        starting = True
         try:
             while self._queued:
                 batch = self._queued[:self.max_batch]
                 del self._queued[:self.max_batch]
+                if starting:
+                    self._starting, starting = self._starting - 1, False
                 if len(batch) == 1:
                     await self._run_alone(*batch[0])
                     continue
@@ -64,10 +72,16 @@ class Batcher(Generic[Request, Result]):
                 for (_, future), result in zip(batch, results, strict=True):
                     _settle(future, result)
         finally:
-            self._flusher = None
-            for _, future in self._queued:  # only left over when the flusher was cancelled
-                future.cancel()
-            self._queued.clear()
+            # synchronously: a request queued from here on starts a flusher of its own
+            if starting:
+                self._starting -= 1
+            me = asyncio.current_task()
+            assert me is not None
+            self._flushers.discard(me)
+            if not self._flushers:  # requests are left over only when this one was cancelled
+                for _, future in self._queued:
+                    future.cancel()
+                self._queued.clear()
 
     async def _run_alone(self, request: Request, future: asyncio.Future[Result]) -> None:
         try:
