@@ -289,7 +289,7 @@ def test_secrets_are_scrubbed_from_log_messages(capsys: pytest.CaptureFixture[st
 
 
 async def test_without_an_exporter_requests_still_continue_or_start_traces(
-        client: httpx.AsyncClient) -> None:
+        client: httpx.AsyncClient, worker: Proc) -> None:
     # the session's API exports no spans: only the ids are made, and they must still flow
     caller = "4bf92f3577b34da6a3ce929d0e0e4736"
     given = await client.post("/v1/tasks", json={"agent": "echo", "input": 1},
@@ -301,3 +301,9 @@ async def test_without_an_exporter_requests_still_continue_or_start_traces(
     assert len({caller, *(task["trace_id"] for task in fresh)}) == 3
     done = await wait_for(client, given.json()["id"])
     assert done["status"] == "succeeded" and done["trace_id"] == caller
+    # and the agent's lines for the task continue the caller's trace, in a span of their own
+    lines = wait_until(lambda: [line for line in _log_lines(worker)
+                                if line.get("task_id") == done["id"]], timeout_s=10)
+    assert {line["trace_id"] for line in lines} == {caller}
+    assert all(HEX16.fullmatch(line["span_id"]) and line["span_id"] != "00f067aa0ba902b7"
+               for line in lines)

@@ -20,7 +20,7 @@ from service.api.tasks import TaskController
 from service.settings import Settings, get_settings
 from service.telemetry.http import ASGIApp, RequestTelemetry, traced
 from service.telemetry.logs import configure_logging
-from service.telemetry.tracing import configure_tracing
+from service.telemetry.tracing import configure_tracing, spans_exported
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -48,7 +48,7 @@ def create_asgi_app() -> ASGIApp:
     configure_tracing(settings, service="api")
     app: ASGIApp = RequestTelemetry(cast(ASGIApp, create_app(settings)),
                                     record_metrics=settings.metrics_enabled,
-                                    name_spans=settings.tracing_enabled)
+                                    name_spans=spans_exported())
     return traced(app) if settings.tracing_enabled else app
 
 

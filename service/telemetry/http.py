@@ -128,8 +128,13 @@ def flush_http_metrics() -> None:
     metrics.HTTP_IN_FLIGHT.set(sum(i.in_flight for i in _instances if i.record_metrics))
 
 
+UNTRACED_PATHS = ("/health/live", "/metrics")
+"""Liveness probes and scrapes: many, cheap, and no use in a trace."""
+
+
 def traced(app: ASGIApp) -> ASGIApp:
-    """Each request in a trace, continuing a ``traceparent`` the client sent.
+    """Each request (but ``UNTRACED_PATHS``) in a trace, continuing a ``traceparent`` the client
+    sent.
 
     When spans are exported: the official ASGI instrumentation, one server span per request (no
     spans for each body chunk). When nothing exports them: ``TraceIds``, which only makes the
@@ -144,7 +149,7 @@ def traced(app: ASGIApp) -> ASGIApp:
 
     return OpenTelemetryMiddleware(app, default_span_details=span_details,
                                    exclude_spans=["receive", "send"],
-                                   excluded_urls="health/live,metrics")
+                                   excluded_urls=",".join(p.lstrip("/") for p in UNTRACED_PATHS))
 
 
 class TraceIds:
@@ -156,7 +161,7 @@ class TraceIds:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"] in UNTRACED_PATHS:
             await self.app(scope, receive, send)
             return
         traceparent = next((value.decode("latin-1") for name, value in scope["headers"]

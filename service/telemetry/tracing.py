@@ -92,14 +92,35 @@ _ids = RandomIdGenerator()
 def continue_trace(traceparent: str | None) -> Span:
     """A span that records nothing: the child of ``traceparent`` (W3C), keeping the caller's
     sampled flag, or the root of a new trace. Ids only, for when nothing exports spans."""
-    parent = (trace.get_current_span(propagate.extract({names.TRACEPARENT_HEADER: traceparent}))
-              .get_span_context() if traceparent else None)
-    if parent is not None and parent.is_valid:
-        trace_id, flags = parent.trace_id, parent.trace_flags
+    parent = _parse_traceparent(traceparent) if traceparent else None
+    if parent is not None:
+        trace_id, flags = parent
     else:
         trace_id, flags = _ids.generate_trace_id(), TraceFlags(TraceFlags.DEFAULT)
     return NonRecordingSpan(SpanContext(trace_id, _ids.generate_span_id(), is_remote=False,
                                         trace_flags=flags))
+
+
+def _parse_traceparent(value: str) -> tuple[int, TraceFlags] | None:
+    """``(trace id, flags)`` of a W3C ``traceparent`` (version 00), or None when malformed."""
+    parts = value.strip().split("-")
+    if len(parts) != 4 or len(parts[1]) != 32 or len(parts[2]) != 16 or len(parts[3]) != 2:
+        return None
+    try:
+        trace_id, span_id, flags = int(parts[1], 16), int(parts[2], 16), int(parts[3], 16)
+    except ValueError:
+        return None
+    if not trace_id or not span_id or parts[0] == "ff":
+        return None
+    return trace_id, TraceFlags(flags & TraceFlags.SAMPLED)
+
+
+def _format_traceparent(ctx: SpanContext) -> str:
+    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"
+
+
+def _ids_only() -> bool:
+    return _configured and not _exported
 
 
 def shutdown_tracing() -> None:
@@ -115,12 +136,10 @@ def tracer() -> trace.Tracer:
 
 def current_traceparent() -> tuple[str | None, str | None]:
     """``(traceparent, trace_id)`` of the active span, or ``(None, None)`` outside a trace."""
-    carrier: dict[str, str] = {}
-    propagate.inject(carrier)
-    traceparent = carrier.get(names.TRACEPARENT_HEADER)
-    if not traceparent:
+    ctx = trace.get_current_span().get_span_context()
+    if not ctx.is_valid:
         return None, None
-    return traceparent, traceparent.split("-")[1]
+    return _format_traceparent(ctx), f"{ctx.trace_id:032x}"
 
 
 def context_from_headers(headers: Mapping[str, Any] | None) -> context.Context:
@@ -142,6 +161,12 @@ def _messaging_attributes(operation: str, exchange: str, routing_key: str,
 def publish_span(traceparent: str | None, exchange: str, routing_key: str, task_id: str,
                  headers: dict[str, Any]) -> Iterator[Span]:
     """A PRODUCER span, child of the task's stored trace; injects itself into ``headers``."""
+    if _ids_only():
+        span = continue_trace(traceparent)
+        headers[names.TRACEPARENT_HEADER] = _format_traceparent(span.get_span_context())
+        with trace.use_span(span):
+            yield span
+        return
     parent = context_from_headers({names.TRACEPARENT_HEADER: traceparent} if traceparent
                                   else None)
     with tracer().start_as_current_span(
@@ -157,6 +182,13 @@ def publish_span(traceparent: str | None, exchange: str, routing_key: str, task_
 def process_span(headers: Mapping[str, Any] | None, queue: str, routing_key: str,
                  task_id: str) -> Iterator[Span]:
     """A CONSUMER span continuing the trace carried by the message, linked to its producer."""
+    if _ids_only():
+        carried = (headers or {}).get(names.TRACEPARENT_HEADER)
+        if isinstance(carried, bytes):
+            carried = carried.decode("latin-1")
+        with trace.use_span(continue_trace(carried if isinstance(carried, str) else None)) as span:
+            yield span
+        return
     parent = context_from_headers(headers)
     producer = trace.get_current_span(parent).get_span_context()
     links = [Link(producer)] if producer.is_valid else []
