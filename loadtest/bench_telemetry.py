@@ -78,8 +78,8 @@ def run(requests: int, rounds: int, connections: int, port: int) -> Samples:
     order = list(CONFIGS)
     with ExitStack() as stack:
         deployments = {
-            name: stack.enter_context(own_deployment(Settings.from_env(), port + n,
-                                                     extra_env=CONFIGS[name]))
+            name: stack.enter_context(own_deployment(  # the first one exits last
+                Settings.from_env(), port + n, extra_env=CONFIGS[name], drop_vhost=n == 0))
             for n, name in enumerate(CONFIGS)}
         for deployment in deployments.values():
             for endpoint in ENDPOINTS:

@@ -76,9 +76,13 @@ _HZ = os.sysconf("SC_CLK_TCK")
 
 @contextmanager
 def own_deployment(base: Settings, port: int, *, agents: str | None = None,
-                   extra_env: dict[str, str] | None = None,
-                   api_workers: int = 1) -> Iterator[Deployment]:
-    """The API (plus one agent process serving ``agents``) on resources of their own."""
+                   extra_env: dict[str, str] | None = None, api_workers: int = 1,
+                   drop_vhost: bool = True) -> Iterator[Deployment]:
+    """The API (plus one agent process serving ``agents``) on resources of their own.
+
+    ``drop_vhost=False`` leaves the benchmark's vhost at exit, for deployments running side by
+    side: only the one that exits last drops it.
+    """
     settings = bench_settings(base)
     database_url = settings.database_url
     env = {**os.environ, "ORCH_DATABASE_URL": database_url, "ORCH_AMQP_URL": settings.amqp_url,
@@ -112,7 +116,7 @@ def own_deployment(base: Settings, port: int, *, agents: str | None = None,
             proc.terminate()
         for proc in procs:
             proc.wait(30)
-        if shutil.which("rabbitmqctl"):  # drop what a run left in the queues
+        if drop_vhost and shutil.which("rabbitmqctl"):  # drop what a run left in the queues
             subprocess.run(["rabbitmqctl", "-q", "delete_vhost", BENCH_NAME], capture_output=True)
 
 
