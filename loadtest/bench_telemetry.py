@@ -30,7 +30,9 @@ CONFIGS: dict[str, dict[str, str]] = {
     "metrics on": {"ORCH_METRICS_ENABLED": "true", "ORCH_TRACING_ENABLED": "false"},
     "metrics + tracing on": {"ORCH_METRICS_ENABLED": "true", "ORCH_TRACING_ENABLED": "true"},
 }
-ENDPOINTS = ("GET /health/live", "POST /v1/tasks")
+ENDPOINTS = {"GET /health/live": 5, "POST /v1/tasks": 1}
+"""Each endpoint with its share of requests per sample: a liveness probe costs a tenth of a
+submission, so it gets more requests for a sample of comparable length."""
 
 
 class Sample(NamedTuple):
@@ -89,7 +91,8 @@ def run(requests: int, rounds: int, connections: int, port: int) -> Samples:
             rotated = order[round_no % len(order):] + order[:round_no % len(order)]
             for endpoint in ENDPOINTS:
                 for name in rotated:
-                    got = asyncio.run(measure_requests(deployments[name], endpoint, requests,
+                    got = asyncio.run(measure_requests(deployments[name], endpoint,
+                                                       requests * ENDPOINTS[endpoint],
                                                        connections))
                     samples[name][endpoint].append(got)
                     print(f"round {round_no + 1} {name:<22} {endpoint:<18} {got.rate:8.0f} req/s"
