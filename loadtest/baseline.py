@@ -79,12 +79,11 @@ def verdicts(result: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
     for name, per in result.get("telemetry_overhead", {}).items():
         # the verdict takes the API's best-sample CPU per request (bench_telemetry.overheads);
         # the paired medians of CPU and requests/s are shown beside it
-        worst = max(cost["cpu"] for cost in per.values())
-        rows.append((f"overhead, {name} (CPU best; CPU median; req/s)",
-                     ", ".join(f"{c['cpu']:.1%}; {c['cpu_median']:.1%}; {c['throughput']:.1%}"
-                               for c in per.values()),
-                     f"<= {TARGETS['telemetry_overhead']:.0%}",
-                     worst <= TARGETS["telemetry_overhead"]))
+        for endpoint, cost in per.items():
+            rows.append((f"{name}: {endpoint} (CPU best; median; req/s)",
+                         f"{cost['cpu']:.1%}; {cost['cpu_median']:.1%}; {cost['throughput']:.1%}",
+                         f"<= {TARGETS['telemetry_overhead']:.0%}",
+                         cost["cpu"] <= TARGETS["telemetry_overhead"]))
     return rows
 
 
@@ -98,9 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result = measure(args.tasks, args.port, args.telemetry, args.api_workers)
     print(json.dumps(result, indent=2))
-    print(f"\n{'measure':<36}{'value':>22}{'target':>14}  verdict")
+    print(f"\n{'measure':<66}{'value':>24}{'target':>14}  verdict")
     for name, value, target, ok in verdicts(result):
-        print(f"{name:<36}{value:>22}{target:>14}  {'ok' if ok else 'MISSED'}")
+        print(f"{name:<66}{value:>24}{target:>14}  {'ok' if ok else 'MISSED'}")
     return 0
 
 
