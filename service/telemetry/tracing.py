@@ -144,9 +144,12 @@ def current_traceparent() -> tuple[str | None, str | None]:
 
 def context_from_headers(headers: Mapping[str, Any] | None) -> context.Context:
     """The remote trace context carried by a message's headers (or a stored traceparent)."""
-    carrier = {k: v.decode() if isinstance(v, bytes) else str(v)
-               for k, v in (headers or {}).items()}
-    return propagate.extract(carrier)
+    return propagate.extract({k: _header_text(v) for k, v in (headers or {}).items()})
+
+
+def _header_text(value: Any) -> str:
+    """An AMQP header value as text (aio-pika gives strings as ``bytes``)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _messaging_attributes(operation: str, exchange: str, routing_key: str,
@@ -184,9 +187,8 @@ def process_span(headers: Mapping[str, Any] | None, queue: str, routing_key: str
     """A CONSUMER span continuing the trace carried by the message, linked to its producer."""
     if _ids_only():
         carried = (headers or {}).get(names.TRACEPARENT_HEADER)
-        if isinstance(carried, bytes):
-            carried = carried.decode("latin-1")
-        with trace.use_span(continue_trace(carried if isinstance(carried, str) else None)) as span:
+        traceparent = _header_text(carried) if carried is not None else None
+        with trace.use_span(continue_trace(traceparent)) as span:
             yield span
         return
     parent = context_from_headers(headers)
