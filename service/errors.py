@@ -9,13 +9,61 @@ class OrchestratorError(Exception):
     """Base of every error the orchestrator raises on purpose."""
 
 
-class DependencyUnavailable(OrchestratorError):
-    """A service the process needs (PostgreSQL, RabbitMQ, Redis) does not answer."""
+def one_line(text: object) -> str:
+    """``text`` with every run of white space (newlines too) made one space."""
+    return " ".join(str(text).split())
 
-    def __init__(self, name: str, url: str, hint: str, cause: BaseException | None = None) -> None:
-        self.name, self.url, self.hint = name, url, hint
-        detail = f": {' '.join(str(cause).split())}" if cause else ""  # one line
-        super().__init__(f"{name} is not reachable at {url}{detail}. {hint}")
+
+class DependencyUnavailable(OrchestratorError):
+    """A service the process needs (PostgreSQL, RabbitMQ, Redis) cannot be used.
+
+    The subclasses tell why: nothing answers, the login was refused, or the database or vhost
+    does not exist. ``url`` is always redacted; ``hint`` is what a person can do."""
+
+    def __init__(self, name: str, url: str, hint: str, cause: BaseException | None = None,
+                 *, message: str | None = None) -> None:
+        self.name, self.url, self.hint, self.cause = name, url, hint, cause
+        if message is None:
+            detail = f": {one_line(cause)}" if cause else ""
+            message = f"{name} at {url} cannot be used{detail}; {hint}"
+        super().__init__(message)
+
+
+class DependencyNotAnswering(DependencyUnavailable):
+    """Nothing answers at the URL's host and port: refused, timed out or unknown host.
+
+    ``start_hint`` says how to start the service; ``fix`` replaces it when starting it would
+    not help (the service answers on its usual port, or the host name does not resolve)."""
+
+    def __init__(self, name: str, url: str, reason: str, *, start_hint: str,
+                 fix: str | None = None, cause: BaseException | None = None) -> None:
+        self.reason = reason
+        tail = f"; {fix}" if fix else f". {start_hint}"
+        super().__init__(name, url, fix or start_hint, cause,
+                         message=f"{name} is not answering at {url} ({reason}){tail}")
+
+
+class DependencyLoginRefused(DependencyUnavailable):
+    """The service runs but refused the user and password (or the user does not exist)."""
+
+    def __init__(self, name: str, url: str, words: str, variable: str,
+                 cause: BaseException | None = None) -> None:
+        hint = f"check the user and password in {variable}"
+        said = one_line(words).rstrip(".")
+        super().__init__(name, url, hint, cause,
+                         message=f"{name} at {url} refused the login: {said}; {hint}")
+
+
+class DependencyResourceMissing(DependencyUnavailable):
+    """The service runs and the login works, but the database (or vhost) named does not exist.
+
+    ``note`` follows the name, e.g. " (and it could not be created: ...)"."""
+
+    def __init__(self, name: str, url: str, what: str, which: str, hint: str, *,
+                 note: str = "", cause: BaseException | None = None) -> None:
+        self.what, self.which = what, which
+        super().__init__(name, url, hint, cause,
+                         message=f"{name} at {url} has no {what} {which}{note}; {hint}")
 
 
 class PortUnavailable(OrchestratorError):

@@ -17,6 +17,7 @@ import httpx
 import psycopg
 import pytest
 
+from service.db.migrate import available_migrations
 from tests.conftest import events, kinds, submit, wait_for, wait_for_event
 from tests.proxy import proxy_to
 from tests.services import (
@@ -25,6 +26,7 @@ from tests.services import (
     create_key,
     destroy_env,
     ensure_redis,
+    free_port,
     redis_answers,
     start_agent,
     start_api,
@@ -158,23 +160,24 @@ async def test_sigterm_finishes_work_within_the_grace_period_and_leaves_the_rest
 
 
 @pytest.mark.parametrize(("variable", "value", "name", "hint"), [
-    ("ORCH_DATABASE_URL", "postgresql://postgres:secret@127.0.0.1:1/x", "PostgreSQL",
+    ("ORCH_DATABASE_URL", "postgresql://postgres:secret@127.0.0.2:5432/x", "PostgreSQL",
      "pg_ctlcluster"),
-    ("ORCH_AMQP_URL", "amqp://guest:secret@127.0.0.1:1/", "RabbitMQ", "rabbitmq-server"),
+    ("ORCH_AMQP_URL", "amqp://guest:secret@127.0.0.2:5672/", "RabbitMQ", "rabbitmq-server"),
 ])
 def test_unreachable_dependency_at_start_is_one_clear_line(
         variable: str, value: str, name: str, hint: str) -> None:
-    result = subprocess.run([sys.executable, "-m", "service.cli.main", "api", "--port", "1"],
+    result = subprocess.run([sys.executable, "-m", "service.cli.main", "api", "--port",
+                             str(free_port())],
                             env={**os.environ, variable: value}, capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr + result.stdout
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1
-    assert f"{name} is not reachable at" in errors[0]
+    assert f"{name} is not answering at" in errors[0]  # nothing listens on that host
     assert hint in errors[0]
     assert "secret" not in result.stderr  # passwords never printed
-    assert "127.0.0.1:1" in errors[0]
+    assert "127.0.0.2" in errors[0]
 
 
 def test_migrations_are_applied_once(own_env: Env) -> None:
@@ -186,7 +189,7 @@ def test_migrations_are_applied_once(own_env: Env) -> None:
     assert "up to date" in result.stdout
     with psycopg.connect(own_env.settings.database_url) as conn:
         versions = conn.execute("SELECT version FROM schema_migrations").fetchall()
-    assert versions == [(1,)]
+    assert versions == [(m.version,) for m in available_migrations()]
 
 
 async def test_a_cancel_whose_broadcast_was_lost_still_stops_the_running_task(

@@ -1,15 +1,25 @@
-"""Opening the AMQP connection, with one clear error when RabbitMQ does not answer."""
+"""Opening the AMQP connection, with one clear error when RabbitMQ cannot be used."""
 
 from __future__ import annotations
 
+from urllib.parse import unquote, urlsplit
+
 import aio_pika
 from aio_pika.abc import AbstractRobustConnection
+from aiormq.exceptions import (
+    ConnectionClosed,
+    ConnectionNotAllowed,
+    InvalidFrameError,
+    ProbableAuthenticationError,
+)
 
-from service.db.pool import redact
-from service.errors import DependencyUnavailable
+from service.errors import DependencyLoginRefused, DependencyResourceMissing, DependencyUnavailable
+from service.reachability import not_answering, redact, unreachable_reason
 from service.settings import Settings
 
 RABBITMQ_HINT = "Start it with: rabbitmq-server -detached && rabbitmqctl await_startup"
+AMQP_VARIABLE = "ORCH_AMQP_URL"
+AMQP_PORTS = {"amqp": 5672, "amqps": 5671}
 
 
 async def connect(settings: Settings, name: str) -> AbstractRobustConnection:
@@ -19,5 +29,43 @@ async def connect(settings: Settings, name: str) -> AbstractRobustConnection:
             settings.amqp_url, client_properties={"connection_name": name}, timeout=10
         )
     except Exception as exc:
-        raise DependencyUnavailable("RabbitMQ", redact(settings.amqp_url), RABBITMQ_HINT,
-                                    exc) from exc
+        raise await broker_error(settings.amqp_url, exc) from exc
+
+
+def _refused_vhost(exc: BaseException) -> bool:
+    """RabbitMQ closed the connection on ``Connection.Open``: the vhost does not exist or the
+    user may not use it (NOT_ALLOWED). aiormq keeps the reason only when it expected a Close."""
+    if isinstance(exc, ConnectionNotAllowed) or "NOT_ALLOWED" in str(exc.args):
+        return True
+    if isinstance(exc, ConnectionClosed) and exc.args and exc.args[0] == 530:
+        return True
+    text = str(exc)
+    return isinstance(exc, InvalidFrameError) and "OpenOk" in text and "Connection.Close" in text
+
+
+async def broker_error(url: str, exc: BaseException) -> DependencyUnavailable:
+    """The one error to raise for ``exc``, a failed connection to the broker ``url`` names."""
+    shown, parts = redact(url), urlsplit(url)
+    if isinstance(exc, ProbableAuthenticationError) or "ACCESS_REFUSED" in str(exc.args):
+        words = str(exc.args[0]) if exc.args else type(exc).__name__
+        return DependencyLoginRefused("RabbitMQ", shown, words, AMQP_VARIABLE, exc)
+    if _refused_vhost(exc):
+        vhost = unquote(parts.path[1:]) or "/"
+        user = unquote(parts.username or "guest")
+        return DependencyResourceMissing(
+            "RabbitMQ", shown, "vhost", vhost,
+            f"create it (rabbitmqctl add_vhost {vhost}) and let {user} use it (rabbitmqctl"
+            f" set_permissions -p {vhost} {user} '.*' '.*' '.*'), or fix {AMQP_VARIABLE}",
+            note=f" open to {user}", cause=exc)
+    reason = unreachable_reason(exc)
+    if reason is not None:
+        default_port = AMQP_PORTS.get(parts.scheme, AMQP_PORTS["amqp"])
+        try:
+            port = parts.port or default_port
+        except ValueError:
+            port = default_port
+        return await not_answering("RabbitMQ", url, reason, host=parts.hostname, port=port,
+                                   default_port=default_port, variable=AMQP_VARIABLE,
+                                   start_hint=RABBITMQ_HINT, cause=exc)
+    return DependencyUnavailable("RabbitMQ", shown,
+                                 f"check {AMQP_VARIABLE} and the broker's log", exc)
