@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from alerts.thresholds import THRESHOLDS
+
 PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 ROUTING_KEY_FILE = "/alertmanager/pagerduty-routing-key"
 """Written from PAGERDUTY_ROUTING_KEY (stack/pagerduty.env) when the container starts."""
-CHAT_WEBHOOK_URL = "http://127.0.0.1:9095/alerts"
+CHAT_WEBHOOK_URL = "http://page-inbox:9094/chat"
+"""The compose stack's page inbox, which keeps the warnings (point it at your chat's webhook)."""
 
 QUEUE_ALERTS = ("QueueDepthHigh", "QueueWithoutConsumers", "TaskProcessingStalled",
                 "OldestQueuedTaskTooOld", "OutboxBacklog", "PublishFailing",
@@ -16,16 +19,24 @@ QUEUE_ALERTS = ("QueueDepthHigh", "QueueWithoutConsumers", "TaskProcessingStalle
 DATABASE_ALERTS = ("ApiLatencyHigh", "ApiErrorRatioHigh", "DbPoolUsageHigh", "DbPoolExhausted",
                    "TaskProcessingStalled", "OldestQueuedTaskTooOld", "OutboxBacklog",
                    "SloApiAvailabilityBudgetBurn", "SloQueueWaitBudgetBurn")
-INHIBITIONS = {"RabbitmqDown": QUEUE_ALERTS, "DatabaseDown": DATABASE_ALERTS,
-               "ApiDown": ("SloApiAvailabilityBudgetBurn", "ApiLatencyHigh", "ApiErrorRatioHigh")}
+INHIBITIONS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
+    # (source alert, the alerts it silences while it fires, labels that must be equal)
+    ("RabbitmqDown", QUEUE_ALERTS, ()),
+    ("DatabaseDown", DATABASE_ALERTS, ()),
+    ("ApiDown", ("SloApiAvailabilityBudgetBurn", "ApiLatencyHigh", "ApiErrorRatioHigh"), ()),
+    ("AgentsMissing", ("AgentHeartbeatStale", "OldestQueuedTaskTooOld"), ("agent",)),
+    ("AgentsMissing", ("SloQueueWaitBudgetBurn", "TaskProcessingStalled"), ()),
+)
 
 
 GROUP_BY = ["alertname", "service", "agent", "queue", "instance"]
-"""One notification group per alert and affected agent/queue/process: each page's summary is
-that alert's own (a group mixing several would have no common summary, and PagerDuty refuses
-an event without one)."""
-SUMMARY = ("{{ if .CommonAnnotations.summary }}{{ .CommonAnnotations.summary }}"
-           "{{ else }}{{ .GroupLabels.alertname }}: {{ .Alerts.Firing | len }} firing{{ end }}")
+"""One notification group per alert and affected agent/queue/process, so each page carries its
+own alert's runbook link; alerts with ``fold`` labels group without them (one incident, one
+page)."""
+SUMMARY = ("{{ if .CommonAnnotations.summary }}{{ .CommonAnnotations.summary }}{{ else }}"
+           "{{ range $i, $a := .Alerts.Firing }}{{ if $i }}; {{ end }}"
+           "{{ $a.Annotations.summary }}{{ end }}{{ end }}")
+"""The alert's summary; for a folded group, the summaries of its firing alerts in one line."""
 
 
 def alertmanager_config(*, pagerduty_url: str = PAGERDUTY_EVENTS_URL,
@@ -44,16 +55,13 @@ def alertmanager_config(*, pagerduty_url: str = PAGERDUTY_EVENTS_URL,
             "receiver": "chat",
             "group_by": GROUP_BY,
             "group_wait": group_wait, "group_interval": group_interval, "repeat_interval": "4h",
-            "routes": [
-                {"matchers": ['severity="critical"'], "receiver": "pagerduty",
-                 "repeat_interval": "1h"},
-                {"matchers": ['severity="warning"'], "receiver": "chat"},
-            ],
+            "routes": [*_folded_routes(), *_severity_routes()],
         },
         "inhibit_rules": [
             {"source_matchers": [f'alertname="{source}"'],
-             "target_matchers": [f'alertname=~"{"|".join(targets)}"']}
-            for source, targets in INHIBITIONS.items()
+             "target_matchers": [f'alertname=~"{"|".join(targets)}"'],
+             **({"equal": list(equal)} if equal else {})}
+            for source, targets, equal in INHIBITIONS
         ] + [{"source_matchers": ['severity="critical"'],
               "target_matchers": ['severity="warning"'],
               "equal": ["alertname", "service", "agent", "queue", "instance"]}],
@@ -74,3 +82,17 @@ def alertmanager_config(*, pagerduty_url: str = PAGERDUTY_EVENTS_URL,
                                                   "send_resolved": True}]},
         ],
     }
+
+
+def _severity_routes() -> list[dict[str, Any]]:
+    return [{"matchers": ['severity="critical"'], "receiver": "pagerduty", "repeat_interval": "1h"},
+            {"matchers": ['severity="warning"'], "receiver": "chat"}]
+
+
+def _folded_routes() -> list[dict[str, Any]]:
+    """An alert whose ``fold`` labels vary within one incident gets a route grouping without
+    them (then routed by severity like every other)."""
+    return [{"matchers": [f'alertname="{t.alert}"'],
+             "group_by": [label for label in GROUP_BY if label not in t.fold],
+             "routes": _severity_routes()}
+            for t in THRESHOLDS if t.fold]

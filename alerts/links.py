@@ -1,15 +1,68 @@
-"""Where alerts link to: the runbook section and the dashboard panel of each alert.
+"""One deployment's addresses: where alerts link to, and where the runbook's commands point.
 
-The API serves the runbook at ``/runbook`` and Grafana (from the stack) runs on port 3000; both
-bases are fixed here because the rendered files are committed.
+The committed files (rules, runbook, dashboards) are rendered for the local defaults
+(``LOCAL``). The native stack renders the rules it runs, and the API its ``/runbook`` page, for
+the deployment's own settings (``Deployment.from_settings``), so every link and command follows
+``ORCH_PUBLIC_URL``, ``ORCH_GRAFANA_URL``, the ports and the service URLs.
 """
 
 from __future__ import annotations
 
-from alerts.model import Panel
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
-RUNBOOK_BASE_URL = "http://127.0.0.1:8000/runbook"
-GRAFANA_BASE_URL = "http://127.0.0.1:3000"
+from alerts.model import Panel, fill
+from service.settings import Settings
+
+LOGS = Path("stack") / "logs"
+"""Where ``stack up`` keeps each process's JSON log, under the state folder."""
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """The addresses a page's links and the runbook's commands are built from."""
+
+    public_url: str
+    grafana_url: str
+    api_url: str
+    prometheus_url: str
+    agent_metrics_url: str
+    database_url: str
+    redis_url: str
+    amqp_vhost: str
+    rabbitmq_node: str
+    logs_dir: str
+
+    @classmethod
+    def from_settings(cls, s: Settings, *, logs_dir: str | None = None) -> Deployment:
+        return cls(
+            public_url=s.public_base_url, grafana_url=s.grafana_url.rstrip("/"),
+            api_url=s.base_url, prometheus_url=f"http://127.0.0.1:{s.prometheus_port}",
+            agent_metrics_url=f"http://127.0.0.1:{s.agent_metrics_port or 9101}",
+            database_url=_without_password(s.database_url),
+            redis_url=_without_password(s.redis_url),
+            amqp_vhost=unquote(urlsplit(s.amqp_url).path.lstrip("/")) or "/",
+            rabbitmq_node=s.rabbitmq_node,
+            logs_dir=logs_dir or str(s.state_path / LOGS))
+
+    def runbook_url(self, alert: str) -> str:
+        return f"{self.public_url}/runbook#{anchor(alert)}"
+
+    def dashboard_url(self, panel: Panel) -> str:
+        return f"{self.grafana_url}/d/{panel.dashboard}?viewPanel={panel.panel_id}"
+
+    def command(self, template: str) -> str:
+        """A runbook command with this deployment's addresses filled in."""
+        node = f" -n {self.rabbitmq_node}" if self.rabbitmq_node else ""
+        return fill(template, api=self.api_url, prometheus=self.prometheus_url,
+                    agent_metrics=self.agent_metrics_url,
+                    psql=f'psql "{self.database_url}"',
+                    pg_isready=f'pg_isready -d "{self.database_url}"',
+                    redis_cli=f"redis-cli -u {self.redis_url}",
+                    rabbitmqctl=f"rabbitmqctl{node}",
+                    rabbitmq_diagnostics=f"rabbitmq-diagnostics{node}",
+                    vhost=self.amqp_vhost, logs=self.logs_dir)
 
 
 def anchor(alert: str) -> str:
@@ -17,9 +70,18 @@ def anchor(alert: str) -> str:
     return alert.lower()
 
 
-def runbook_url(alert: str) -> str:
-    return f"{RUNBOOK_BASE_URL}#{anchor(alert)}"
+def _without_password(url: str) -> str:
+    """Commands printed in a runbook never carry a password (psql and redis-cli ask for it, or
+    read PGPASSWORD / REDISCLI_AUTH)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = f"{parts.username}@" if parts.username else ""
+    host = parts.hostname or ""
+    netloc = f"{user}{host}:{parts.port}" if parts.port else f"{user}{host}"
+    return parts._replace(netloc=netloc).geturl()
 
 
-def dashboard_url(panel: Panel) -> str:
-    return f"{GRAFANA_BASE_URL}/d/{panel.dashboard}?viewPanel={panel.panel_id}"
+LOCAL = Deployment.from_settings(Settings.from_env({}),
+                                 logs_dir=str(Path(".orchestrator") / LOGS))
+"""The settings' defaults: what the committed files link to (no machine's absolute path)."""

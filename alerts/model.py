@@ -79,6 +79,12 @@ class Threshold:
     test_series: dict[str, tuple[str, str]] = field(default_factory=dict)
     """For the promtool tests: per series (PromQL series selector), the input values that put
     the expression at the threshold's ``value`` (template ``{value}``) above and below it."""
+    fold: tuple[str, ...] = ()
+    """Labels whose values fold into one notification: the agent types of one missing worker
+    are one incident, so one page (Alertmanager groups them without these labels)."""
+    quiet_series: dict[str, str] = field(default_factory=dict)
+    """For the promtool tests: inputs past the threshold where this alert must stay quiet
+    because another alert names the incident (precision, not only recall)."""
 
     def levels(self) -> list[tuple[Severity, float]]:
         out = []

@@ -10,6 +10,7 @@ from alerts.model import Severity
 from alerts.rules import rule_groups
 from alerts.slos import QUEUE_WAIT_BUCKET, SLOS, alert_name
 from alerts.thresholds import THRESHOLDS
+from service.names import DEMO_AGENTS
 
 EVAL_TIME = "45m"
 SLO_EVAL_TIME = "5h"
@@ -44,6 +45,13 @@ def threshold_tests() -> list[dict[str, Any]]:
                       "interval": "1m", "input_series": _series(below),
                       "alert_rule_test": [{"eval_time": EVAL_TIME,
                                            "alertname": threshold.alert, "exp_alerts": []}]})
+        if threshold.quiet_series:
+            tests.append({"name": f"{threshold.alert} stays quiet when another alert names"
+                                  " the incident", "interval": "1m",
+                          "input_series": _series(threshold.quiet_series),
+                          "alert_rule_test": [{"eval_time": EVAL_TIME,
+                                               "alertname": threshold.alert,
+                                               "exp_alerts": []}]})
     return tests
 
 
@@ -65,6 +73,13 @@ def slo_tests() -> list[dict[str, Any]]:
                       "input_series": _series(good),
                       "alert_rule_test": [{"eval_time": SLO_EVAL_TIME, "alertname": name,
                                            "exp_alerts": []}]})
+        if slo.name != "api-availability":  # task SLOs leave the demo agents out
+            demo = {k.replace('agent="echo"', f'agent="{DEMO_AGENTS[0]}"'): v
+                    for k, v in bad.items()}
+            tests.append({"name": f"{name}: the demo agents burn no budget", "interval": "1m",
+                          "input_series": _series({**demo, **good}),
+                          "alert_rule_test": [{"eval_time": SLO_EVAL_TIME, "alertname": name,
+                                               "exp_alerts": []}]})
     return tests
 
 

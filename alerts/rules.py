@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from alerts.links import dashboard_url, runbook_url
+from alerts.links import LOCAL, Deployment
 from alerts.model import Severity, Slo, Threshold, fill
 from alerts.slos import BURN_RATE_WINDOWS, RATE_WINDOWS, SLOS, alert_name, ratio_record
 from alerts.thresholds import THRESHOLDS
@@ -13,7 +13,8 @@ from alerts.thresholds import THRESHOLDS
 SERVICE = "orchestrator"
 
 
-def threshold_rule(threshold: Threshold, severity: Severity, value: float) -> dict[str, Any]:
+def threshold_rule(threshold: Threshold, severity: Severity, value: float,
+                   deployment: Deployment = LOCAL) -> dict[str, Any]:
     shown = threshold.formatted(value)
     return {
         "alert": threshold.alert,
@@ -24,8 +25,8 @@ def threshold_rule(threshold: Threshold, severity: Severity, value: float) -> di
         "annotations": {
             "summary": fill(threshold.summary, value=shown, for_=threshold.for_),
             "description": fill(threshold.description, value=shown, for_=threshold.for_),
-            "runbook_url": runbook_url(threshold.alert),
-            "dashboard_url": dashboard_url(threshold.panel),
+            "runbook_url": deployment.runbook_url(threshold.alert),
+            "dashboard_url": deployment.dashboard_url(threshold.panel),
         },
     }
 
@@ -37,7 +38,7 @@ def slo_recording_rules(slo: Slo) -> list[dict[str, Any]]:
             for window in RATE_WINDOWS]
 
 
-def slo_alert_rules(slo: Slo) -> list[dict[str, Any]]:
+def slo_alert_rules(slo: Slo, deployment: Deployment = LOCAL) -> list[dict[str, Any]]:
     budget = 1 - slo.objective
     rules = []
     for severity in (Severity.CRITICAL, Severity.WARNING):
@@ -59,21 +60,22 @@ def slo_alert_rules(slo: Slo) -> list[dict[str, Any]]:
                            f" too fast",
                 "description": f"{slo.description} The error budget burns at {pairs} the"
                                f" sustainable rate.",
-                "runbook_url": runbook_url(alert_name(slo)),
-                "dashboard_url": dashboard_url(slo.panel),
+                "runbook_url": deployment.runbook_url(alert_name(slo)),
+                "dashboard_url": deployment.dashboard_url(slo.panel),
             },
         })
     return rules
 
 
-def rule_groups() -> dict[str, Any]:
-    alerts = [threshold_rule(t, severity, value)
+def rule_groups(deployment: Deployment = LOCAL) -> dict[str, Any]:
+    """Every rule, its links at ``deployment`` (the committed file: the local defaults)."""
+    alerts = [threshold_rule(t, severity, value, deployment)
               for t in THRESHOLDS for severity, value in t.levels()]
     slo_rules: list[dict[str, Any]] = []
     for slo in SLOS:
         slo_rules += slo_recording_rules(slo)
     for slo in SLOS:
-        slo_rules += slo_alert_rules(slo)
+        slo_rules += slo_alert_rules(slo, deployment)
     return {"groups": [
         {"name": "orchestrator-alerts", "rules": alerts},
         {"name": "orchestrator-slos", "rules": slo_rules},

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from alerts.links import anchor, dashboard_url
+from alerts.links import LOCAL, Deployment, anchor
 from alerts.model import Runbook, Threshold, fill
 from alerts.slos import BURN_RATE_WINDOWS, SLOS, alert_name
 from alerts.thresholds import THRESHOLDS
@@ -13,19 +13,22 @@ def _levels(threshold: Threshold) -> str:
                      for severity, value in threshold.levels())
 
 
-def _section(alert: str, facts: list[tuple[str, str]], runbook: Runbook) -> list[str]:
+def _section(alert: str, facts: list[tuple[str, str]], runbook: Runbook,
+             deployment: Deployment) -> list[str]:
     lines = [f"## {alert}", ""]
     lines += [f"- **{name}:** {value}" for name, value in facts]
     lines += ["", "**What it means.** " + runbook.meaning, "",
               "**Impact.** " + runbook.impact, "",
-              "**First commands:**", "", "```sh", *runbook.diagnose, "```", "",
+              "**First commands:**", "", "```sh",
+              *map(deployment.command, runbook.diagnose), "```", "",
               "**Mitigation:**", ""]
     lines += [f"{n}. {step}" for n, step in enumerate(runbook.mitigate, 1)]
     lines += ["", "**Escalation.** " + runbook.escalate, ""]
     return lines
 
 
-def runbook_markdown(header: str) -> str:
+def runbook_markdown(header: str, deployment: Deployment = LOCAL) -> str:
+    """The runbook, its links and commands at ``deployment`` (committed: the local defaults)."""
     lines = [f"<!-- {header} -->", "", "# Orchestrator runbook", "",
              "One section per alert. Every alert's `runbook_url` points at its section here and"
              " its `dashboard_url` at the panel that shows the signal. `critical` alerts page"
@@ -43,14 +46,14 @@ def runbook_markdown(header: str) -> str:
         facts = [("Levels", _levels(t)), ("For", t.for_),
                  ("Scenario", f"{t.scenario.number}. {t.scenario.title} ({t.scenario.priority})"),
                  ("Expression", f"`{fill(t.expr, value='VALUE')}`"),
-                 ("Dashboard", f"[{t.panel.title}]({dashboard_url(t.panel)})")]
-        lines += _section(t.alert, facts, t.runbook)
+                 ("Dashboard", f"[{t.panel.title}]({deployment.dashboard_url(t.panel)})")]
+        lines += _section(t.alert, facts, t.runbook, deployment)
     for slo in SLOS:
         windows = "; ".join(f"{w.severity.value}: {w.factor:g}x over {w.long} and {w.short}"
                             for w in BURN_RATE_WINDOWS)
         facts = [("Objective", f"{slo.objective:.3%} over {slo.window}: {slo.description}"),
                  ("Burn-rate alerts", windows),
                  ("Scenario", f"{slo.scenario.number}. {slo.scenario.title}"),
-                 ("Dashboard", f"[{slo.panel.title}]({dashboard_url(slo.panel)})")]
-        lines += _section(alert_name(slo), facts, slo.runbook)
+                 ("Dashboard", f"[{slo.panel.title}]({deployment.dashboard_url(slo.panel)})")]
+        lines += _section(alert_name(slo), facts, slo.runbook, deployment)
     return "\n".join(lines)

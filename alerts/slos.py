@@ -11,7 +11,8 @@ from prometheus_client.utils import floatToGoString
 from alerts import panels
 from alerts import scenarios as sc
 from alerts.model import Runbook, Severity, Slo
-from alerts.thresholds import API_ROUTES, ESCALATE_P1, PSQL
+from alerts.thresholds import API_ROUTES, ESCALATE_P1, PRODUCTION_AGENTS, PSQL
+from service import names
 from service.telemetry import metrics as m
 from service.telemetry.metrics import series_name as s
 
@@ -42,7 +43,9 @@ BURN_RATE_WINDOWS = (
 RATE_WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
 
 _BURN_RUNBOOK_DIAGNOSE = ("orchestrator tasks --status dead --limit 20", "orchestrator agents",
-                          "curl -s http://127.0.0.1:8000/health/ready")
+                          "curl -sS --max-time 5 {api}/health/ready")
+_DEMO = (f" The demo agents that fail or stall on purpose ({', '.join(names.DEMO_AGENTS)})"
+         " are left out: exercises with them burn no budget.")
 
 SLOS: tuple[Slo, ...] = (
     Slo(
@@ -60,10 +63,10 @@ SLOS: tuple[Slo, ...] = (
     Slo(
         name="task-success", objective=0.999,
         metrics=(m.TASKS_DEAD_LETTERED, m.TASKS_SUCCEEDED),
-        description="99.9% of finished tasks succeed (the rest go dead).",
-        errors=f"sum(rate({s(m.TASKS_DEAD_LETTERED)}[{{window}}]))",
-        total=(f"(sum(rate({s(m.TASKS_SUCCEEDED)}[{{window}}])) +"
-               f" sum(rate({s(m.TASKS_DEAD_LETTERED)}[{{window}}])))"),
+        description="99.9% of finished tasks succeed (the rest go dead)." + _DEMO,
+        errors=f"sum(rate({s(m.TASKS_DEAD_LETTERED)}{{{PRODUCTION_AGENTS}}}[{{window}}]))",
+        total=(f"(sum(rate({s(m.TASKS_SUCCEEDED)}{{{PRODUCTION_AGENTS}}}[{{window}}])) +"
+               f" sum(rate({s(m.TASKS_DEAD_LETTERED)}{{{PRODUCTION_AGENTS}}}[{{window}}])))"),
         scenario=sc.HIGH_ERROR_RATE, panel=panels.SLO_TASKS,
         runbook=Runbook(
             meaning="Too many tasks end dead.",
@@ -75,11 +78,12 @@ SLOS: tuple[Slo, ...] = (
     Slo(
         name="queue-wait", objective=0.99, metrics=(m.QUEUE_WAIT,),
         description=f"99% of task attempts start within {QUEUE_WAIT_TARGET_S:g}s of becoming"
-                    " due.",
-        errors=(f"(sum(rate({s(m.QUEUE_WAIT, '_count')}[{{window}}])) -"
-                f' sum(rate({s(m.QUEUE_WAIT, "_bucket")}{{le="{QUEUE_WAIT_BUCKET}"}}'
+                    " due." + _DEMO,
+        errors=(f"(sum(rate({s(m.QUEUE_WAIT, '_count')}{{{PRODUCTION_AGENTS}}}[{{window}}])) -"
+                f" sum(rate({s(m.QUEUE_WAIT, '_bucket')}"
+                f'{{{PRODUCTION_AGENTS},le="{QUEUE_WAIT_BUCKET}"}}'
                 "[{window}])))"),
-        total=f"sum(rate({s(m.QUEUE_WAIT, '_count')}[{{window}}]))",
+        total=f"sum(rate({s(m.QUEUE_WAIT, '_count')}{{{PRODUCTION_AGENTS}}}[{{window}}]))",
         scenario=sc.PROCESSING_STALLED, panel=panels.SLO_QUEUE_WAIT,
         runbook=Runbook(
             meaning="Tasks wait too long for a worker.",

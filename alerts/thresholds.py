@@ -6,19 +6,34 @@ retyped strings.
 
 from __future__ import annotations
 
+import re
+
 from alerts import panels
 from alerts import scenarios as sc
 from alerts.jobs import AGENT_JOB, API_JOB, ORCHESTRATOR_JOBS
 from alerts.model import Runbook, Threshold
+from service import names
 from service.telemetry import metrics as m
 from service.telemetry.metrics import series_name as s
 
-AGENT_QUEUES = 'queue=~"orch\\\\.agent\\\\..+"'
+
+def _promql_regex(pattern: str) -> str:
+    """A regular expression as the content of a PromQL string literal (backslashes doubled)."""
+    return pattern.replace("\\", "\\\\")
+
+
+_AGENT_QUEUE_PREFIX = _promql_regex(re.escape(names.AGENT_QUEUE_PREFIX))
+AGENT_QUEUES = f'queue=~"{_AGENT_QUEUE_PREFIX}.+"'
+QUEUE_TO_AGENT = f'"agent", "$1", "queue", "{_AGENT_QUEUE_PREFIX}(.+)"'
+"""``label_replace`` arguments giving a queue's series the ``agent`` label of its agent type."""
+PRODUCTION_AGENTS = f'agent!~"{"|".join(map(re.escape, names.DEMO_AGENTS))}"'
+"""Every agent type but the demo ones that fail or stall on purpose."""
 API_ROUTES = 'route=~"/v1/.+"'
 MEMORY_LIMIT_BYTES = 1024 * 2**20
 """The memory a process may use before it is killed (the container limit in the stack)."""
 
-PSQL = "psql -h 127.0.0.1 -U postgres orchestrator -c"
+PSQL = "{psql}"
+"""psql on the deployment's database (the runbook fills in its URL, without the password)."""
 ESCALATE_P1 = ("Page the secondary on-call after 15 minutes without mitigation; the incident "
                "commander owns communication.")
 ESCALATE_P2 = "Open a ticket for the owning team; escalate to P1 if it lasts over an hour."
@@ -34,9 +49,9 @@ THRESHOLDS: tuple[Threshold, ...] = (
         runbook=Runbook(
             meaning="Prometheus cannot scrape any API process.",
             impact="No task can be submitted or read; agents keep working on queued tasks.",
-            diagnose=("curl -sf http://127.0.0.1:8000/health/ready",
-                      "orchestrator agents",
-                      "ps aux | grep 'orchestrator api'"),
+            diagnose=("curl -sS --max-time 5 {api}/health/ready",
+                      "orchestrator stack status",
+                      "tail -n 30 {logs}/api.log"),
             mitigate=("Restart the API: orchestrator api (or the api service in the stack).",
                       "If it exits at start, its single error line names the dependency that"
                       " does not answer; fix that first."),
@@ -54,8 +69,8 @@ THRESHOLDS: tuple[Threshold, ...] = (
             meaning="Requests are slow for at least 1% of clients.",
             impact="Clients time out or retry; submissions back up.",
             diagnose=("orchestrator tasks --limit 20",
-                      f"{PSQL} \"SELECT state, count(*) FROM pg_stat_activity GROUP BY 1\"",
-                      "curl -s http://127.0.0.1:8000/metrics | grep db_pool"),
+                      f"{PSQL} -c \"SELECT state, count(*) FROM pg_stat_activity GROUP BY 1\"",
+                      "curl -sS {api}/metrics | grep -E '^orchestrator_db_pool'"),
             mitigate=("Check the database pool panels: a full pool makes every request wait.",
                       "Add API workers (ORCH_API_WORKERS) if CPU-bound; shed load at the edge."),
             escalate=ESCALATE_P2),
@@ -76,8 +91,8 @@ THRESHOLDS: tuple[Threshold, ...] = (
         runbook=Runbook(
             meaning="The API answers server errors: a dependency is failing or a bug fires.",
             impact="Clients get errors; retries add load (cascading failure risk).",
-            diagnose=("curl -s http://127.0.0.1:8000/health/ready",
-                      "journalctl -u orchestrator-api --since -15m | grep '\"level\":\"ERROR\"'",
+            diagnose=("curl -sS --max-time 5 {api}/health/ready",
+                      "grep '\"level\":\"ERROR\"' {logs}/api.log | tail -n 20",
                       "orchestrator tasks --status dead --limit 20"),
             mitigate=("If /health/ready names a dependency, follow its runbook section.",
                       "Roll back the last deploy if errors started with it."),
@@ -95,9 +110,9 @@ THRESHOLDS: tuple[Threshold, ...] = (
         runbook=Runbook(
             meaning="The source of truth is unavailable.",
             impact="Submissions fail with 503; workers hold their messages and retry.",
-            diagnose=("pg_isready -h 127.0.0.1 -p 5432",
-                      f"{PSQL} \"SELECT 1\"",
-                      "tail -50 /var/log/postgresql/postgresql-*-main.log"),
+            diagnose=("{pg_isready}",
+                      f"{PSQL} -c \"SELECT pg_postmaster_start_time(), now()\"",
+                      "curl -sS --max-time 5 {api}/health/ready"),
             mitigate=("Start it: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql)"
                       " main start",
                       "Nothing is lost: accepted tasks are committed, unacked messages wait."),
@@ -112,9 +127,9 @@ THRESHOLDS: tuple[Threshold, ...] = (
         runbook=Runbook(
             meaning="Almost every pooled connection is busy.",
             impact="New queries soon wait for a connection; latency rises.",
-            diagnose=(f"{PSQL} \"SELECT application_name, state, count(*) FROM"
+            diagnose=(f"{PSQL} -c \"SELECT application_name, state, count(*) FROM"
                       " pg_stat_activity GROUP BY 1, 2 ORDER BY 3 DESC\"",
-                      f"{PSQL} \"SELECT pid, now() - query_start AS age, query FROM"
+                      f"{PSQL} -c \"SELECT pid, now() - query_start AS age, query FROM"
                       " pg_stat_activity WHERE state <> 'idle' ORDER BY age DESC LIMIT 10\""),
             mitigate=("Cancel runaway queries (SELECT pg_cancel_backend(pid)).",
                       "Raise ORCH_DB_POOL_MAX within max_connections, or add processes."),
@@ -129,9 +144,9 @@ THRESHOLDS: tuple[Threshold, ...] = (
         runbook=Runbook(
             meaning="The pool is exhausted: requests queue for a connection.",
             impact="API requests slow down and time out (503 after the pool timeout).",
-            diagnose=(f"{PSQL} \"SELECT state, wait_event_type, count(*) FROM"
+            diagnose=(f"{PSQL} -c \"SELECT state, wait_event_type, count(*) FROM"
                       " pg_stat_activity GROUP BY 1, 2\"",
-                      "curl -s http://127.0.0.1:8000/metrics | grep db_pool"),
+                      "curl -sS {api}/metrics | grep -E '^orchestrator_db_pool'"),
             mitigate=("Find and cancel long transactions; check for lock waits.",
                       "Restart the affected process if connections leaked."),
             escalate=ESCALATE_P1),
@@ -146,7 +161,8 @@ THRESHOLDS: tuple[Threshold, ...] = (
         runbook=Runbook(
             meaning="The broker is down or unreachable.",
             impact="Submissions are accepted and kept in PostgreSQL (outbox) but nothing runs.",
-            diagnose=("rabbitmqctl status", "rabbitmq-diagnostics -q check_port_connectivity",
+            diagnose=("{rabbitmqctl} status",
+                      "{rabbitmq_diagnostics} -q check_port_connectivity",
                       "orchestrator tasks --status queued --limit 20"),
             mitigate=("Start it: rabbitmq-server -detached && rabbitmqctl await_startup",
                       "The outbox relay publishes the backlog by itself once it is back."),
@@ -162,7 +178,8 @@ THRESHOLDS: tuple[Threshold, ...] = (
         runbook=Runbook(
             meaning="The status cache and heartbeat store is down.",
             impact="Reads hit PostgreSQL (more load); everything keeps working (degraded).",
-            diagnose=("redis-cli -h 127.0.0.1 ping", "curl -s http://127.0.0.1:8000/health/ready",
+            diagnose=("{redis_cli} ping",
+                      "curl -sS --max-time 5 {api}/health/ready",
                       "orchestrator agents"),
             mitigate=("Start it: redis-server --daemonize yes --bind 127.0.0.1 --port 6379",
                       "Watch the database pool: cache misses raise its load."),
@@ -177,8 +194,9 @@ THRESHOLDS: tuple[Threshold, ...] = (
         runbook=Runbook(
             meaning="Work arrives faster than the agents finish it.",
             impact="Queue wait grows; end-to-end latency SLO burns.",
-            diagnose=("rabbitmqctl list_queues name messages consumers",
-                      "orchestrator agents", "orchestrator tasks --status running --limit 20"),
+            diagnose=("{rabbitmqctl} list_queues -p {vhost} name messages consumers",
+                      "orchestrator agents",
+                      "orchestrator tasks --status running --limit 20"),
             mitigate=("Start more agent processes for that agent type"
                       " (orchestrator agent --agents NAME).",
                       "Check the agent's failure ratio: retries multiply the work."),
@@ -186,24 +204,36 @@ THRESHOLDS: tuple[Threshold, ...] = (
         test_series={f'{s(m.QUEUE_MESSAGES)}{{queue="orch.agent.echo"}}': ("20000x60", "5x60")},
         test_labels={"queue": "orch.agent.echo"}),
     Threshold(
-        alert="QueueWithoutConsumers", metrics=(m.QUEUE_CONSUMERS, m.QUEUE_MESSAGES),
+        alert="QueueWithoutConsumers",
+        metrics=(m.QUEUE_CONSUMERS, m.QUEUE_MESSAGES, m.AGENTS_LIVE),
         scenario=sc.AGENT_NOT_RESPONDING, panel=panels.QUEUE_CONSUMERS, critical=1, for_="5m",
-        expr=(f"(max by (queue) ({s(m.QUEUE_CONSUMERS)}{{{AGENT_QUEUES}}}) < {{value}})"
-              f" and on (queue) (max by (queue) ({s(m.QUEUE_MESSAGES)}) > 0)"),
+        expr=(f"(label_replace(max by (queue) ({s(m.QUEUE_CONSUMERS)}{{{AGENT_QUEUES}}}),"
+              f" {QUEUE_TO_AGENT}) < {{value}})"
+              f" and on (queue) (max by (queue) ({s(m.QUEUE_MESSAGES)}) > 0)"
+              f" and on (agent) (max by (agent) ({s(m.AGENTS_LIVE)}) > 0)"),
         summary="Queue {{ $labels.queue }} has messages and no consumer",
         description="{{ $labels.queue }} has had waiting messages and fewer than {value}"
-                    " consumers for {for_}: no agent serves it.",
+                    " consumers for {for_} while {{ $labels.agent }} workers send heartbeats:"
+                    " they run but do not consume.",
+        fold=("queue", "agent"),
         runbook=Runbook(
-            meaning="No worker consumes this agent type's queue.",
+            meaning="Workers of this agent type are alive (heartbeats) but none consumes its"
+                    " queue: a lost AMQP channel, a consumer that crashed, a worker stuck"
+                    " starting. (No live worker at all is AgentsMissing.)",
             impact="Every task for that agent waits; nothing runs.",
-            diagnose=("orchestrator agents", "rabbitmqctl list_consumers",
-                      "rabbitmqctl list_queues name messages consumers"),
+            diagnose=("orchestrator agents",
+                      "{rabbitmqctl} list_consumers -p {vhost}",
+                      "{rabbitmqctl} list_queues -p {vhost} name messages consumers"),
             mitigate=("Start an agent for it: orchestrator agent --agents NAME.",
                       "If workers run but do not consume, look for a crash loop in their logs."),
             escalate=ESCALATE_P1),
         test_series={f'{s(m.QUEUE_CONSUMERS)}{{queue="orch.agent.echo"}}': ("0x60", "1x60"),
-                     f'{s(m.QUEUE_MESSAGES)}{{queue="orch.agent.echo"}}': ("5x60", "5x60")},
-        test_labels={"queue": "orch.agent.echo"}),
+                     f'{s(m.QUEUE_MESSAGES)}{{queue="orch.agent.echo"}}': ("5x60", "5x60"),
+                     f'{s(m.AGENTS_LIVE)}{{agent="echo"}}': ("1x60", "1x60")},
+        quiet_series={f'{s(m.QUEUE_CONSUMERS)}{{queue="orch.agent.echo"}}': "0x60",
+                      f'{s(m.QUEUE_MESSAGES)}{{queue="orch.agent.echo"}}': "5x60",
+                      f'{s(m.AGENTS_LIVE)}{{agent="echo"}}': "0x60"},
+        test_labels={"queue": "orch.agent.echo", "agent": "echo"}),
     Threshold(
         alert="TaskProcessingStalled", metrics=(m.TASKS_STARTED, m.QUEUE_MESSAGES),
         scenario=sc.PROCESSING_STALLED, panel=panels.THROUGHPUT, warning=0, for_="10m",
@@ -215,7 +245,8 @@ THRESHOLDS: tuple[Threshold, ...] = (
         runbook=Runbook(
             meaning="The pipeline is stuck: a backlog and no progress.",
             impact="Nothing completes; every SLO burns.",
-            diagnose=("orchestrator agents", "rabbitmqctl list_queues name messages consumers",
+            diagnose=("orchestrator agents",
+                      "{rabbitmqctl} list_queues -p {vhost} name messages consumers",
                       "orchestrator tasks --status running --limit 20"),
             mitigate=("Restart the agents; check RabbitMQ and PostgreSQL health first.",
                       "A poison message shows as repeated redeliveries in orchestrator events."),
@@ -234,7 +265,7 @@ THRESHOLDS: tuple[Threshold, ...] = (
             meaning="Tasks wait too long before a worker starts them.",
             impact="Queue-wait SLO burns; clients see stale results.",
             diagnose=("orchestrator tasks --status queued --limit 20", "orchestrator agents",
-                      f"{PSQL} \"SELECT agent, status, count(*), min(available_at) FROM tasks"
+                      f"{PSQL} -c \"SELECT agent, status, count(*), min(available_at) FROM tasks"
                       " WHERE status IN ('queued', 'retrying') GROUP BY 1, 2\""),
             mitigate=("Add agent processes for the agent type.",
                       "If tasks are unpublished (outbox), see OutboxBacklog."),
@@ -250,8 +281,9 @@ THRESHOLDS: tuple[Threshold, ...] = (
         runbook=Runbook(
             meaning="Tasks exhaust their retries or fail non-retryably.",
             impact="Those tasks will not complete unless requeued.",
-            diagnose=("orchestrator tasks --status dead --limit 20", "orchestrator events TASK_ID",
-                      "rabbitmqctl list_queues name messages | grep dead"),
+            diagnose=("orchestrator tasks --status dead --limit 20",
+                      "orchestrator events TASK_ID",
+                      "{rabbitmqctl} list_queues -p {vhost} name messages | grep dead"),
             mitigate=("Fix the cause (agent bug, bad input, dependency), then requeue:"
                       " orchestrator retry TASK_ID.",),
             escalate=ESCALATE_P2),
@@ -260,35 +292,46 @@ THRESHOLDS: tuple[Threshold, ...] = (
         alert="TaskFailureRatioHigh", metrics=(m.TASKS_FAILED, m.TASKS_STARTED),
         scenario=sc.HIGH_ERROR_RATE, panel=panels.FAILURE_RATIO, unit="%",
         warning=0.1, critical=0.5, for_="10m",
-        expr=(f"sum by (agent) (rate({s(m.TASKS_FAILED)}[10m])) /"
-              f" sum by (agent) (rate({s(m.TASKS_STARTED)}[10m])) > {{value}}"),
+        expr=(f"sum by (agent) (rate({s(m.TASKS_FAILED)}{{{PRODUCTION_AGENTS}}}[10m])) /"
+              f" sum by (agent) (rate({s(m.TASKS_STARTED)}{{{PRODUCTION_AGENTS}}}[10m]))"
+              " > {value}"),
         summary="More than {value} of {{ $labels.agent }} attempts fail",
         description="Over {value} of {{ $labels.agent }} task attempts have failed for {for_}.",
         runbook=Runbook(
-            meaning="An agent type fails often (bug, bad inputs, a failing dependency).",
+            meaning="An agent type fails often (bug, bad inputs, a failing dependency). The"
+                    " demo agents that fail on purpose (" + ", ".join(names.DEMO_AGENTS)
+                    + ") are left out.",
             impact="Retries add load; tasks go dead; the task-success SLO burns.",
             diagnose=("orchestrator tasks --agent AGENT --status retrying --limit 20",
                       "orchestrator events TASK_ID"),
             mitigate=("Stop the bleeding: roll back the agent or its dependency.",
                       "Requeue dead tasks after the fix: orchestrator retry TASK_ID."),
             escalate=ESCALATE_P2),
-        test_series={f'{s(m.TASKS_FAILED)}{{agent="fail"}}': ("0+60x60", "0+1x60"),
-                     f'{s(m.TASKS_STARTED)}{{agent="fail"}}': ("0+60x60", "0+60x60")},
-        test_labels={"agent": "fail"}),
+        test_series={f'{s(m.TASKS_FAILED)}{{agent="summarize"}}': ("0+60x60", "0+1x60"),
+                     f'{s(m.TASKS_STARTED)}{{agent="summarize"}}': ("0+60x60", "0+60x60")},
+        quiet_series={f'{s(m.TASKS_FAILED)}{{agent="fail"}}': "0+60x60",
+                      f'{s(m.TASKS_STARTED)}{{agent="fail"}}': "0+60x60"},
+        test_labels={"agent": "summarize"}),
     Threshold(
         alert="AgentsMissing", metrics=(m.AGENTS_LIVE,), scenario=sc.AGENT_NOT_RESPONDING,
         panel=panels.AGENTS_LIVE, critical=1, for_="2m",
         expr=f"max by (agent) ({s(m.AGENTS_LIVE)}) < {{value}}",
-        summary="Fewer than {value} live {{ $labels.agent }} agents",
+        summary="No live {{ $labels.agent }} worker",
         description="Fewer than {value} {{ $labels.agent }} workers have sent a heartbeat"
-                    " for {for_}.",
+                    " for {for_}. An agent type counts once a worker for it has started (or"
+                    " it is in ORCH_DEPLOYED_AGENTS).",
+        fold=("agent",),
         runbook=Runbook(
-            meaning="No worker serves this agent type (stopped, crashed or hung).",
+            meaning="No worker serves this agent type (stopped, crashed or hung). One page"
+                    " lists every agent type the missing workers served.",
             impact="Its tasks queue up and never run.",
-            diagnose=("orchestrator agents", "ps aux | grep 'orchestrator agent'",
-                      "rabbitmqctl list_consumers"),
+            diagnose=("orchestrator agents",
+                      "orchestrator stack status",
+                      "{rabbitmqctl} list_consumers -p {vhost}"),
             mitigate=("Start one: orchestrator agent --agents NAME.",
-                      "If it crashes at start, its error line names the cause."),
+                      "If it crashes at start, its error line names the cause.",
+                      "If the agent type was taken out of service on purpose: orchestrator"
+                      " agents retire NAME (it counts again once a worker for it starts)."),
             escalate=ESCALATE_P1),
         test_series={f'{s(m.AGENTS_LIVE)}{{agent="echo"}}': ("0x60", "2x60")},
         test_labels={"agent": "echo"}),
@@ -305,11 +348,12 @@ THRESHOLDS: tuple[Threshold, ...] = (
             impact="Its in-flight tasks are redelivered to other workers once its connection"
                    " drops.",
             diagnose=("orchestrator agents",
-                      f"{PSQL} \"SELECT worker_id, agents, last_seen FROM workers"
+                      f"{PSQL} -c \"SELECT worker_id, agents, last_seen FROM workers"
                       " ORDER BY last_seen\""),
             mitigate=("Restart the worker; if it hangs, take a py-spy dump first.",),
             escalate=ESCALATE_P2),
         test_series={f'{s(m.HEARTBEAT_AGE)}{{agent="echo"}}': ("300x60", "2x60")},
+        fold=("agent",),
         test_labels={"agent": "echo"}),
     Threshold(
         alert="OutboxBacklog", metrics=(m.OUTBOX_OLDEST_AGE,), scenario=sc.MESSAGE_LOSS,
@@ -321,10 +365,10 @@ THRESHOLDS: tuple[Threshold, ...] = (
         runbook=Runbook(
             meaning="The outbox relay cannot publish: broker down, blocked or refusing.",
             impact="Accepted tasks do not run (they are safe in PostgreSQL).",
-            diagnose=("rabbitmqctl status",
-                      f"{PSQL} \"SELECT count(*), min(created_at) FROM tasks WHERE"
+            diagnose=("{rabbitmqctl} status",
+                      f"{PSQL} -c \"SELECT count(*), min(created_at) FROM tasks WHERE"
                       " published_at IS NULL\"",
-                      "curl -s http://127.0.0.1:8000/health/ready"),
+                      "curl -sS --max-time 5 {api}/health/ready"),
             mitigate=("Fix the broker (see RabbitmqDown); the relay catches up by itself.",),
             escalate=ESCALATE_P1),
         test_series={s(m.OUTBOX_OLDEST_AGE): ("900x60", "0x60")}),
@@ -338,8 +382,9 @@ THRESHOLDS: tuple[Threshold, ...] = (
         runbook=Runbook(
             meaning="Messages are not confirmed by RabbitMQ.",
             impact="Tasks wait in the outbox; risk of loss if the database also fails.",
-            diagnose=("rabbitmqctl status", "rabbitmqctl list_queues name messages",
-                      "rabbitmq-diagnostics alarms"),
+            diagnose=("{rabbitmqctl} status",
+                      "{rabbitmqctl} list_queues -p {vhost} name messages",
+                      "{rabbitmq_diagnostics} -q alarms"),
             mitigate=("Clear memory or disk alarms on the broker; check queue limits.",),
             escalate=ESCALATE_P2),
         test_series={s(m.OUTBOX_PUBLISH_FAILURES): ("0+10x60", "0+0x60")}),
@@ -355,7 +400,7 @@ THRESHOLDS: tuple[Threshold, ...] = (
             meaning="Messages are delivered again for tasks already finished or running.",
             impact="Wasted work; a sign of crashing workers or double publishing.",
             diagnose=("orchestrator events TASK_ID",
-                      f"{PSQL} \"SELECT count(*) FROM task_events WHERE kind ="
+                      f"{PSQL} -c \"SELECT count(*) FROM task_events WHERE kind ="
                       " 'duplicate_dropped' AND at > now() - interval '1 hour'\""),
             mitigate=("Look for workers restarting in a loop (redeliveries) and relays"
                       " publishing twice.",),
@@ -374,7 +419,7 @@ THRESHOLDS: tuple[Threshold, ...] = (
                     " edit).",
             impact="Those tasks are dead and were not run; more rows may be affected.",
             diagnose=("orchestrator tasks --status dead --limit 20",
-                      f"{PSQL} \"SELECT id, agent, error FROM tasks WHERE error LIKE"
+                      f"{PSQL} -c \"SELECT id, agent, error FROM tasks WHERE error LIKE"
                       " '%checksum%' ORDER BY updated_at DESC LIMIT 20\""),
             mitigate=("Stop manual writes; compare with the last backup; restore affected"
                       " rows and requeue: orchestrator retry TASK_ID.",),
@@ -392,8 +437,8 @@ THRESHOLDS: tuple[Threshold, ...] = (
         runbook=Runbook(
             meaning="Memory grows steadily: a leak.",
             impact="The process will be OOM-killed; its in-flight tasks are redelivered.",
-            diagnose=("ps -o pid,rss,etime,cmd -C orchestrator",
-                      "py-spy dump --pid PID"),
+            diagnose=("orchestrator stack status",
+                      "curl -sS {api}/metrics | grep -E '^process_resident_memory_bytes'"),
             mitigate=("Restart the process in a quiet moment (SIGTERM drains it).",
                       "Capture a heap profile (tracemalloc) before restarting if possible."),
             escalate=ESCALATE_P2),
@@ -411,7 +456,7 @@ THRESHOLDS: tuple[Threshold, ...] = (
         runbook=Runbook(
             meaning="A process is close to its memory limit.",
             impact="OOM kill soon; in-flight tasks are redelivered.",
-            diagnose=("ps -o pid,rss,etime,cmd -C orchestrator",),
+            diagnose=("orchestrator stack status",),
             mitigate=("Restart it gracefully (SIGTERM); lower ORCH_CONCURRENCY if tasks are"
                       " large.",),
             escalate=ESCALATE_P2),
@@ -429,7 +474,8 @@ THRESHOLDS: tuple[Threshold, ...] = (
         runbook=Runbook(
             meaning="Sockets or files leak, or the limit is too low.",
             impact="New connections fail (EMFILE): requests and tasks error.",
-            diagnose=("ls /proc/PID/fd | wc -l", "ss -tanp | grep PID | wc -l"),
+            diagnose=("orchestrator stack status",
+                      "curl -sS {agent_metrics}/metrics | grep -E '^process_(open|max)_fds'"),
             mitigate=("Restart the process; raise the limit (ulimit -n) if load is real.",),
             escalate=ESCALATE_P2),
         test_series={
@@ -448,7 +494,9 @@ THRESHOLDS: tuple[Threshold, ...] = (
         runbook=Runbook(
             meaning="CPU-bound or blocking code runs on the event loop.",
             impact="Every request and task in that process stalls; heartbeats may lapse.",
-            diagnose=("py-spy dump --pid PID", "top -H -p PID"),
+            diagnose=("curl -sS {api}/metrics | grep -E '^orchestrator_event_loop_lag'",
+                      "curl -sS {agent_metrics}/metrics | grep -E '^orchestrator_event_loop_lag'",
+                      "orchestrator stack status"),
             mitigate=("Move blocking agent work to a thread (asyncio.to_thread).",
                       "Lower ORCH_CONCURRENCY for CPU-heavy agents."),
             escalate=ESCALATE_P2),
@@ -465,8 +513,8 @@ THRESHOLDS: tuple[Threshold, ...] = (
         runbook=Runbook(
             meaning="Status reads miss the cache (Redis flushed, evicting, or failing).",
             impact="PostgreSQL carries the read load; latency rises.",
-            diagnose=("redis-cli -h 127.0.0.1 info stats | grep -E 'hits|misses|evicted'",
-                      "redis-cli -h 127.0.0.1 info memory | grep used_memory_human"),
+            diagnose=("{redis_cli} info stats | grep -E 'hits|misses|evicted'",
+                      "{redis_cli} info memory | grep used_memory_human"),
             mitigate=("Give Redis more memory or check maxmemory-policy.",),
             escalate=ESCALATE_P2),
         test_series={f'{s(m.CACHE_REQUESTS)}{{outcome="hit"}}': ("0+10x60", "0+90x60"),
@@ -481,23 +529,35 @@ THRESHOLDS: tuple[Threshold, ...] = (
         runbook=Runbook(
             meaning="A process stopped or its /metrics port is unreachable.",
             impact="Alerts that need its metrics are blind.",
-            diagnose=("curl -s http://127.0.0.1:9090/api/v1/targets",
-                      "curl -s http://127.0.0.1:9101/metrics | head"),
+            diagnose=("curl -sS {prometheus}/api/v1/targets?state=active",
+                      "curl -sS -o /dev/null -w '%{http_code}\\n' {agent_metrics}/metrics"),
             mitigate=("Restart the process, or fix the scrape config.",),
             escalate=ESCALATE_P2),
         test_series={f'{s(m.UP)}{{job="{AGENT_JOB}",instance="a:9101"}}': ("0x60", "1x60")},
         test_labels={"job": AGENT_JOB, "instance": "a:9101"}),
     Threshold(
-        alert="AgentTargetsAbsent", metrics=(m.UP,), scenario=sc.AGENT_NOT_RESPONDING,
-        panel=panels.SCRAPE_TARGETS, critical=1, for_="5m",
-        expr=f'(count({s(m.UP)}{{job="{AGENT_JOB}"}} == 1) or vector(0)) < {{value}}',
+        alert="AgentTargetsAbsent", metrics=(m.UP, m.AGENTS_LIVE), scenario=sc.MONITORING_GAP,
+        panel=panels.SCRAPE_TARGETS, warning=1, for_="5m",
+        expr=(f'(count({s(m.UP)}{{job="{AGENT_JOB}"}} == 1) or vector(0)) < {{value}}'
+              f" and on () (sum({s(m.AGENTS_LIVE)}) > 0)"),
         summary="No agent process is being scraped",
-        description="Fewer than {value} agent processes have answered scrapes for {for_}.",
+        description="Fewer than {value} agent processes have answered scrapes for {for_},"
+                    " while workers send heartbeats: the alerts that read agent metrics are"
+                    " blind.",
         runbook=Runbook(
-            meaning="Every agent worker is down (or none is configured).",
-            impact="No task runs.",
-            diagnose=("orchestrator agents", "ps aux | grep 'orchestrator agent'"),
-            mitigate=("Start agents: orchestrator agent.",),
-            escalate=ESCALATE_P1),
-        test_series={f'{s(m.UP)}{{job="{AGENT_JOB}",instance="a:9101"}}': ("0x60", "1x60")}),
+            meaning="Workers run (their heartbeats arrive) but Prometheus scrapes none of"
+                    " them: a wrong scrape config or metrics port. (No live worker at all is"
+                    " AgentsMissing.)",
+            impact="Agent metrics and the alerts built on them are blind.",
+            diagnose=("orchestrator stack status",
+                      "curl -sS {prometheus}/api/v1/targets?state=active",
+                      "orchestrator agents"),
+            mitigate=("Compare the agents' metrics ports (orchestrator stack status) with the"
+                      " scrape targets; fix the scrape config or restart the agent on its"
+                      " port (orchestrator agent --metrics-port PORT).",),
+            escalate=ESCALATE_P2),
+        test_series={f'{s(m.UP)}{{job="{AGENT_JOB}",instance="a:9101"}}': ("0x60", "1x60"),
+                     f'{s(m.AGENTS_LIVE)}{{agent="echo"}}': ("1x60", "1x60")},
+        quiet_series={f'{s(m.UP)}{{job="{AGENT_JOB}",instance="a:9101"}}': "0x60",
+                      f'{s(m.AGENTS_LIVE)}{{agent="echo"}}': "0x60"}),
 )

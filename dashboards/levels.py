@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from grafana_foundation_sdk.models import dashboard as dm
 
 from alerts import panels
-from alerts.links import runbook_url
+from alerts.links import LOCAL
 from alerts.model import Panel, Severity, Slo, Threshold
 from alerts.slos import BURN_RATE_WINDOWS, SLOS, alert_name
 from alerts.thresholds import THRESHOLDS
@@ -118,10 +118,10 @@ def alert_notes(thresholds: Sequence[Threshold], slos: Sequence[Slo] = ()) -> st
         values = " / ".join(f"{severity.value} {t.formatted(value)}"
                             for severity, value in t.levels())
         lines.append(f"- `{t.alert}` fires {direction} {values} (held {t.for_}):"
-                     f" [runbook]({runbook_url(t.alert)})")
+                     f" [runbook]({LOCAL.runbook_url(t.alert)})")
     for slo in slos:
         factors = ", ".join(f"{w.factor:g}x over {w.long}/{w.short} ({w.severity.value})"
                             for w in BURN_RATE_WINDOWS)
         lines.append(f"- `{alert_name(slo)}` fires at {factors}:"
-                     f" [runbook]({runbook_url(alert_name(slo))})")
+                     f" [runbook]({LOCAL.runbook_url(alert_name(slo))})")
     return "\n".join(lines)

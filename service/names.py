@@ -16,13 +16,20 @@ DEAD_LETTER_QUEUE = "orch.dead-letter"
 CONTROL_EXCHANGE = "orch.control"
 """Fanout exchange for broadcast control messages (cooperative cancel)."""
 
+DEMO_AGENTS = ("fail", "sleep")
+"""Built-in agents that fail or stall on purpose (exercises and drills): the SLOs and the
+failure-ratio alert leave them out, so playing with them burns no production budget."""
+
 DELAY_HEADER = "orch-delay-ms"  # no "x-" prefix: headers exchanges ignore those
 TRACEPARENT_HEADER = "traceparent"
 
 
+AGENT_QUEUE_PREFIX = "orch.agent."
+
+
 def agent_queue(agent: str) -> str:
     """The quorum queue that holds work for one agent type."""
-    return f"orch.agent.{agent}"
+    return f"{AGENT_QUEUE_PREFIX}{agent}"
 
 
 def delay_queue(delay_ms: int) -> str:

@@ -9,9 +9,29 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from functools import cache
+from pathlib import Path
 from typing import Any, get_type_hints
 
 PREFIX = "ORCH_"
+CHECKOUT_ROOT = Path(__file__).resolve().parent.parent
+"""The project checkout this code runs from (with ``pip install -e``), if it is one."""
+WILDCARD_HOSTS = ("", "0.0.0.0", "::", "[::]")
+
+
+def default_state_dir(environ: Mapping[str, str]) -> str:
+    """Where state lives when ``ORCH_STATE_DIR`` is not set: ``.orchestrator`` in the checkout
+    the code runs from, else ``$XDG_STATE_HOME/orchestrator`` (``~/.local/state/orchestrator``).
+    Always absolute, so every later command finds it from any working folder."""
+    if (CHECKOUT_ROOT / "pyproject.toml").is_file() and (CHECKOUT_ROOT / "service").is_dir():
+        return str(CHECKOUT_ROOT / ".orchestrator")
+    base = environ.get("XDG_STATE_HOME") or str(Path(environ.get("HOME") or Path.home())
+                                                 / ".local" / "state")
+    return str(Path(base).expanduser().absolute() / "orchestrator")
+
+
+def _local_host(host: str) -> str:
+    """The address to reach a server listening on ``host`` from this machine."""
+    return "127.0.0.1" if host in WILDCARD_HOSTS else host
 
 
 @dataclass(frozen=True)
@@ -26,6 +46,15 @@ class Settings:
     api_port: int = 8000
     api_workers: int = 1
     api_url: str = ""
+    """Where the CLI finds the API (default: from the API host and port)."""
+    public_url: str = ""
+    """Where people reach the API, and so the runbook at ``/runbook``: the base of every
+    alert's runbook link (default: the API host and port)."""
+    grafana_url: str = "http://127.0.0.1:3000"
+    """The base of every alert's dashboard link."""
+    instance_id: str = ""
+    """Set by the process that starts an API server; the server reports it in its health
+    answers, so the starter knows the server answering is the one it started."""
     api_key: str = ""
     db_pool_min: int = 2
     db_pool_max: int = 20
@@ -49,7 +78,12 @@ class Settings:
     status_cache_active_ttl_s: int = 10
     log_level: str = "INFO"
     log_format: str = "json"
+    log_file: str = ""
+    """Also write JSON log lines to this file (``stack up`` gives each process one)."""
     agents: tuple[str, ...] = ()
+    deployed_agents: tuple[str, ...] = ()
+    """Agent types that must have a live worker (they page when none runs) even before one has
+    been seen; a type also counts as deployed once a worker for it has started."""
     agent_modules: tuple[str, ...] = ("agents.builtin",)
     llm_base_url: str = "http://127.0.0.1:11434/v1"
     llm_api_key: str = ""
@@ -77,7 +111,11 @@ class Settings:
     """Drills only: replace every alert's ``for:`` in the native stack (e.g. ``10s``)."""
     alert_group_wait: str = "10s"
     alert_group_interval: str = "1m"
-    state_dir: str = ".orchestrator"
+    rabbitmq_node: str = ""
+    """The RabbitMQ node name for ``rabbitmqctl -n`` in runbook commands (empty: its default);
+    set by ``stack up`` when it starts a RabbitMQ of its own."""
+    state_dir: str = field(default_factory=lambda: default_state_dir(os.environ))
+    """Absolute: a relative ``ORCH_STATE_DIR`` is taken from the folder it is read in."""
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -95,12 +133,35 @@ class Settings:
             if key in env:
                 values[f.name] = _parse(key, env[key], hints[f.name])
         extra = {k: v for k, v in env.items() if k.startswith(PREFIX) and k not in known}
+        values["state_dir"] = (str(Path(values["state_dir"]).expanduser().absolute())
+                               if values.get("state_dir") else default_state_dir(env))
         return cls(**values, extra=extra)
 
     @property
     def base_url(self) -> str:
         """Where the CLI finds the API (``ORCH_API_URL``, else host and port)."""
-        return self.api_url or f"http://{self.api_host}:{self.api_port}"
+        return (self.api_url.rstrip("/")
+                or f"http://{_local_host(self.api_host)}:{self.api_port}")
+
+    @property
+    def public_base_url(self) -> str:
+        """Where people reach the API (``ORCH_PUBLIC_URL``, else host and port)."""
+        return (self.public_url.rstrip("/")
+                or f"http://{_local_host(self.api_host)}:{self.api_port}")
+
+    @property
+    def state_path(self) -> Path:
+        return Path(self.state_dir)
+
+    @property
+    def dev_key_file(self) -> Path:
+        """The development key ``up`` creates; the CLI uses it when ``ORCH_API_KEY`` is unset."""
+        return self.state_path / "dev-api-key"
+
+    @property
+    def stack_dir(self) -> Path:
+        """The native stack's folder: configs, data, logs, the pid record and the lock."""
+        return self.state_path / "stack"
 
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with some fields changed (tests and the CLI use this)."""

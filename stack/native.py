@@ -2,20 +2,18 @@
 Debian packages and the local page inbox, on loopback ports, with state in one directory.
 
 Everything is rendered from the same Python definitions as the committed files; only targets,
-ports and paths differ (and, for drills and tests, the timings passed in ``Timings``).
+ports, paths and the deployment's links differ (and, for drills and tests, the timings passed in
+``Timings``). Every path written into a config is absolute: Prometheus resolves a relative
+``rule_files`` entry against the config file's own folder.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
-import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,17 +22,20 @@ import httpx
 import yaml
 
 from alerts.alertmanager import alertmanager_config
+from alerts.links import LOCAL, Deployment
 from alerts.rules import rule_groups
+from service.ports import listening_pids
+from service.procinfo import command_line
+from stack.errors import StackError
 from stack.page_inbox import CHAT_PATH, EVENTS_PATH
 from stack.prometheus_config import Targets, prometheus_config
+from stack.supervisor import Supervisor
 
 INSTALL_HINT = ("sudo apt-get update && sudo apt-get install -y prometheus"
                 " prometheus-alertmanager")
 BINARIES = {"prometheus": "prometheus", "alertmanager": "prometheus-alertmanager"}
 
-
-class StackError(RuntimeError):
-    """The stack cannot start; the message says what is missing and how to get it."""
+__all__ = ["NativeStack", "Ports", "StackError", "Timings"]
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,8 @@ class Ports:
 
 @dataclass
 class NativeStack:
-    """Renders the configs into ``state_dir`` and runs the three processes."""
+    """Renders the configs into ``state_dir`` and runs the three processes under a supervisor
+    (its own unless ``start`` is given one)."""
 
     state_dir: Path
     api_targets: list[str]
@@ -66,7 +68,12 @@ class NativeStack:
     ports: Ports = field(default_factory=Ports)
     timings: Timings = field(default_factory=Timings)
     routing_key: str = "0" * 32
-    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    deployment: Deployment = LOCAL
+    supervisor: Supervisor = field(default_factory=lambda: Supervisor(None, grace_s=10))
+    ui_paths: dict[str, str | None] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.state_dir = self.state_dir.absolute()
 
     @property
     def prometheus_url(self) -> str:
@@ -85,11 +92,11 @@ class NativeStack:
         return self.state_dir / "pages.jsonl"
 
     @property
-    def pid_file(self) -> Path:
-        return self.state_dir / "pids"
+    def processes(self) -> dict[str, subprocess.Popen[bytes]]:
+        return self.supervisor.children
 
     def rules(self) -> dict[str, Any]:
-        rules = copy.deepcopy(rule_groups())
+        rules = copy.deepcopy(rule_groups(self.deployment))
         if self.timings.rule_for is not None:
             for group in rules["groups"]:
                 for rule in group["rules"]:
@@ -132,32 +139,64 @@ class NativeStack:
                 f"--web.external-url={self.prometheus_url}", "--rules.alert.resend-delay=2s"],
         }
 
-    def start(self, timeout_s: float = 30) -> None:
-        """Start the page inbox, Alertmanager and Prometheus; wait until each answers."""
+    def start(self, supervisor: Supervisor | None = None, timeout_s: float = 30) -> None:
+        """Start the page inbox, Alertmanager and Prometheus; wait until each answers (and is
+        the process just started), and until Prometheus has loaded every rule."""
         missing = [b for b in BINARIES.values() if shutil.which(b) is None]
         if missing:
             raise StackError(f"{', '.join(missing)} not installed; install with: "
                              f"{INSTALL_HINT}")
+        if supervisor is not None:
+            self.supervisor = supervisor
         self.write_configs()
-        ready_urls = {"page-inbox": self.page_inbox_url + "/health",
-                      "alertmanager": self.alertmanager_url + "/-/ready",
-                      "prometheus": self.prometheus_url + "/-/ready"}
+        ready = {"page-inbox": (self.page_inbox_url + "/health", self.ports.page_inbox),
+                 "alertmanager": (self.alertmanager_url + "/-/ready", self.ports.alertmanager),
+                 "prometheus": (self.prometheus_url + "/-/ready", self.ports.prometheus)}
         for name, command in self.commands().items():
-            log = (self.state_dir / f"{name}.log").open("ab")
-            self.processes[name] = subprocess.Popen(command, stdout=log,
-                                                    stderr=subprocess.STDOUT)
-            log.close()
-            self._record_pids()
-            _wait(functools.partial(self._answers, name, ready_urls[name]), timeout_s,
-                  f"{name} did not start; see {self.state_dir / (name + '.log')}")
+            child = self.supervisor.spawn(name, command, log=self.state_dir / f"{name}.log")
+            url, port = ready[name]
+            self.supervisor.wait_until(functools.partial(_answers, url, port, child),
+                                       timeout_s, f"{name} to answer at {url}")
+        self.supervisor.wait_until(self._rules_loaded, 10, "Prometheus to load its rules")
+        self.ui_paths = {  # probe path -> the page to show
+            "prometheus": _first_answering(self.prometheus_url, {"/alerts": "/alerts",
+                                                                 "/classic/alerts":
+                                                                     "/classic/alerts"}),
+            "alertmanager": _first_answering(self.alertmanager_url,
+                                             {"/script.js": "/#/alerts"})}
 
-    def _answers(self, name: str, url: str) -> bool:
-        if self.processes[name].poll() is not None:
-            raise StackError(f"{name} exited; see {self.state_dir / (name + '.log')}")
+    def _rules_loaded(self) -> bool:
+        """Every rendered rule is loaded, else a ``StackError`` that says why."""
+        expected = sum(len(g["rules"]) for g in self.rules()["groups"])
         try:
-            return httpx.get(url, timeout=1).status_code == 200
-        except httpx.HTTPError:
+            groups = httpx.get(f"{self.prometheus_url}/api/v1/rules", timeout=2).json()[
+                "data"]["groups"]
+        except (httpx.HTTPError, ValueError, KeyError):
             return False
+        loaded = sum(len(g["rules"]) for g in groups)
+        if loaded == expected:
+            return True
+        config = self.state_dir / "prometheus.yml"
+        checked = subprocess.run(["promtool", "check", "config", str(config)],
+                                 capture_output=True, text=True, check=False)
+        raise StackError(f"Prometheus loaded {loaded} of {expected} rules from {config}:"
+                         f" {' '.join((checked.stdout + checked.stderr).split())[-300:]}")
+
+    def urls(self) -> dict[str, str]:
+        return {"Prometheus": self.prometheus_url, "Alertmanager": self.alertmanager_url,
+                "Page inbox": self.page_inbox_url}
+
+    def shown_urls(self) -> dict[str, str]:
+        """What the banner shows: the pages that answer here (Debian's Prometheus serves its
+        UI under ``/classic``; Debian's Alertmanager has no web UI, only its API)."""
+        am_ui = self.ui_paths.get("alertmanager")
+        return {
+            "Prometheus": self.prometheus_url + (self.ui_paths.get("prometheus") or "")
+                          + "  (rules: /api/v1/rules)",
+            "Alertmanager": self.alertmanager_url + (am_ui or "/api/v2/alerts") + (
+                "" if am_ui else "  (this Alertmanager has no web UI: its API)"),
+            "Page inbox": f"{self.page_inbox_url}/pages  (orchestrator stack pages)",
+            "Grafana": "not run natively: docker compose -f stack/compose.yaml up"}
 
     def alertmanager_discovered(self) -> bool:
         """Prometheus sends alerts only once it has discovered the Alertmanager (~5 s)."""
@@ -167,73 +206,35 @@ class NativeStack:
             return False
         return bool(data.get("data", {}).get("activeAlertmanagers"))
 
-    def stop(self, timeout_s: float = 10) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.terminate()
-        for process in self.processes.values():
-            try:
-                process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout_s)
-        self.processes.clear()
-        self.pid_file.unlink(missing_ok=True)
-
-    def _record_pids(self) -> None:
-        self.pid_file.write_text("".join(f"{name} {p.pid}\n"
-                                         for name, p in self.processes.items()))
+    def stop(self) -> None:
+        self.supervisor.stop()
 
 
-def stop_recorded(state_dir: Path, timeout_s: float = 15) -> list[str]:
-    """``stack down``: stop every process recorded in the pid file; return what was stopped."""
-    pid_file = state_dir / "pids"
-    if not pid_file.exists():
-        return []
-    stopped = []
-    entries = [line.split() for line in pid_file.read_text().splitlines() if line.strip()]
-    for name, pid in entries:
-        if _alive(int(pid)):
-            os.kill(int(pid), signal.SIGTERM)
-            stopped.append(f"{name} ({pid})")
-    deadline = time.monotonic() + timeout_s
-    for _, pid in entries:
-        while _alive(int(pid)) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if _alive(int(pid)):
-            os.kill(int(pid), signal.SIGKILL)
-    pid_file.unlink(missing_ok=True)
-    return stopped
-
-
-def recorded_status(state_dir: Path) -> list[tuple[str, int, bool]]:
-    pid_file = state_dir / "pids"
-    if not pid_file.exists():
-        return []
-    rows = [line.split() for line in pid_file.read_text().splitlines() if line.strip()]
-    return [(name, int(pid), _alive(int(pid))) for name, pid in rows]
-
-
-def _alive(pid: int) -> bool:
+def _answers(url: str, port: int, child: subprocess.Popen[bytes]) -> bool:
+    """``url`` answers 200, from ``child`` (when this machine shows who listens)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        if httpx.get(url, timeout=1).status_code != 200:
+            return False
+    except httpx.HTTPError:
         return False
-    except PermissionError:
-        return True
-    try:  # a zombie (exited, not yet reaped) is not running
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return True
+    holders = listening_pids(port)
+    if holders and child.pid not in holders:
+        other = min(holders)
+        raise StackError(f"127.0.0.1:{port} is answered by pid {other} ({command_line(other)}),"
+                         " not the process just started")
+    return True
+
+
+def _first_answering(base: str, pages: dict[str, str]) -> str | None:
+    """The page of the first probe path that answers 200 (``None``: none does)."""
+    for probe, page in pages.items():
+        try:
+            if httpx.get(base + probe, timeout=2).status_code == 200:
+                return page
+        except httpx.HTTPError:
+            continue
+    return None
 
 
 def _write_yaml(path: Path, data: object) -> None:
     path.write_text(yaml.safe_dump(data, sort_keys=False))
-
-
-def _wait(ready: Callable[[], bool], timeout_s: float, message: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not ready():
-        if time.monotonic() > deadline:
-            raise StackError(message)
-        time.sleep(0.1)

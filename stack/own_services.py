@@ -11,13 +11,13 @@ import glob
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from service.ports import free_port, port_for
 from stack.services import answers
 
 
@@ -30,22 +30,7 @@ class OwnInstance:
     url: str
     stop: list[str]
     env: dict[str, str]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def port_for(default: int) -> int:
-    """The default port when nothing listens there, else a free one."""
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", default))
-        except OSError:
-            return free_port()
-    return default
+    """More ``ORCH_*`` settings for the orchestrator's processes (beside the URL)."""
 
 
 def _as_user(user: str, command: list[str]) -> list[str]:
@@ -117,7 +102,7 @@ def start_rabbitmq(state: Path, port: int) -> OwnInstance:
             shutil.chown(path, "rabbitmq", "rabbitmq")
     _run(["rabbitmq-server", "-detached"], "starting RabbitMQ", env)
     return OwnInstance("RabbitMQ", port, f"amqp://guest:guest@127.0.0.1:{port}/",
-                       ["rabbitmqctl", "-q", "-n", node, "stop"], {})
+                       ["rabbitmqctl", "-q", "-n", node, "stop"], {"ORCH_RABBITMQ_NODE": node})
 
 
 STARTERS: dict[str, tuple[int, str, str, Callable[[Path, int], OwnInstance]]] = {
@@ -161,8 +146,18 @@ def ensure_own(state: Path) -> tuple[dict[str, str], list[str]]:
                             f" {state / name.lower()}")
             continue
         overrides[setting] = instance.url
+        overrides.update(instance.env)
         print(f"started {name} (own data in {state}) on 127.0.0.1:{instance.port}", flush=True)
     return overrides, problems
+
+
+def recorded(state: Path) -> list[OwnInstance]:
+    """The instances ``ensure_own`` started that are recorded in ``state``."""
+    try:
+        return [OwnInstance(**entry)
+                for entry in json.loads((state / "own-services.json").read_text())]
+    except (OSError, ValueError, TypeError):
+        return []
 
 
 def stop_own(state: Path) -> list[str]:

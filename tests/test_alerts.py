@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from alerts import scenarios
-from alerts.links import RUNBOOK_BASE_URL
+from alerts.links import LOCAL
 from alerts.render import ALERTMANAGER, RULE_TESTS, RULES, RUNBOOK, rendered_files
 from alerts.rules import rule_groups
 from alerts.slos import SLOS, alert_name
@@ -81,7 +81,7 @@ def test_every_alert_carries_its_labels_and_annotations() -> None:
         annotations = rule["annotations"]
         assert set(annotations) == {"summary", "description", "runbook_url", "dashboard_url"}
         assert all(annotations.values()), rule["alert"]
-        assert annotations["runbook_url"].startswith(RUNBOOK_BASE_URL + "#")
+        assert annotations["runbook_url"].startswith(LOCAL.public_url + "/runbook#")
 
 
 def test_every_runbook_link_lands_on_a_section_with_commands() -> None:
@@ -124,8 +124,8 @@ def test_every_metric_an_expression_names_is_in_the_catalog() -> None:
     catalog = _catalog_names()
     recorded = {r["record"] for g in rule_groups()["groups"] for r in g["rules"] if "record" in r}
     promql_words = {"sum", "max", "min", "by", "rate", "delta", "increase", "and", "or", "on",
-                    "vector", "histogram_quantile", "predict_linear", "count", "le", "job",
-                    "instance", "agent", "queue"}
+                    "vector", "histogram_quantile", "predict_linear", "count", "label_replace",
+                    "le", "job", "instance", "agent", "queue"}
     for group in rule_groups()["groups"]:
         for rule in group["rules"]:
             expr = re.sub(r'"[^"]*"', '""', rule["expr"])  # drop label values

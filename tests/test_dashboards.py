@@ -20,7 +20,7 @@ from grafana_foundation_sdk.cog.plugins import register_default_plugins
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
 from alerts import panels
-from alerts.links import GRAFANA_BASE_URL, runbook_url
+from alerts.links import LOCAL
 from alerts.model import Panel
 from alerts.rules import rule_groups
 from alerts.slos import SLOS
@@ -229,7 +229,7 @@ def test_every_alert_dashboard_link_lands_on_its_panel() -> None:
     assert alerts
     for rule in alerts:
         url = rule["annotations"]["dashboard_url"]
-        found = re.fullmatch(re.escape(GRAFANA_BASE_URL) + r"/d/([\w-]+)\?viewPanel=(\d+)", url)
+        found = re.fullmatch(re.escape(LOCAL.grafana_url) + r"/d/([\w-]+)\?viewPanel=(\d+)", url)
         assert found, url
         uid, panel_id = found.group(1), int(found.group(2))
         assert uid in boards, (rule["alert"], uid)
@@ -250,7 +250,7 @@ def test_every_threshold_is_drawn_on_its_panel_with_its_runbook() -> None:
         values = step_values(panel)
         for _, value in threshold.levels():
             assert value in values, (threshold.alert, value, values)
-        assert runbook_url(threshold.alert) in panel["description"], threshold.alert
+        assert LOCAL.runbook_url(threshold.alert) in panel["description"], threshold.alert
         if panel["type"] == "timeseries":
             mode = panel["fieldConfig"]["defaults"]["custom"]["thresholdsStyle"]["mode"]
             assert mode in ("line", "dashed", "line+area", "dashed+area"), threshold.alert

@@ -16,8 +16,9 @@ import psycopg
 import pytest
 import redis
 
+from service.ports import port_for
 from stack import own_services
-from stack.own_services import ensure_own, port_for, stop_own
+from stack.own_services import ensure_own, stop_own
 from stack.services import answers
 
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from alerts.links import Deployment
+from alerts.model import Panel
+from service import settings as settings_module
 from service.db.pool import redact
-from service.settings import Settings, SettingsError
+from service.settings import CHECKOUT_ROOT, Settings, SettingsError, default_state_dir
 
 
 def test_defaults_point_at_local_services() -> None:
@@ -40,3 +45,59 @@ def test_a_wrong_type_names_the_variable() -> None:
 ])
 def test_urls_are_printed_without_passwords(url: str, shown: str) -> None:
     assert redact(url) == shown
+
+
+def test_the_state_folder_is_absolute_and_the_checkouts_own_by_default() -> None:
+    settings = Settings.from_env({})
+    assert settings.state_path == CHECKOUT_ROOT / ".orchestrator"
+    assert settings.stack_dir == CHECKOUT_ROOT / ".orchestrator" / "stack"
+
+
+def test_a_relative_state_folder_is_taken_from_the_folder_it_is_read_in(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = Settings.from_env({"ORCH_STATE_DIR": "state"})
+    monkeypatch.chdir("/")
+    assert settings.state_path == tmp_path / "state"  # fixed once, whatever the cwd later
+
+
+def test_outside_a_checkout_state_goes_to_the_xdg_state_home(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(settings_module, "CHECKOUT_ROOT", tmp_path / "site-packages")
+    assert default_state_dir({"XDG_STATE_HOME": str(tmp_path / "xdg")}) == str(
+        tmp_path / "xdg" / "orchestrator")
+    assert default_state_dir({"HOME": str(tmp_path)}) == str(
+        tmp_path / ".local" / "state" / "orchestrator")
+
+
+@pytest.mark.parametrize(("environ", "public"), [
+    ({}, "http://127.0.0.1:8000"),
+    ({"ORCH_API_PORT": "8300"}, "http://127.0.0.1:8300"),
+    ({"ORCH_API_HOST": "0.0.0.0", "ORCH_API_PORT": "8300"}, "http://127.0.0.1:8300"),
+    ({"ORCH_PUBLIC_URL": "https://orchestrator.example.com/"},
+     "https://orchestrator.example.com"),
+])
+def test_the_public_url_follows_the_api_address_unless_set(
+        environ: dict[str, str], public: str) -> None:
+    settings = Settings.from_env(environ)
+    assert settings.public_base_url == public
+    deployment = Deployment.from_settings(settings)
+    assert deployment.runbook_url("AgentsMissing") == f"{public}/runbook#agentsmissing"
+
+
+def test_links_and_runbook_commands_follow_the_deployment_settings() -> None:
+    settings = Settings.from_env({
+        "ORCH_API_PORT": "8300", "ORCH_GRAFANA_URL": "https://grafana.example.com",
+        "ORCH_DATABASE_URL": "postgresql://app:secret@db.internal:6432/orch",
+        "ORCH_AMQP_URL": "amqp://guest:guest@mq:5672/orch", "ORCH_RABBITMQ_NODE": "rabbit@mq"})
+    deployment = Deployment.from_settings(settings)
+    assert deployment.dashboard_url(Panel("orch-api", 2, "x")) == (
+        "https://grafana.example.com/d/orch-api?viewPanel=2")
+    assert deployment.command("{psql} -c \"SELECT 1\"") == (
+        'psql "postgresql://app@db.internal:6432/orch" -c "SELECT 1"')  # never the password
+    assert deployment.command("{rabbitmqctl} list_queues -p {vhost}") == (
+        "rabbitmqctl -n rabbit@mq list_queues -p orch")
+    assert deployment.command("curl {api}/health/ready") == (
+        "curl http://127.0.0.1:8300/health/ready")
+    assert deployment.command("tail {logs}/api.log") == (
+        f"tail {settings.state_path}/stack/logs/api.log")

@@ -39,12 +39,12 @@ class Drill:
     log: Path
     startup_s: float
 
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def cli(self, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*COMMAND, *args], env=self.environ, capture_output=True,
-                              text=True, timeout=120)
+                              text=True, timeout=120, cwd=cwd)
 
     def status(self) -> dict[str, tuple[int, str]]:
-        rows = json.loads(self.cli("stack", "status", "--json").stdout or "[]")
+        rows = json.loads(self.cli("stack", "status", "--json").stdout)["processes"]
         return {r["process"]: (r["pid"], r["state"]) for r in rows}
 
 
@@ -119,13 +119,27 @@ def test_stopping_the_agent_pages_and_starting_one_resolves(drill: Drill) -> Non
         fault_to_page = page["received_at"] - fault_at
         details = page["event"]["payload"]["custom_details"]
         assert page["event"]["payload"]["severity"] == "critical"
-        assert details["runbook_url"] == "http://127.0.0.1:8000/runbook#agentsmissing"
+        # on the moved port: the link follows the API's address
+        assert details["runbook_url"] == f"{drill.api}/runbook#agentsmissing"
+        section = httpx.get(details["runbook_url"], timeout=5)
+        assert section.status_code == 200 and 'id="agentsmissing"' in section.text
+        # and the alerts that are consequences of a missing worker do not fire beside it
         firing = {a["labels"]["alertname"] for a in httpx.get(
             f"{drill.prometheus}/api/v1/alerts").json()["data"]["alerts"]
             if a["state"] == "firing"}
-        assert {"AgentsMissing", "QueueWithoutConsumers", "AgentTargetsAbsent"} <= firing
+        assert "AgentsMissing" in firing
+        assert not {"QueueWithoutConsumers", "AgentTargetsAbsent"} & firing, firing
         pages = drill.cli("stack", "pages")
         assert pages.returncode == 0 and "#agentsmissing" in pages.stdout
+
+        # And a second `stack up` from the same state folder refuses, naming the running one
+        second = subprocess.run([*COMMAND, "stack", "up"], env=drill.environ,
+                                capture_output=True, text=True, timeout=60)
+        assert second.returncode == 2
+        assert f"supervisor pid {drill.supervisor.pid}" in second.stderr
+        assert "orchestrator stack down" in second.stderr
+        assert set(drill.status()) == {"supervisor", "api", "agent-1", "page-inbox",
+                                       "alertmanager", "prometheus"}
 
         # When an agent is started again (the operator's fix)
         back_at = time.time()
@@ -146,9 +160,13 @@ def test_stopping_the_agent_pages_and_starting_one_resolves(drill: Drill) -> Non
     print(f"\nstack start-up {drill.startup_s:.1f}s; fault -> page {fault_to_page:.1f}s;"
           f" recovery -> resolve {recovery_to_resolve:.1f}s (for: 5s, scrape 1s)")
 
-    # And `stack down` stops every process it started
+    # And exactly one page was sent for the incident
+    triggers = [e for e in inbox.events() if e["event_action"] == "trigger"]
+    assert [e["dedup_key"] for e in triggers] == [page["event"]["dedup_key"]], triggers
+
+    # And `stack down`, from another working folder, stops every process it started
     pids = [pid for pid, _ in drill.status().values()]
-    down = drill.cli("stack", "down")
+    down = drill.cli("stack", "down", cwd=drill.state.parent.parent)
     assert down.returncode == 0, down.stdout + down.stderr
     drill.supervisor.wait(30)
     for pid in pids:

@@ -7,8 +7,10 @@ import sys
 from typing import Any, cast
 
 from litestar import Litestar, Router
+from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 
+from alerts.links import Deployment
 from service.api.agents import list_agents
 from service.api.auth import require_api_key
 from service.api.errors import EXCEPTION_HANDLERS
@@ -32,6 +34,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
     return Litestar(
         route_handlers=handlers,
         lifespan=[services_lifespan(settings)],
+        state=State({"instance": settings.instance_id,
+                     "deployment": Deployment.from_settings(settings)}),
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(title="Agent orchestrator", version="0.1.0",

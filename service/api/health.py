@@ -15,9 +15,10 @@ from service.api.state import Services
 _PROBE_TIMEOUT_S = 2.0
 
 
-@get("/health/live", tags=["health"], summary="The process answers")
-async def live() -> dict[str, str]:
-    return {"status": "ok"}
+@get("/health/live", tags=["health"],
+     summary="The process answers; ``instance`` names the server instance that answered")
+async def live(request: Request[Any, Any, Any]) -> dict[str, str]:
+    return {"status": "ok", "instance": request.app.state.instance}
 
 
 @get("/health/ready", tags=["health"],
@@ -30,9 +31,10 @@ async def ready(request: Request[Any, Any, Any]) -> Response[Readiness]:
         _probe(lambda: _redis(services)),
     )
     deps = {"postgresql": postgres, "rabbitmq": rabbitmq, "redis": redis}
+    instance = request.app.state.instance
     if postgres.status != "up" or rabbitmq.status != "up":
-        return Response(Readiness("unavailable", deps), status_code=503)
-    return Response(Readiness("degraded" if redis.status != "up" else "ready", deps),
+        return Response(Readiness("unavailable", deps, instance), status_code=503)
+    return Response(Readiness("degraded" if redis.status != "up" else "ready", deps, instance),
                     status_code=200)
 
 

@@ -1,19 +1,23 @@
-"""``/runbook``: the runbook as a web page, so every alert's ``runbook_url`` opens its section."""
+"""``/runbook``: the runbook as a web page, so every alert's ``runbook_url`` opens its section;
+its links and commands point at this deployment (its settings), not at the local defaults."""
 
 from __future__ import annotations
 
 from functools import cache
+from typing import Any
 
 import markdown
-from litestar import MediaType, get
+from litestar import MediaType, Request, get
 
+from alerts.links import Deployment
 from alerts.render import HEADER
 from alerts.runbook import runbook_markdown
 
 
 @cache
-def runbook_html() -> str:
-    body = markdown.markdown(runbook_markdown(HEADER), extensions=["tables", "fenced_code", "toc"])
+def runbook_html(deployment: Deployment) -> str:
+    body = markdown.markdown(runbook_markdown(HEADER, deployment),
+                             extensions=["tables", "fenced_code", "toc"])
     return ("<!doctype html><html><head><meta charset='utf-8'><title>Orchestrator runbook"
             "</title><style>body{font-family:sans-serif;max-width:60rem;margin:auto}"
             "pre{background:#f4f4f4;padding:.5rem}td,th{border:1px solid #ccc;padding:.2rem}"
@@ -21,5 +25,5 @@ def runbook_html() -> str:
 
 
 @get("/runbook", media_type=MediaType.HTML, include_in_schema=False)
-async def runbook_page() -> str:
-    return runbook_html()
+async def runbook_page(request: Request[Any, Any, Any]) -> str:
+    return runbook_html(request.app.state.deployment)

@@ -93,3 +93,5 @@ class DependencyHealth(msgspec.Struct):
 class Readiness(msgspec.Struct):
     status: str  # "ready" | "degraded" | "unavailable"
     dependencies: dict[str, DependencyHealth]
+    instance: str
+    """The server instance that answered (``ORCH_INSTANCE_ID``, set by whoever started it)."""

@@ -76,7 +76,8 @@ async def open_services(settings: Settings, name: str = "api") -> AsyncIterator[
         stack.push_async_callback(relay.stop)
         workers = WorkerRegistry(pool)
         sampler = StateSampler(Store(pool), outbox, workers, amqp, agents,
-                               settings.heartbeat_ttl_s, settings.metrics_cache_s)
+                               settings.heartbeat_ttl_s, settings.metrics_cache_s,
+                               settings.deployed_agents)
         probe = Probe(pool, amqp, cache, settings.probe_interval_s, extra=flush_http_metrics)
         probe.start()
         stack.push_async_callback(probe.stop)

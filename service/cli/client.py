@@ -21,7 +21,8 @@ class ApiError(Exception):
 
 class Client:
     def __init__(self, settings: Settings) -> None:
-        headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
+        key = settings.api_key or _dev_key(settings)
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.http = httpx.Client(base_url=settings.base_url, headers=headers, timeout=30)
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -105,3 +106,11 @@ def retry(client: Client, task_id: str, as_json: bool) -> int:
     task = client.call("POST", f"/v1/tasks/{task_id}/retry")
     print_json(task) if as_json else print_task(task)
     return 0
+
+
+def _dev_key(settings: Settings) -> str:
+    """The key ``orchestrator up`` made for this state folder, when there is one."""
+    try:
+        return settings.dev_key_file.read_text().strip()
+    except OSError:
+        return ""

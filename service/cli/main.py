@@ -11,7 +11,7 @@ from pathlib import Path
 from loadtest import cli as loadtest_cli
 from service.cli import client as cmd
 from service.cli import processes
-from service.settings import Settings, SettingsError
+from service.settings import CHECKOUT_ROOT, Settings, SettingsError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
         stack_sub.add_parser(action, help=text).add_argument("--json", action="store_true")
     sub.add_parser("migrate", help="apply database migrations")
     render = sub.add_parser("render", help="regenerate rules, Alertmanager config, runbook")
-    render.add_argument("--root", default=".", help="the project checkout to write into")
+    render.add_argument("--root", type=Path, default=CHECKOUT_ROOT,
+                        help="the project checkout to write into (default: this one)")
 
     keys = sub.add_parser("keys", help="manage API keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
@@ -65,7 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--status")
     listing.add_argument("--agent")
     listing.add_argument("--limit", type=int, default=20)
-    sub.add_parser("agents", help="agent types and live workers")
+    agents = sub.add_parser("agents", help="agent types and live workers")
+    agents_sub = agents.add_subparsers(dest="agents_command", metavar="ACTION")
+    retire = agents_sub.add_parser("retire", help="stop expecting a worker for an agent type"
+                                                  " taken out of service (no more pages)")
+    retire.add_argument("name")
     loadtest_cli.add_arguments(sub.add_parser(
         "loadtest", help="open-model load test with SLO verdicts (exit code 1 on a breach)"))
     for p in sub.choices.values():
@@ -116,7 +121,7 @@ def _dispatch(args: argparse.Namespace, s: Settings) -> int:
     if c == "render":
         from service.render import render_all
 
-        changed = render_all(Path(args.root))
+        changed = render_all(args.root)
         print("\n".join(f"wrote {path}" for path in changed) or "everything is up to date")
         return 0
     if c == "loadtest":
@@ -130,6 +135,8 @@ def _dispatch(args: argparse.Namespace, s: Settings) -> int:
         key = asyncio.run(processes.create_key(s, args.name, scopes))
         print(key if not args.json else f'{{"name": "{args.name}", "key": "{key}"}}')
         return 0
+    if c == "agents" and args.agents_command == "retire":
+        return processes.retire_agent(s, args.name) if processes.preflight(s) else 2
     client = cmd.Client(s)
     if c == "submit":
         return cmd.submit(client, args.agent, args.input, wait=args.wait,

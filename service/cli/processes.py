@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import sys
 import time
-from collections.abc import Coroutine, Iterable
+import uuid
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +16,8 @@ import httpx
 
 from service.db.migrate import migrate
 from service.db.pool import ensure_database, open_pool
-from service.errors import OrchestratorError
+from service.errors import OrchestratorError, PortUnavailable
+from service.ports import bind_error, require_free
 from service.preflight import check_dependencies
 from service.settings import Settings
 from service.telemetry.logs import configure_logging
@@ -24,6 +25,10 @@ from service.telemetry.tracing import configure_tracing, shutdown_tracing
 
 if TYPE_CHECKING:
     from stack.native import NativeStack
+    from stack.supervisor import Supervisor
+
+COMMAND = [sys.executable, "-m", "service.cli.main"]
+API_PORT = "ORCH_API_PORT"
 
 
 def preflight(settings: Settings) -> bool:
@@ -35,22 +40,53 @@ def preflight(settings: Settings) -> bool:
 
 
 def run_api(settings: Settings) -> int:
-    """Serve the API; metrics use prometheus-client's multiprocess mode (one directory, emptied
-    here, shared by the server's worker processes), so nothing may import it before this."""
+    """Serve the API. Metrics use prometheus-client's multiprocess mode in a folder of this
+    instance's own (shared with its server workers, removed at exit), so nothing may import
+    that package before this."""
     import uvicorn
 
-    from service.telemetry.multiproc import prepare_multiprocess_dir
+    from service.telemetry.multiproc import claim_multiprocess_dir, release_multiprocess_dir
 
     configure_logging(settings, service="api")
+    try:  # before anything else: a taken port touches nothing of the server that holds it
+        require_free("the API", settings.api_host, settings.api_port, API_PORT)
+    except PortUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if not preflight(settings):
         return 2
-    prepare_multiprocess_dir(settings.metrics_dir
-                             or str(Path(settings.state_dir) / f"metrics-api-{settings.api_port}"))
-    uvicorn.run("service.api.app:create_asgi_app", factory=True, host=settings.api_host,
-                port=settings.api_port, workers=settings.api_workers, loop="uvloop",
-                http="httptools", access_log=False, log_level="warning", log_config=None,
-                timeout_graceful_shutdown=int(settings.shutdown_grace_s))
+    os.environ["ORCH_INSTANCE_ID"] = settings.instance_id or uuid.uuid4().hex[:12]
+    folder = claim_multiprocess_dir(Path(settings.metrics_dir) if settings.metrics_dir
+                                    else settings.state_path / "metrics")
+    # uvicorn re-raises the SIGTERM it handled once the server is down: let that unwind here
+    # (so the folder is removed) instead of ending the process on the spot
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        uvicorn.run("service.api.app:create_asgi_app", factory=True, host=settings.api_host,
+                    port=settings.api_port, workers=settings.api_workers, loop="uvloop",
+                    http="httptools", access_log=False, log_level="warning", log_config=None,
+                    timeout_graceful_shutdown=int(settings.shutdown_grace_s))
+    except SystemExit:
+        if bind_error(settings.api_host, settings.api_port) is None:
+            raise
+        try:  # taken between the check and the bind: say so in the same one line
+            require_free("the API", settings.api_host, settings.api_port, API_PORT)
+        except PortUnavailable as exc:
+            print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except _Terminated:
+        return 0
+    finally:
+        release_multiprocess_dir(folder)
     return 0
+
+
+class _Terminated(BaseException):
+    """SIGTERM, after the server has stopped."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise _Terminated
 
 
 def run_agent(settings: Settings, agents: list[str] | None) -> int:
@@ -104,11 +140,30 @@ async def create_key(settings: Settings, name: str, scopes: tuple[str, ...],
         await pool.close()
 
 
+def retire_agent(settings: Settings, agent: str) -> int:
+    """``agents retire NAME``: no worker is expected for ``agent`` any more."""
+    from service.db.workers import WorkerRegistry
+
+    async def go() -> bool:
+        pool = await open_pool(settings, name="retire")
+        try:
+            await migrate(pool)
+            return await WorkerRegistry(pool).retire(agent)
+        finally:
+            await pool.close()
+
+    if asyncio.run(go()):
+        print(f"retired {agent}: no page while no worker serves it, until one starts again")
+        return 0
+    print(f"error: {agent} is not an agent type that has had a worker", file=sys.stderr)
+    return 1
+
+
 def dev_key(settings: Settings) -> str:
     """The development key for ``up``: ORCH_DEV_API_KEY, or one kept in the state directory."""
     if settings.dev_api_key:
         return settings.dev_api_key
-    path = Path(settings.state_dir) / "dev-api-key"
+    path = settings.dev_key_file
     if path.exists():
         return path.read_text().strip()
     from service.db.keys import generate_key
@@ -122,81 +177,146 @@ def dev_key(settings: Settings) -> str:
 
 def run_up(settings: Settings, agent_processes: int, *, with_stack: bool = False) -> int:
     """API, agents and outbox relay on local defaults (and, ``with_stack``, Prometheus,
-    Alertmanager and the page inbox), until Ctrl-C or SIGTERM; then everything stops."""
-    from stack.native import StackError
-    from stack.own_services import ensure_own
+    Alertmanager and the page inbox), until Ctrl-C or SIGTERM; then everything stops.
+
+    With the stack, the state folder's lock is taken first: a second start refuses and
+    touches nothing of the running one."""
+    from stack.errors import StackError
+    from stack.own_services import stop_own
+    from stack.supervisor import Supervisor
 
     started = time.monotonic()
-    overrides: dict[str, str] = {}
-    problems: list[str] = []
-    if with_stack:  # services not running are started with data of their own
-        overrides, problems = ensure_own(Path(settings.state_dir) / "stack")
-        settings = Settings.from_env({**os.environ, **overrides})
-    for problem in problems:
-        print(f"error: {problem}", file=sys.stderr)
-    if problems or not preflight(settings):
-        if with_stack:
-            from stack.own_services import stop_own
-
-            stop_own(Path(settings.state_dir) / "stack")
-        return 2
-    key = asyncio.run(create_key(settings, "dev", ("tasks:write", "tasks:read"),
-                                 dev_key(settings)))
-    command = [sys.executable, "-m", "service.cli.main"]
-    log = ["--log-format", settings.log_format]
-    env = {**os.environ, **overrides}
-    children = {"api": subprocess.Popen([*command, "api", *log], env=env)}
-    for i in range(agent_processes):
-        children[f"agent-{i + 1}"] = subprocess.Popen(
-            [*command, "agent", *log, "--metrics-port", str(settings.agent_metrics_port + i)],
-            env=env)
-    native = None
+    code = 0
+    supervisor = Supervisor(settings.stack_dir if with_stack else None,
+                            grace_s=settings.shutdown_grace_s + 5)
     try:
-        if not _wait_ready(settings.base_url, list(children.values())):
-            print("error: the API did not become ready; see its log lines above",
-                  file=sys.stderr)
-            return 1
-        urls = [("API", f"{settings.base_url}  (OpenAPI {settings.base_url}/schema,"
-                        f" runbook {settings.base_url}/runbook)")]
-        if with_stack:
-            native = monitoring_stack(settings, agent_processes)
-            _record_pids(native.pid_file, children)
-            native.start()
-            _record_pids(native.pid_file, children, native)
-            urls += [("Prometheus", native.prometheus_url),
-                     ("Alertmanager", native.alertmanager_url),
-                     ("Page inbox", f"{native.page_inbox_url}/pages  (orchestrator stack pages)"),
-                     ("Grafana", "not run natively: docker compose -f stack/compose.yaml up")]
-        lines = "\n".join(f"  {name + ':':<14}{url}" for name, url in urls)
-        print(f"\norchestrator is up in {time.monotonic() - started:.1f}s\n{lines}\n"
-              f"  {'API key:':<14}{key}\n\ntry:\n  export ORCH_API_KEY={key}\n"
-              "  orchestrator submit echo '{\"hello\": \"world\"}' --wait\n"
-              "stop with Ctrl-C\n", flush=True)
-        _supervise(children)
+        with supervisor:
+            try:
+                code = _up(settings, agent_processes, supervisor, started, with_stack)
+            finally:
+                if with_stack:
+                    supervisor.stop()  # the orchestrator first, then its own services
+                    for name in stop_own(settings.stack_dir):
+                        print(f"stopped {name}", file=sys.stderr)
     except StackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    finally:
-        _stop(children.values(), settings.shutdown_grace_s + 5)
-        if native is not None:
-            native.stop()
-        if with_stack:
-            from stack.own_services import stop_own
+    return 1 if supervisor.failed() else code
 
-            for name in stop_own(Path(settings.state_dir) / "stack"):
-                print(f"stopped {name}", file=sys.stderr)
-    failed = [c.returncode for c in children.values()
-              if c.returncode not in (0, -signal.SIGTERM)]
-    return 1 if failed else 0
+
+def _up(settings: Settings, agent_processes: int, supervisor: Supervisor, started: float,
+        with_stack: bool) -> int:
+    from stack.own_services import ensure_own
+
+    taken = _taken_ports(settings, agent_processes, with_stack)
+    for line in taken:
+        print(f"error: {line}", file=sys.stderr)
+    if taken:
+        return 2
+    overrides = {"ORCH_STATE_DIR": settings.state_dir, "ORCH_LOG_FORMAT": settings.log_format}
+    if with_stack:  # services not running are started with data of their own
+        own, problems = ensure_own(settings.stack_dir)
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
+        if problems:
+            return 2
+        overrides.update(own)
+    settings = Settings.from_env({**os.environ, **overrides})
+    if not preflight(settings):
+        return 2
+    key = asyncio.run(create_key(settings, "dev", ("tasks:write", "tasks:read"),
+                                 dev_key(settings)))
+    instance = uuid.uuid4().hex[:12]
+    env = {**os.environ, **overrides}
+    logs = settings.stack_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log = ["--log-format", settings.log_format]
+    supervisor.spawn("api", [*COMMAND, "api", *log], own_log=logs / "api.log",
+                     env={**env, "ORCH_INSTANCE_ID": instance,
+                          "ORCH_LOG_FILE": str(logs / "api.log")})
+    for i in range(agent_processes):
+        name = f"agent-{i + 1}"
+        supervisor.spawn(name, [*COMMAND, "agent", *log, "--metrics-port",
+                                str(settings.agent_metrics_port + i)],
+                         own_log=logs / f"{name}.log",
+                         env={**env, "ORCH_LOG_FILE": str(logs / f"{name}.log")})
+    supervisor.wait_until(lambda: _api_ready(settings.base_url, instance), 60,
+                          f"the API to answer at {settings.base_url}")
+    urls = {"API": settings.base_url}
+    lines = [("API", f"{settings.base_url}  (OpenAPI {settings.base_url}/schema)"),
+             ("Runbook", f"{settings.public_base_url}/runbook")]
+    if with_stack:
+        native = monitoring_stack(settings, agent_processes)
+        native.start(supervisor)
+        urls.update(native.urls())
+        lines += [(name, url) for name, url in native.shown_urls().items()]
+    lines.append(("Logs", str(logs)))
+    supervisor.note_urls(urls)
+    table = "\n".join(f"  {name + ':':<14}{url}" for name, url in lines)
+    print(f"\norchestrator is up in {time.monotonic() - started:.1f}s\n{table}\n"
+          f"  {'API key:':<14}{key}\n\ntry:\n{_path_hint()}"
+          f"  export ORCH_API_KEY={key}\n"
+          "  orchestrator submit echo '{\"hello\": \"world\"}' --wait\n"
+          + ("  orchestrator stack status     (from any folder)\n" if with_stack else "")
+          + "stop with Ctrl-C\n", flush=True)
+    supervisor.supervise()
+    return 0
+
+
+def _taken_ports(settings: Settings, agent_processes: int, with_stack: bool) -> list[str]:
+    """One line per port this start needs that something else holds."""
+    wanted = [("the API", settings.api_host, settings.api_port, API_PORT)]
+    if settings.agent_metrics_port:
+        wanted += [(f"agent-{i + 1} metrics", settings.metrics_host,
+                    settings.agent_metrics_port + i, "ORCH_AGENT_METRICS_PORT")
+                   for i in range(agent_processes)]
+    if with_stack:
+        wanted += [("Prometheus", "127.0.0.1", settings.prometheus_port, "ORCH_PROMETHEUS_PORT"),
+                   ("Alertmanager", "127.0.0.1", settings.alertmanager_port,
+                    "ORCH_ALERTMANAGER_PORT"),
+                   ("the page inbox", "127.0.0.1", settings.page_inbox_port,
+                    "ORCH_PAGE_INBOX_PORT")]
+    taken = []
+    for what, host, port, variable in wanted:
+        try:
+            require_free(what, host, port, variable)
+        except PortUnavailable as exc:
+            taken.append(str(exc))
+    return taken
+
+
+def _api_ready(url: str, instance: str) -> bool:
+    """Ready, and answered by the server just started (its instance id), not by another."""
+    from stack.errors import StackError
+
+    try:
+        response = httpx.get(f"{url}/health/ready", timeout=2)
+        answered = response.json().get("instance") if response.status_code == 200 else None
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return False
+    if response.status_code != 200:
+        return False
+    if answered != instance:
+        raise StackError(f"{url} is answered by another server (instance {answered!r}), not"
+                         f" the API just started; pick another port: {API_PORT}")
+    return True
+
+
+def _path_hint() -> str:
+    """How to put this installation's ``orchestrator`` on PATH, when it is not."""
+    here = Path(sys.executable).parent
+    found = [Path(p) for p in os.environ.get("PATH", "").split(os.pathsep) if p]
+    return "" if here in found else f'  export PATH="{here}:$PATH"\n'
 
 
 def monitoring_stack(settings: Settings, agent_processes: int) -> NativeStack:
+    from alerts.links import Deployment
     from stack.native import NativeStack, Ports, Timings
     from stack.services import enable_rabbitmq_metrics
 
     rabbitmq = ["127.0.0.1:15692"] if enable_rabbitmq_metrics() else []
     return NativeStack(
-        state_dir=Path(settings.state_dir) / "stack",
+        state_dir=settings.stack_dir,
         api_targets=[f"127.0.0.1:{settings.api_port}"],
         agent_targets=[f"127.0.0.1:{settings.agent_metrics_port + i}"
                        for i in range(agent_processes)],
@@ -204,65 +324,11 @@ def monitoring_stack(settings: Settings, agent_processes: int) -> NativeStack:
         ports=Ports(settings.prometheus_port, settings.alertmanager_port,
                     settings.page_inbox_port),
         routing_key=settings.pagerduty_routing_key or "0" * 32,
+        deployment=Deployment.from_settings(settings),
         timings=Timings(scrape_interval=settings.stack_scrape_interval,
                         rule_for=settings.alert_for_override or None,
                         group_wait=settings.alert_group_wait,
                         group_interval=settings.alert_group_interval))
-
-
-def _record_pids(pid_file: Path, children: dict[str, subprocess.Popen[bytes]],
-                 native: NativeStack | None = None) -> None:
-    """What ``stack down`` stops: this supervisor, its orchestrator processes and the stack."""
-    pid_file.parent.mkdir(parents=True, exist_ok=True)
-    rows = [("supervisor", os.getpid()), *((n, c.pid) for n, c in children.items())]
-    if native is not None:
-        rows += [(n, p.pid) for n, p in native.processes.items()]
-    pid_file.write_text("".join(f"{name} {pid}\n" for name, pid in rows))
-
-
-def _supervise(children: dict[str, subprocess.Popen[bytes]]) -> None:
-    """Until Ctrl-C or SIGTERM. A child that exits is reported, not restarted: a stopped agent
-    is a fault the alerts must show (and an operator fixes)."""
-    stop = {"now": False}
-    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
-    reported: set[str] = set()
-    try:
-        while not stop["now"]:
-            for name, child in children.items():
-                if child.poll() is not None and name not in reported:
-                    reported.add(name)
-                    print(f"warning: {name} exited with {child.returncode}", file=sys.stderr,
-                          flush=True)
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
-
-
-def _stop(children: Iterable[subprocess.Popen[bytes]], timeout_s: float) -> None:
-    processes = list(children)
-    for child in processes:
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-    for child in processes:
-        try:
-            child.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait(timeout=5)
-
-
-def _wait_ready(url: str, children: list[subprocess.Popen[bytes]], timeout_s: float = 60) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if any(c.poll() is not None for c in children):
-            return False
-        try:
-            if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
-                return True
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    return False
 
 
 def _run_loop(main: Coroutine[Any, Any, None]) -> None:
@@ -275,4 +341,5 @@ def _run_loop(main: Coroutine[Any, Any, None]) -> None:
         uvloop.run(main)
 
 
-__all__ = ["create_key", "preflight", "run_agent", "run_api", "run_migrate", "run_up"]
+__all__ = ["create_key", "preflight", "retire_agent", "run_agent", "run_api", "run_migrate",
+           "run_up"]

@@ -7,7 +7,9 @@ from typing import Any
 from service.db.query import Store
 
 _UPSERT = (
-    "INSERT INTO workers (worker_id, agents, hostname, pid, concurrency, in_flight, last_seen)"
+    "WITH seen AS (INSERT INTO agent_types (agent) SELECT unnest(%(agents)s::text[])"
+    " ON CONFLICT DO NOTHING)"
+    " INSERT INTO workers (worker_id, agents, hostname, pid, concurrency, in_flight, last_seen)"
     " VALUES (%(worker_id)s, %(agents)s, %(hostname)s, %(pid)s, %(concurrency)s,"
     " %(in_flight)s, now())"
     " ON CONFLICT (worker_id) DO UPDATE SET in_flight = EXCLUDED.in_flight,"
@@ -28,6 +30,8 @@ _AGE_BY_AGENT = (
 
 
 class WorkerRegistry(Store):
+    """Workers (with their heartbeats) and the agent types that have had one."""
+
     async def beat(self, beat: dict[str, Any]) -> None:
         await self.run("worker_beat", _UPSERT, beat)
 
@@ -45,3 +49,14 @@ class WorkerRegistry(Store):
     async def by_agent(self, ttl_s: float) -> list[dict[str, Any]]:
         """Per agent type: live workers and the oldest heartbeat seen in the last 10 minutes."""
         return await self.fetch_all("worker_ages", _AGE_BY_AGENT, (ttl_s,))
+
+    async def deployed_types(self) -> list[str]:
+        """Agent types a worker has served (each beat records its types), until retired."""
+        rows = await self.fetch_all("agent_types", "SELECT agent FROM agent_types ORDER BY 1")
+        return [row["agent"] for row in rows]
+
+    async def retire(self, agent: str) -> bool:
+        """Stop expecting a worker for ``agent`` (False when it was not expected)."""
+        rows = await self.fetch_all("agent_retire", "DELETE FROM agent_types WHERE agent = %s"
+                                    " RETURNING agent", (agent,))
+        return bool(rows)

@@ -41,23 +41,34 @@ def _add_context(record: Any) -> None:
     record["message"] = scrub(record["message"])
 
 
+def _json_line(record: Any, service: str) -> str:
+    line: dict[str, Any] = {
+        "time": record["time"].isoformat(),
+        "level": record["level"].name,
+        "logger": record["name"],
+        "message": record["message"],
+        "service": service,
+    }
+    extra = record["extra"]
+    line.update({k: extra[k] for k in CONTEXT_KEYS if k in extra})
+    if record["exception"] is not None:
+        line["exception"] = scrub("".join(traceback.format_exception(*record["exception"])))
+    return _encode(line).decode()
+
+
 def _json_sink(service: str) -> Any:
     def sink(message: Any) -> None:
-        record = message.record
-        line: dict[str, Any] = {
-            "time": record["time"].isoformat(),
-            "level": record["level"].name,
-            "logger": record["name"],
-            "message": record["message"],
-            "service": service,
-        }
-        extra = record["extra"]
-        line.update({k: extra[k] for k in CONTEXT_KEYS if k in extra})
-        if record["exception"] is not None:
-            line["exception"] = scrub("".join(traceback.format_exception(*record["exception"])))
-        sys.stdout.write(_encode(line).decode() + "\n")
+        sys.stdout.write(_json_line(message.record, service) + "\n")
         sys.stdout.flush()
     return sink
+
+
+def _json_file_format(service: str) -> Any:
+    """A loguru format function writing the JSON line (the template only refers to it)."""
+    def template(record: Any) -> str:
+        record["extra"]["_json_line"] = _json_line(record, service)
+        return "{extra[_json_line]}\n"
+    return template
 
 
 class _InterceptHandler(logging.Handler):
@@ -83,6 +94,9 @@ def configure_logging(settings: Settings, service: str) -> None:
         logger.add(sys.stderr, level=level,
                    format="{time:HH:mm:ss.SSS} {level: <7} " + service
                           + " {name}: {message} {extra}")
+    if settings.log_file:  # JSON lines whatever the terminal shows: for grep and the runbook
+        logger.add(settings.log_file, level=level, format=_json_file_format(service),
+                   rotation="50 MB", retention=2, catch=True)
     logging.basicConfig(handlers=[_InterceptHandler()], level=logging.WARNING, force=True)
     for name in ("uvicorn", "uvicorn.error", "aio_pika", "aiormq", "psycopg", "psycopg.pool"):
         logging.getLogger(name).handlers = [_InterceptHandler()]

@@ -35,9 +35,10 @@ class StateSampler(Collector):
 
     def __init__(self, store: Store, outbox: OutboxStore, workers: WorkerRegistry,
                  amqp: AbstractRobustConnection, agents: list[str], heartbeat_ttl_s: float,
-                 max_age_s: float) -> None:
+                 max_age_s: float, deployed_agents: tuple[str, ...] = ()) -> None:
         self.store, self.outbox, self.workers, self.amqp = store, outbox, workers, amqp
         self.agents = agents
+        self.deployed_agents = deployed_agents
         self.heartbeat_ttl_s = heartbeat_ttl_s
         self.max_age_s = max_age_s
         self._values: dict[Sampled, dict[tuple[str, ...], float]] = {}
@@ -69,6 +70,9 @@ class StateSampler(Collector):
             out[metrics.TASKS_BY_STATUS][(row["agent"], row["status"])] = row["n"]
         for agent in self.agents:  # a known agent with nothing waiting reads 0, not "absent"
             out[metrics.OLDEST_QUEUED_AGE][(agent,)] = 0.0
+        # live workers read 0 only for the types that must have one (a type no deployment
+        # runs is absent, so it pages nobody)
+        for agent in {*self.deployed_agents, *await self.workers.deployed_types()}:
             out[metrics.AGENTS_LIVE][(agent,)] = 0.0
         for row in await self.store.fetch_all("metrics_oldest_due", _OLDEST_DUE):
             out[metrics.OLDEST_QUEUED_AGE][(row["agent"],)] = float(row["age_s"])
