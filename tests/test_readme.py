@@ -56,7 +56,9 @@ class Clone:
 
     @property
     def settings(self) -> Settings:
-        return Settings.from_env(self.environ)
+        """The clone's settings, as its own code resolves them (its state folder)."""
+        return Settings.from_env({**self.environ,
+                                  "ORCH_STATE_DIR": str(self.folder / ".orchestrator")})
 
     def orchestrator(self, *args: str, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
         """The clone's ``orchestrator``, on PATH as the banner says, run from another folder."""
@@ -129,7 +131,8 @@ def test_the_readme_first_command_pages_you_from_a_fresh_clone(clone: Clone) -> 
     banner = clone.output.read_text(errors="replace")
     assert clone.run_local.poll() is None, banner[-3000:]
     settings = clone.settings
-    assert settings.state_path == clone.folder / ".orchestrator"  # the clone's own, absolute
+    status = json.loads(clone.orchestrator("stack", "status", "--json").stdout)
+    assert status["folder"] == str(clone.folder / ".orchestrator" / "stack")  # absolute, its own
     api, prometheus = settings.base_url, f"http://127.0.0.1:{settings.prometheus_port}"
     assert f"{api}/runbook" in banner
 
