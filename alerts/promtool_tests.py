@@ -73,6 +73,18 @@ def slo_tests() -> list[dict[str, Any]]:
                       "input_series": _series(good),
                       "alert_rule_test": [{"eval_time": SLO_EVAL_TIME, "alertname": name,
                                            "exp_alerts": []}]})
+        if slo.name == "task-success":  # nothing ever succeeded: the counter has no series
+            tests.append({"name": f"{name}: every task failing from the start burns the budget",
+                          "interval": "1m",
+                          "input_series": _series({k: v for k, v in bad.items()
+                                                   if v != "0+0x400"}),
+                          "alert_rule_test": [{"eval_time": SLO_EVAL_TIME, "alertname": name,
+                                               "exp_alerts": firing}]})
+        few = {k: v.replace("0+60x400", "0+1x45") for k, v in bad.items()}
+        tests.append({"name": f"{name}: a few bad events in a quiet hour page nobody",
+                      "interval": "1m", "input_series": _series(few),
+                      "alert_rule_test": [{"eval_time": "40m", "alertname": name,
+                                           "exp_alerts": []}]})
         if slo.name != "api-availability":  # task SLOs leave the demo agents out
             demo = {k.replace('agent="echo"', f'agent="{DEMO_AGENTS[0]}"'): v
                     for k, v in bad.items()}

@@ -7,7 +7,16 @@ from typing import Any
 
 from alerts.links import LOCAL, Deployment
 from alerts.model import Severity, Slo, Threshold, fill
-from alerts.slos import BURN_RATE_WINDOWS, RATE_WINDOWS, SLOS, alert_name, ratio_record
+from alerts.slos import (
+    BURN_RATE_WINDOWS,
+    MIN_EVENTS,
+    RATE_WINDOWS,
+    SLOS,
+    alert_name,
+    ratio_record,
+    raw_error_ratio,
+    window_seconds,
+)
 from alerts.thresholds import THRESHOLDS
 
 SERVICE = "orchestrator"
@@ -32,8 +41,7 @@ def threshold_rule(threshold: Threshold, severity: Severity, value: float,
 
 
 def slo_recording_rules(slo: Slo) -> list[dict[str, Any]]:
-    return [{"record": ratio_record(window),
-             "expr": f"({fill(slo.errors, window=window)}) / ({fill(slo.total, window=window)})",
+    return [{"record": ratio_record(window), "expr": raw_error_ratio(slo, window),
              "labels": {"slo": slo.name}}
             for window in RATE_WINDOWS]
 
@@ -45,7 +53,9 @@ def slo_alert_rules(slo: Slo, deployment: Deployment = LOCAL) -> list[dict[str, 
         windows = [w for w in BURN_RATE_WINDOWS if w.severity is severity]
         clauses = [
             f'({ratio_record(w.long)}{{slo="{slo.name}"}} > {w.factor:g} * {budget:g}'
-            f' and {ratio_record(w.short)}{{slo="{slo.name}"}} > {w.factor:g} * {budget:g})'
+            f' and {ratio_record(w.short)}{{slo="{slo.name}"}} > {w.factor:g} * {budget:g}'
+            f" and on () ({fill(slo.total, window=w.long)}) * {window_seconds(w.long):g}"
+            f" >= {MIN_EVENTS})"
             for w in windows]
         pairs = " or ".join(f"{w.factor:g}x over {w.long}/{w.short}" for w in windows)
         rules.append({
@@ -59,7 +69,7 @@ def slo_alert_rules(slo: Slo, deployment: Deployment = LOCAL) -> list[dict[str, 
                 "summary": f"The {slo.name} SLO ({slo.objective:.3%}) burns its error budget"
                            f" too fast",
                 "description": f"{slo.description} The error budget burns at {pairs} the"
-                               f" sustainable rate.",
+                               f" sustainable rate (over at least {MIN_EVENTS} events).",
                 "runbook_url": deployment.runbook_url(alert_name(slo)),
                 "dashboard_url": deployment.dashboard_url(slo.panel),
             },

@@ -33,6 +33,14 @@ def runbook_markdown(header: str, deployment: Deployment = LOCAL) -> str:
              "One section per alert. Every alert's `runbook_url` points at its section here and"
              " its `dashboard_url` at the panel that shows the signal. `critical` alerts page"
              " (P1); `warning` alerts go to chat and a ticket (P2).", "",
+             "The first commands are built for this deployment (its API, Prometheus, database,"
+             " Redis and RabbitMQ addresses, and the stack's log folder"
+             f" `{deployment.logs_dir}`); run them where `orchestrator` is on `PATH` (it uses"
+             " `ORCH_API_KEY`, or the key `stack up` made) and as a user `rabbitmqctl` accepts."
+             " Replace `TASK_ID`, `AGENT` and `NAME`. They exit 0 on a healthy system; when the"
+             " fault is theirs to show, `orchestrator stack status` exits 1 (a process is"
+             " gone), `pg_isready` 2 (no answer), `curl` 7 (connection refused) and"
+             " `rabbitmqctl` non-zero (broker down).", "",
              "| alert | levels | scenario |", "|---|---|---|"]
     for t in THRESHOLDS:
         lines.append(f"| [{t.alert}](#{anchor(t.alert)}) | {_levels(t)} |"

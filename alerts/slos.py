@@ -4,13 +4,14 @@ three days or a slow 1x burn holds."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from prometheus_client.utils import floatToGoString
 
 from alerts import panels
 from alerts import scenarios as sc
-from alerts.model import Runbook, Severity, Slo
+from alerts.model import Runbook, Severity, Slo, fill
 from alerts.thresholds import API_ROUTES, ESCALATE_P1, PRODUCTION_AGENTS, PSQL
 from service import names
 from service.telemetry import metrics as m
@@ -41,6 +42,10 @@ BURN_RATE_WINDOWS = (
     BurnRateWindow("3d", "6h", 1.0, Severity.WARNING, "3h"),
 )
 RATE_WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
+MIN_EVENTS = 100
+"""A burn rate counts only over at least this many events in its long window: in a quiet hour
+a handful of late or failed tasks is a large ratio (a short outage of a demo stack would page
+twice: once for the fault, again for its backlog); the threshold alerts name such outages."""
 
 _BURN_RUNBOOK_DIAGNOSE = ("orchestrator tasks --status dead --limit 20", "orchestrator agents",
                           "curl -sS --max-time 5 {api}/health/ready")
@@ -65,8 +70,10 @@ SLOS: tuple[Slo, ...] = (
         metrics=(m.TASKS_DEAD_LETTERED, m.TASKS_SUCCEEDED),
         description="99.9% of finished tasks succeed (the rest go dead)." + _DEMO,
         errors=f"sum(rate({s(m.TASKS_DEAD_LETTERED)}{{{PRODUCTION_AGENTS}}}[{{window}}]))",
-        total=(f"(sum(rate({s(m.TASKS_SUCCEEDED)}{{{PRODUCTION_AGENTS}}}[{{window}}])) +"
-               f" sum(rate({s(m.TASKS_DEAD_LETTERED)}{{{PRODUCTION_AGENTS}}}[{{window}}])))"),
+        total=(f"((sum(rate({s(m.TASKS_SUCCEEDED)}{{{PRODUCTION_AGENTS}}}[{{window}}]))"
+               " or vector(0)) +"
+               f" (sum(rate({s(m.TASKS_DEAD_LETTERED)}{{{PRODUCTION_AGENTS}}}[{{window}}]))"
+               " or vector(0)))"),
         scenario=sc.HIGH_ERROR_RATE, panel=panels.SLO_TASKS,
         runbook=Runbook(
             meaning="Too many tasks end dead.",
@@ -103,3 +110,21 @@ def alert_name(slo: Slo) -> str:
 def ratio_record(window: str) -> str:
     """The recording rule holding an SLO's error ratio over ``window``."""
     return f"orchestrator:slo_error_ratio:rate{window}"
+
+
+def raw_error_ratio(slo: Slo, window: str) -> str:
+    """PromQL for the SLO's error ratio over ``window`` from the counters: no bad event yet is
+    a ratio of 0 (a counter never incremented has no series), no event at all is no data."""
+    return (f"(({fill(slo.errors, window=window)}) or vector(0))"
+            f" / ({fill(slo.total, window=window)})")
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def window_seconds(window: str) -> float:
+    """``"30m"`` -> 1800."""
+    found = re.fullmatch(r"(\d+)([smhdw])", window)
+    if not found:
+        raise ValueError(f"not a Prometheus duration: {window!r}")
+    return int(found.group(1)) * _UNITS[found.group(2)]

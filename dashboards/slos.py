@@ -7,8 +7,8 @@ from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.builders import stat, timeseries
 
 from alerts import panels as ap
-from alerts.model import Severity, Slo, fill
-from alerts.slos import QUEUE_WAIT_TARGET_S, RATE_WINDOWS, SLOS, ratio_record
+from alerts.model import Severity, Slo
+from alerts.slos import QUEUE_WAIT_TARGET_S, RATE_WINDOWS, SLOS, ratio_record, raw_error_ratio
 from dashboards import levels as lv
 from dashboards.common import COUNT, RATIO, Query, stat_panel, timeseries_panel
 from dashboards.layout import Board
@@ -37,9 +37,7 @@ def burn_rate(slo: Slo, window: str) -> str:
 def budget_remaining(slo: Slo) -> str:
     """The share of the error budget left over the SLO window (negative once overspent),
     from the raw counters (the recording rules stop at the longest burn-rate window)."""
-    errors = fill(slo.errors, window=slo.window)
-    total = fill(slo.total, window=slo.window)
-    return f"1 - (({errors}) / ({total})) / {budget(slo)}"
+    return f"1 - ({raw_error_ratio(slo, slo.window)}) / {budget(slo)}"
 
 
 def budget_stat(slo: Slo, title: str, links: tuple[str, ...] = ()) -> stat.Panel:

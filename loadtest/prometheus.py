@@ -18,24 +18,13 @@ Per SLO, instant queries at the end of the window:
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from alerts.model import Slo, fill
-from alerts.slos import RATE_WINDOWS, SLOS, ratio_record
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def window_seconds(window: str) -> float:
-    """``"30m"`` -> 1800."""
-    found = re.fullmatch(r"(\d+)([smhdw])", window)
-    if not found:
-        raise ValueError(f"not a Prometheus duration: {window!r}")
-    return int(found.group(1)) * _UNITS[found.group(2)]
+from alerts.slos import RATE_WINDOWS, SLOS, ratio_record, window_seconds
 
 
 def closest_record_window(run_s: float, windows: tuple[str, ...] = RATE_WINDOWS) -> str:

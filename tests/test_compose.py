@@ -6,10 +6,12 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
 
+from alerts.render import ALERTMANAGER
 from stack.render import PROMETHEUS
 
 STACK = Path(__file__).resolve().parents[1] / "stack"
@@ -45,6 +47,16 @@ def test_every_scrape_target_is_a_compose_service() -> None:
     hosts += [t.split(":")[0] for am in config["alerting"]["alertmanagers"]
               for sc in am["static_configs"] for t in sc["targets"]]
     assert hosts and set(hosts) <= known, set(hosts) - known
+
+
+def test_every_receiver_inside_the_stack_is_a_compose_service() -> None:
+    """A webhook on 127.0.0.1 would point inside the Alertmanager container, where nothing
+    listens: its notifications would be dropped."""
+    config = yaml.safe_load((STACK.parent / ALERTMANAGER).read_text())
+    urls = [hook["url"] for receiver in config["receivers"]
+            for hook in receiver.get("webhook_configs", [])]
+    hosts = {urlsplit(url).hostname for url in urls}
+    assert urls and hosts <= set(services()), hosts
 
 
 def test_every_service_has_a_health_check_or_waits_for_one() -> None:

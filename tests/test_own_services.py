@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import socket
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,7 +49,12 @@ def test_services_that_do_not_answer_are_started_with_their_own_data_and_stopped
     overrides, problems = ensure_own(state)
     try:
         assert problems == []
-        assert set(overrides) == {"ORCH_DATABASE_URL", "ORCH_REDIS_URL", "ORCH_AMQP_URL"}
+        assert set(overrides) == {"ORCH_DATABASE_URL", "ORCH_REDIS_URL", "ORCH_AMQP_URL",
+                                  "ORCH_RABBITMQ_NODE"}
+        # the node name the runbook's rabbitmqctl commands are given reaches this instance
+        listed = subprocess.run(["rabbitmqctl", "-q", "-n", overrides["ORCH_RABBITMQ_NODE"],
+                                 "list_vhosts"], capture_output=True, text=True, timeout=60)
+        assert listed.returncode == 0, listed.stderr
         with psycopg.connect(overrides["ORCH_DATABASE_URL"].rsplit("/", 1)[0] + "/postgres",
                              autocommit=True) as conn:
             assert conn.execute("SELECT 1").fetchone() == (1,)
@@ -63,6 +69,8 @@ def test_services_that_do_not_answer_are_started_with_their_own_data_and_stopped
     finally:
         stopped = stop_own(state)
     assert len(stopped) == 3
-    for url in overrides.values():
+    for setting, url in overrides.items():
+        if not setting.endswith("_URL"):
+            continue
         port = int(url.rsplit(":", 1)[1].split("/")[0])
         assert not answers(port), url
