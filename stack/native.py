@@ -91,10 +91,6 @@ class NativeStack:
     def pages_file(self) -> Path:
         return self.state_dir / "pages.jsonl"
 
-    @property
-    def processes(self) -> dict[str, subprocess.Popen[bytes]]:
-        return self.supervisor.children
-
     def rules(self) -> dict[str, Any]:
         rules = copy.deepcopy(rule_groups(self.deployment))
         if self.timings.rule_for is not None:
@@ -157,7 +153,9 @@ class NativeStack:
             url, port = ready[name]
             self.supervisor.wait_until(functools.partial(_answers, url, port, child),
                                        timeout_s, f"{name} to answer at {url}")
-        self.supervisor.wait_until(self._rules_loaded, 10, "Prometheus to load its rules")
+        expected = sum(len(g["rules"]) for g in self.rules()["groups"])
+        self.supervisor.wait_until(functools.partial(self._rules_loaded, expected), 10,
+                                   "Prometheus to load its rules")
         self.ui_paths = {  # probe path -> the page to show
             "prometheus": _first_answering(self.prometheus_url, {"/alerts": "/alerts",
                                                                  "/classic/alerts":
@@ -165,9 +163,8 @@ class NativeStack:
             "alertmanager": _first_answering(self.alertmanager_url,
                                              {"/script.js": "/#/alerts"})}
 
-    def _rules_loaded(self) -> bool:
-        """Every rendered rule is loaded, else a ``StackError`` that says why."""
-        expected = sum(len(g["rules"]) for g in self.rules()["groups"])
+    def _rules_loaded(self, expected: int) -> bool:
+        """All ``expected`` rules are loaded, else a ``StackError`` that says why."""
         try:
             groups = httpx.get(f"{self.prometheus_url}/api/v1/rules", timeout=2).json()[
                 "data"]["groups"]
