@@ -2,12 +2,14 @@
 FROM python:3.11.10-slim-bookworm AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY orchestrator orchestrator
 COPY service service
 COPY agents agents
 COPY alerts alerts
 COPY dashboards dashboards
 COPY loadtest loadtest
 COPY stack/__init__.py stack/*.py stack/
+# no extras: the image runs the API and agents, without matplotlib or grafana-foundation-sdk
 RUN pip install --no-cache-dir --prefix=/install .
 
 FROM python:3.11.10-slim-bookworm

@@ -2,6 +2,8 @@
 
 An agent is an async function ``fn(input, ctx) -> result`` registered by name with ``@agent``;
 consuming, timeouts, acks, retries, dead letters and heartbeats belong to the runtime.
+
+May import: ``service``.
 """
 
 from agents.context import TaskContext

@@ -20,6 +20,11 @@ from alerts.slos import (
 from alerts.thresholds import THRESHOLDS
 
 SERVICE = "orchestrator"
+ALERTS_GROUP = "orchestrator-alerts"
+"""The threshold alerts."""
+SLOS_GROUP = "orchestrator-slos"
+"""The SLO recording rules and the burn-rate alerts that read them (one group: they evaluate
+in order)."""
 
 
 def threshold_rule(threshold: Threshold, severity: Severity, value: float,
@@ -87,9 +92,14 @@ def rule_groups(deployment: Deployment = LOCAL) -> dict[str, Any]:
     for slo in SLOS:
         slo_rules += slo_alert_rules(slo, deployment)
     return {"groups": [
-        {"name": "orchestrator-alerts", "rules": alerts},
-        {"name": "orchestrator-slos", "rules": slo_rules},
+        {"name": ALERTS_GROUP, "rules": alerts},
+        {"name": SLOS_GROUP, "rules": slo_rules},
     ]}
+
+
+def rule_group(name: str, deployment: Deployment = LOCAL) -> dict[str, Any]:
+    """One group as a rule file of its own."""
+    return {"groups": [g for g in rule_groups(deployment)["groups"] if g["name"] == name]}
 
 
 def _promql_number(value: float) -> str:

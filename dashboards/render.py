@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import yaml
 from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 
 from alerts.jobs import COMPOSE_SCRAPE_INTERVAL
+from alerts.render import to_yaml
 from dashboards import api, broker, data, overview, process, slos, tasks
 from dashboards.common import DATASOURCE_TYPE, DATASOURCE_UID
 
@@ -20,7 +20,6 @@ PROVIDERS = "stack/grafana/provisioning/dashboards/orchestrator.yml"
 PROMETHEUS_URL = "http://prometheus:9090"
 GRAFANA_DASHBOARD_PATH = "/var/lib/grafana/dashboards"
 """Where the stack mounts ``stack/grafana/dashboards`` inside the Grafana container."""
-"""Tells Grafana the scrape interval, so ``$__rate_interval`` spans at least four scrapes."""
 
 DASHBOARDS: tuple[Callable[[], db.Dashboard], ...] = (
     overview.dashboard, api.dashboard, tasks.dashboard, broker.dashboard, data.dashboard,
@@ -29,11 +28,6 @@ DASHBOARDS: tuple[Callable[[], db.Dashboard], ...] = (
 
 def to_json(board: db.Dashboard) -> str:
     return JSONEncoder(sort_keys=True, indent=2).encode(board.build()) + "\n"
-
-
-def to_yaml(data: object) -> str:
-    body = yaml.safe_dump(data, sort_keys=False, width=100, allow_unicode=True)
-    return f"# {HEADER}\n{body}"
 
 
 TRACES_UID = "orch-traces"
@@ -45,6 +39,7 @@ def datasources() -> dict[str, object]:
     return {"apiVersion": 1, "datasources": [{
         "name": "Prometheus", "type": DATASOURCE_TYPE, "uid": DATASOURCE_UID,
         "access": "proxy", "url": PROMETHEUS_URL, "isDefault": True, "editable": False,
+        # the scrape interval, so `$__rate_interval` spans at least four scrapes
         "jsonData": {"timeInterval": COMPOSE_SCRAPE_INTERVAL, "httpMethod": "POST"},
     }, {
         "name": "Jaeger", "type": "jaeger", "uid": TRACES_UID, "access": "proxy",
@@ -66,7 +61,7 @@ def dashboard_path(uid: str) -> str:
 
 def rendered_files() -> dict[str, str]:
     """Relative path -> content of every generated Grafana file."""
-    files = {DATASOURCES: to_yaml(datasources()), PROVIDERS: to_yaml(providers())}
+    files = {DATASOURCES: to_yaml(datasources(), HEADER), PROVIDERS: to_yaml(providers(), HEADER)}
     for make in DASHBOARDS:
         board = make()
         uid = board.build().uid

@@ -1,1 +1,4 @@
-"""Load generation and benchmarks."""
+"""Load generation, SLO verdicts and benchmarks (plots need matplotlib: the ``loadtest`` extra).
+
+May import: ``alerts`` (the SLO objects) and ``service``.
+"""

@@ -14,10 +14,10 @@ from contextlib import contextmanager
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
-import httpx
 import psycopg
 
-from service.cli.processes import create_key
+from service.api.readiness import wait_until_answers
+from service.db.keys import provision_key
 from service.db.pool import ensure_database
 from service.settings import Settings
 
@@ -102,25 +102,17 @@ def own_deployment(base: Settings, port: int, *, agents: str | None = None,
            "ORCH_REDIS_PREFIX": f"{BENCH_NAME}:", "ORCH_API_PORT": str(port),
            "ORCH_LOG_LEVEL": "WARNING", "ORCH_AGENT_METRICS_PORT": "0", **(extra_env or {})}
     asyncio.run(ensure_database(settings))
-    key = asyncio.run(create_key(settings, "bench", ("tasks:write", "tasks:read")))
+    key = asyncio.run(provision_key(settings, "bench"))
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("TRUNCATE tasks CASCADE")
-    command = [sys.executable, "-m", "service.cli.main"]
+    command = [sys.executable, "-m", "orchestrator"]
     procs = [subprocess.Popen([*command, "api", "--workers", str(api_workers)], env=env)]
     if agents:
         procs.append(subprocess.Popen([*command, "agent", "--agents", agents], env=env))
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
-                raise RuntimeError("the API did not become ready")
-            time.sleep(0.2)
+        if not wait_until_answers(url, gone=lambda: any(p.poll() is not None for p in procs)):
+            raise RuntimeError("the API did not become ready")
         if agents:
             time.sleep(1.0)  # let the agent attach its consumer
         yield Deployment(url, key, database_url, procs[0].pid)

@@ -19,6 +19,7 @@ from loadtest.histogram import Histogram
 from loadtest.prometheus import ServerView
 from loadtest.stats import RunStats
 from loadtest.verdicts import Verdict, exit_code
+from service.errors import MissingExtra
 
 LATENCIES = (("submit", "submit (HTTP, from intended send)"),
              ("end_to_end", "end-to-end (intended send to final state)"),
@@ -197,7 +198,11 @@ def markdown(report: dict[str, Any], images: list[str]) -> str:
 
 def write_report(directory: Path, report: dict[str, Any]) -> list[Path]:
     """Write ``report.json``, the plots and ``report.md`` into ``directory``."""
-    from loadtest.plots import write_plots  # matplotlib only when a report is asked for
+    try:  # matplotlib only when a report is asked for
+        from loadtest.plots import write_plots
+    except ImportError as exc:
+        raise MissingExtra("orchestrator loadtest --report-dir (its plots)", "loadtest",
+                           exc) from exc
 
     directory.mkdir(parents=True, exist_ok=True)
     images = write_plots(directory, report)

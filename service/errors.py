@@ -66,6 +66,15 @@ class DependencyResourceMissing(DependencyUnavailable):
                          message=f"{name} at {url} has no {what} {which}{note}; {hint}")
 
 
+class MissingExtra(OrchestratorError):
+    """A command needs optional packages that are not installed (an extra of the package)."""
+
+    def __init__(self, what: str, extra: str, cause: ImportError) -> None:
+        super().__init__(f"{what} needs the '{extra}' extra ({cause.name or cause} is not"
+                         f" installed): pip install 'agent-orchestrator[{extra}]' (in a checkout:"
+                         f" pip install -e '.[{extra}]')")
+
+
 class PortUnavailable(OrchestratorError):
     """A port the process must listen on is taken or not allowed."""
 

@@ -1,2 +1,6 @@
-"""The bundled monitoring stack: compose file and Prometheus config for Docker users, and the
-native runner (``orchestrator stack``) for machines without Docker."""
+"""The bundled monitoring stack: compose file and Prometheus config for Docker users, the native
+runner (``orchestrator stack``) for machines without Docker, and the process supervisor with its
+record on disk.
+
+May import: ``alerts`` (rules, Alertmanager config, links) and ``service``.
+"""

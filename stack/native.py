@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 
 from alerts.alertmanager import alertmanager_config
 from alerts.links import LOCAL, Deployment
+from alerts.render import to_yaml
 from alerts.rules import rule_groups
 from service.ports import listening_pids
 from service.procinfo import command_line
@@ -34,6 +34,7 @@ from stack.supervisor import Supervisor
 INSTALL_HINT = ("sudo apt-get update && sudo apt-get install -y prometheus"
                 " prometheus-alertmanager")
 BINARIES = {"prometheus": "prometheus", "alertmanager": "prometheus-alertmanager"}
+STARTED_HEADER = "written by `orchestrator stack up` from alerts/ and stack/ at every start"
 
 __all__ = ["NativeStack", "Ports", "StackError", "Timings"]
 
@@ -234,4 +235,4 @@ def _first_answering(base: str, pages: dict[str, str]) -> str | None:
 
 
 def _write_yaml(path: Path, data: object) -> None:
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    path.write_text(to_yaml(data, header=STARTED_HEADER))

@@ -10,7 +10,6 @@ import contextlib
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,15 +18,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psycopg
 import redis
 
+from service.api.readiness import LIVE, wait_until_answers
+from service.ports import free_port
 from service.settings import Settings
 
 PG_ADMIN = os.environ.get("ORCH_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 AMQP_HOST = os.environ.get("ORCH_TEST_AMQP_HOST", "127.0.0.1:5672")
 REDIS_URL = os.environ.get("ORCH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+ORCHESTRATOR = [sys.executable, "-m", "orchestrator"]
+"""The ``orchestrator`` command of this checkout, as a subprocess."""
 REDIS_START = ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port",
                "6379", "--save", "", "--appendonly", "no", "--dir", "/var/lib/redis",
                "--logfile", "/var/log/redis/ci.log"]
@@ -35,12 +37,6 @@ REDIS_START = ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::
 
 def rabbitmqctl(*args: str) -> None:
     subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -108,7 +104,7 @@ class Proc:
         self.log_path = env.logs / f"{args[0]}-{uuid.uuid4().hex[:6]}.log"
         self._log = self.log_path.open("wb")
         full_env = {**os.environ, **(environ or env.environ)}
-        self.popen = subprocess.Popen([sys.executable, "-m", "service.cli.main", *args],
+        self.popen = subprocess.Popen([*ORCHESTRATOR, *args],
                                       stdout=self._log, stderr=subprocess.STDOUT, env=full_env,
                                       start_new_session=True)  # its own group: see kill()
         env.processes.append(self)
@@ -154,17 +150,9 @@ def start_api(env: Env, port: int | None = None, environ: dict[str, str] | None 
     port = port or free_port()
     proc = Proc(env, ["api", "--port", str(port), "--workers", str(workers)], environ)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.popen.poll() is not None:
-            raise RuntimeError(f"API exited:\n{proc.output()}")
-        try:
-            if httpx.get(f"{url}/health/live", timeout=1).status_code == 200:
-                return url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"API did not start:\n{proc.output()}")
+    if wait_until_answers(url, path=LIVE, timeout_s=30, gone=lambda: proc.popen.poll() is not None):
+        return url
+    raise RuntimeError(f"API did not start (exit code {proc.popen.poll()}):\n{proc.output()}")
 
 
 def start_agent(env: Env, *args: str, environ: dict[str, str] | None = None) -> Proc:
@@ -174,7 +162,7 @@ def start_agent(env: Env, *args: str, environ: dict[str, str] | None = None) -> 
 
 
 def create_key(env: Env, name: str = "test", scopes: str = "tasks:write,tasks:read") -> str:
-    out = subprocess.run([sys.executable, "-m", "service.cli.main", "keys", "create", name,
+    out = subprocess.run([*ORCHESTRATOR, "keys", "create", name,
                           "--scopes", scopes], env={**os.environ, **env.environ},
                          capture_output=True, text=True, check=True, timeout=60)
     return out.stdout.strip().splitlines()[-1]

@@ -26,6 +26,8 @@ from stack.native import NativeStack, Ports, Timings
 from stack.page_inbox import Inbox
 from tests.services import Env, Proc, create_env, destroy_env, free_port, start_agent, start_api
 
+pytestmark = pytest.mark.integration
+
 FAST = Timings(scrape_interval="1s", rule_for="10s", group_wait="1s", group_interval="5s")
 ROUTING_KEY = "0123456789abcdef0123456789abcdef"  # 32 characters, like a PagerDuty integration key
 SERVED_AGENT = "echo"

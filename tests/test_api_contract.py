@@ -15,8 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import events, kinds, submit, wait_for, wait_for_event
 from tests.services import Env, create_key, start_agent
+from tests.tasks import events, kinds, submit, wait_for, wait_for_event
+
+pytestmark = pytest.mark.integration
 
 KNOWN_AGENTS = ["echo", "fail", "llm", "sleep", "summarize"]
 

@@ -8,6 +8,8 @@ import pytest
 
 from service.db.batching import Batcher
 
+pytestmark = pytest.mark.unit
+
 
 class Recorder:
     """A batch function that records the batches it was given and can be made to fail."""

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 
-from tests.services import Env, free_port
+from tests.services import ORCHESTRATOR, Env, free_port
+
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
@@ -18,7 +19,7 @@ def cli(env: Env, api_url: str, api_key: str, worker: None):  # type: ignore[no-
             ) -> subprocess.CompletedProcess[str]:
         environ = {**os.environ, **env.environ, "ORCH_API_URL": url or api_url,
                    "ORCH_API_KEY": api_key if key is None else key}
-        return subprocess.run([sys.executable, "-m", "service.cli.main", *args], env=environ,
+        return subprocess.run([*ORCHESTRATOR, *args], env=environ,
                               capture_output=True, text=True, timeout=120)
     return run
 

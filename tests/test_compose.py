@@ -14,6 +14,8 @@ import yaml
 from alerts.render import ALERTMANAGER
 from stack.render import PROMETHEUS
 
+pytestmark = pytest.mark.unit
+
 STACK = Path(__file__).resolve().parents[1] / "stack"
 COMPOSE = STACK / "compose.yaml"
 
@@ -23,6 +25,7 @@ def services() -> dict[str, dict[str, object]]:
 
 
 def test_every_image_is_pinned_to_a_version() -> None:
+    assert services().items(), "nothing to check"
     for name, service in services().items():
         image = str(service["image"])
         tag = image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else ""
@@ -30,6 +33,7 @@ def test_every_image_is_pinned_to_a_version() -> None:
 
 
 def test_every_mounted_file_exists() -> None:
+    assert services().items(), "nothing to check"
     for name, service in services().items():
         for volume in service.get("volumes", []):  # type: ignore[attr-defined]
             source = str(volume).split(":", 1)[0]
@@ -60,6 +64,7 @@ def test_every_receiver_inside_the_stack_is_a_compose_service() -> None:
 
 
 def test_every_service_has_a_health_check_or_waits_for_one() -> None:
+    assert services().items(), "nothing to check"
     for name, service in services().items():
         if name in ("postgres-exporter", "redis-exporter"):
             assert "depends_on" in service, name

@@ -35,6 +35,8 @@ from dashboards.render import (
 )
 from service.telemetry import metrics
 
+pytestmark = pytest.mark.unit
+
 ROOT = Path(__file__).resolve().parents[1]
 RENDERED = rendered_files()
 DASHBOARD_FILES = {path: content for path, content in RENDERED.items() if path.endswith(".json")}
@@ -122,6 +124,7 @@ def test_committed_files_equal_a_fresh_render(relative: str) -> None:
 
 
 def test_generated_files_say_so() -> None:
+    assert RENDERED.items(), "nothing to check"
     for relative, content in RENDERED.items():
         if relative.endswith(".json"):
             assert json.loads(content)["description"].startswith(GENERATED), relative
@@ -131,6 +134,7 @@ def test_generated_files_say_so() -> None:
 
 def test_every_dashboard_round_trips_through_the_sdk_model() -> None:
     register_default_plugins()  # without it, targets and options decode as untyped bags
+    assert dashboards().items(), "nothing to check"
     for uid, board in dashboards().items():
         model = Dashboard.from_json(board)
         assert model.uid == uid
@@ -148,6 +152,7 @@ def test_dashboards_have_the_uids_and_titles_alerts_link_to() -> None:
 
 
 def test_panel_ids_are_unique_per_dashboard() -> None:
+    assert dashboards().items(), "nothing to check"
     for uid, board in dashboards().items():
         ids = Counter(p.get("id") for p in all_panels(board))
         assert None not in ids, uid
@@ -155,6 +160,7 @@ def test_panel_ids_are_unique_per_dashboard() -> None:
 
 
 def test_panels_do_not_overlap_and_fit_the_grid() -> None:
+    assert dashboards().items(), "nothing to check"
     for uid, board in dashboards().items():
         cells: dict[tuple[int, int], str] = {}
         for panel in board["panels"]:
@@ -167,6 +173,7 @@ def test_panels_do_not_overlap_and_fit_the_grid() -> None:
 
 
 def test_every_panel_has_a_title_a_unit_and_the_prometheus_datasource() -> None:
+    assert dashboards().items(), "nothing to check"
     for uid, board in dashboards().items():
         for panel in all_panels(board):
             assert panel.get("title"), (uid, panel.get("id"))
@@ -187,6 +194,7 @@ def test_every_panel_has_a_title_a_unit_and_the_prometheus_datasource() -> None:
 
 def test_every_metric_a_query_names_is_in_the_catalog() -> None:
     known = catalog_names() | recorded_names()
+    assert queries(), "nothing to check"
     for uid, title, expr in queries():
         unknown = metric_names(expr) - known
         assert not unknown, (uid, title, unknown)
@@ -200,12 +208,14 @@ def test_the_metric_parser_sees_metric_names() -> None:
 
 def test_rates_use_the_rate_interval_or_an_slo_window() -> None:
     slo_windows = {slo.window for slo in SLOS}
+    assert queries(), "nothing to check"
     for uid, title, expr in queries():
         for window in re.findall(r"\b(?:rate|increase)\([^\[]*\[([^\]]+)\]", expr):
             assert window == "$__rate_interval" or window in slo_windows, (uid, title, window)
 
 
 def test_template_variables_match_everything_when_all_is_selected() -> None:
+    assert dashboards().items(), "nothing to check"
     for uid, board in dashboards().items():
         defined = {v["name"]: v for v in board["templating"].get("list", [])}
         for variable in defined.values():
@@ -245,6 +255,7 @@ def test_every_alert_panel_exists_with_its_id_and_title() -> None:
 
 
 def test_every_threshold_is_drawn_on_its_panel_with_its_runbook() -> None:
+    assert THRESHOLDS, "nothing to check"
     for threshold in THRESHOLDS:
         panel = find_panel(threshold.panel)
         values = step_values(panel)
@@ -262,6 +273,7 @@ def test_every_threshold_is_drawn_on_its_panel_with_its_runbook() -> None:
 
 
 def test_every_slo_burn_rate_panel_links_its_runbook() -> None:
+    assert SLOS, "nothing to check"
     for slo in SLOS:
         panel = find_panel(slo.panel)
         assert "runbook" in panel["description"], slo.name

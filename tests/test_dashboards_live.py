@@ -35,7 +35,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from stack.native import NativeStack, Ports, Timings
 from stack.services import enable_rabbitmq_metrics
-from tests.conftest import submit, wait_for, wait_for_event
 from tests.fake_llm import FakeLLM
 from tests.proxy import CuttableProxy, proxy_to
 from tests.services import (
@@ -49,6 +48,9 @@ from tests.services import (
     start_agent,
     start_api,
 )
+from tests.tasks import submit, wait_for, wait_for_event
+
+pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARD_DIR = ROOT / "stack" / "grafana" / "dashboards"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.services import Env, create_env, destroy_env, start_agent, start_api
+from tests.services import ORCHESTRATOR, Env, create_env, destroy_env, start_agent, start_api
+
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
@@ -53,12 +54,12 @@ def test_only_deployed_agent_types_must_have_a_live_worker(own_env: Env) -> None
 
     # When an operator retires echo
     environ = {**os.environ, **own_env.environ}
-    retire = subprocess.run([sys.executable, "-m", "service.cli.main", "agents", "retire",
+    retire = subprocess.run([*ORCHESTRATOR, "agents", "retire",
                              "echo"], env=environ, capture_output=True, text=True, timeout=60)
     assert retire.returncode == 0, retire.stderr
     # Then it pages nobody any more; a second retire says it was not expected
     eventually(api_url, {"summarize": 0.0})
-    again = subprocess.run([sys.executable, "-m", "service.cli.main", "agents", "retire",
+    again = subprocess.run([*ORCHESTRATOR, "agents", "retire",
                             "echo"], env=environ, capture_output=True, text=True, timeout=60)
     assert again.returncode == 1 and "is not an agent type that has had a worker" in again.stderr
 

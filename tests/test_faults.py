@@ -7,7 +7,6 @@ import asyncio
 import os
 import socket
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,9 +17,9 @@ import psycopg
 import pytest
 
 from service.db.migrate import available_migrations
-from tests.conftest import events, kinds, submit, wait_for, wait_for_event
 from tests.proxy import proxy_to
 from tests.services import (
+    ORCHESTRATOR,
     Env,
     create_env,
     create_key,
@@ -33,6 +32,9 @@ from tests.services import (
     stop_redis,
     wait_until,
 )
+from tests.tasks import events, kinds, submit, wait_for, wait_for_event
+
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
@@ -166,7 +168,7 @@ async def test_sigterm_finishes_work_within_the_grace_period_and_leaves_the_rest
 ])
 def test_unreachable_dependency_at_start_is_one_clear_line(
         variable: str, value: str, name: str, hint: str) -> None:
-    result = subprocess.run([sys.executable, "-m", "service.cli.main", "api", "--port",
+    result = subprocess.run([*ORCHESTRATOR, "api", "--port",
                              str(free_port())],
                             env={**os.environ, variable: value}, capture_output=True, text=True,
                             timeout=60)
@@ -182,7 +184,7 @@ def test_unreachable_dependency_at_start_is_one_clear_line(
 
 def test_migrations_are_applied_once(own_env: Env) -> None:
     for _ in range(2):
-        result = subprocess.run([sys.executable, "-m", "service.cli.main", "migrate"],
+        result = subprocess.run([*ORCHESTRATOR, "migrate"],
                                 env={**os.environ, **own_env.environ}, capture_output=True,
                                 text=True, timeout=60)
         assert result.returncode == 0, result.stderr
@@ -218,6 +220,7 @@ async def test_several_api_processes_publish_every_task_exactly_once(own_env: En
         # When many tasks are submitted concurrently
         accepted = await asyncio.gather(*(submit(client, "echo", n) for n in range(60)))
         # Then every one is published once and runs once
+        assert accepted, "nothing to check"
         for task in accepted:
             done = await wait_for(client, task["id"], timeout_s=30)
             assert done["status"] == "succeeded"
@@ -232,7 +235,7 @@ def test_an_agent_whose_metrics_port_is_taken_exits_with_one_line(own_env: Env) 
         taken.listen()
         port = taken.getsockname()[1]
         result = subprocess.run(
-            [sys.executable, "-m", "service.cli.main", "agent", "--metrics-port", str(port)],
+            [*ORCHESTRATOR, "agent", "--metrics-port", str(port)],
             env={**os.environ, **own_env.environ}, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr

@@ -15,6 +15,8 @@ from service.errors import AgentError, NonRetryableError
 from service.settings import Settings
 from tests.fake_llm import FakeLLM, running_fake_llm
 
+pytestmark = pytest.mark.unit
+
 KEY = "sk-test-secret-123"
 
 

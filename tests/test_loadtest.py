@@ -10,7 +10,6 @@ import math
 import os
 import random
 import subprocess
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -28,7 +27,16 @@ from loadtest.profiles import Constant, Ramp, Steps, expected_requests, schedule
 from loadtest.stats import RunStats
 from loadtest.verdicts import BREACH, EXIT_BREACH, EXIT_OK, NO_DATA, PASS, exit_code, verdicts
 from loadtest.workload import Workload, parse_mix
-from tests.services import Env, Proc, create_env, create_key, destroy_env, start_agent, start_api
+from tests.services import (
+    ORCHESTRATOR,
+    Env,
+    Proc,
+    create_env,
+    create_key,
+    destroy_env,
+    start_agent,
+    start_api,
+)
 
 # --- helpers ---------------------------------------------------------------------------------
 
@@ -37,7 +45,7 @@ def run_cli(env: Env, url: str, key: str, *args: str,
             timeout_s: float = 60) -> tuple[int, dict[str, Any], str]:
     """``orchestrator loadtest ARGS --json --quiet``: exit code, the report, stderr."""
     out = subprocess.run(
-        [sys.executable, "-m", "service.cli.main", "loadtest", "--quiet", "--json", *args],
+        [*ORCHESTRATOR, "loadtest", "--quiet", "--json", *args],
         env={**os.environ, **env.environ, "ORCH_API_URL": url, "ORCH_API_KEY": key},
         capture_output=True, text=True, timeout=timeout_s)
     report = json.loads(out.stdout) if out.stdout.strip().startswith("{") else {}
@@ -51,6 +59,7 @@ def verdict(report: dict[str, Any], slo: str) -> dict[str, Any]:
 # --- (a) rate accuracy and success against the running API --------------------------------------
 
 
+@pytest.mark.integration
 def test_sends_the_requested_count_at_the_requested_rate(env: Env, api_url: str, api_key: str,
                                                          worker: Proc) -> None:
     code, report, stderr = run_cli(env, api_url, api_key, "--rate", "50", "--requests", "200",
@@ -72,6 +81,7 @@ def test_sends_the_requested_count_at_the_requested_rate(env: Env, api_url: str,
 # --- (b) a breach exits non-zero ----------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_failing_tasks_breach_the_task_success_slo(env: Env, api_url: str, api_key: str,
                                                    worker: Proc) -> None:
     code, report, stderr = run_cli(env, api_url, api_key, "--rate", "20", "--requests", "20",
@@ -84,6 +94,7 @@ def test_failing_tasks_breach_the_task_success_slo(env: Env, api_url: str, api_k
     assert report["errors"]["task_dead"] == 20
 
 
+@pytest.mark.integration
 def test_a_slow_agent_breaches_the_queue_wait_slo(logs_dir: Path) -> None:
     """One sleep worker with one slot, tasks of 0.5 s arriving at 20/s: later tasks wait longer
     than the SLO's own target (no drill override)."""
@@ -111,6 +122,7 @@ def test_a_slow_agent_breaches_the_queue_wait_slo(logs_dir: Path) -> None:
 # --- (c) reports --------------------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_report_files(env: Env, api_url: str, api_key: str, worker: Proc,
                       tmp_path: Path) -> None:
     out = tmp_path / "report"
@@ -187,6 +199,7 @@ def fake_config(url: str, rate: float, requests: int, max_connections: int) -> L
                       request_timeout_s=5, drain_timeout_s=5, progress=False)
 
 
+@pytest.mark.unit
 async def test_latency_counts_from_the_intended_send_time() -> None:
     """One connection, answers of 100 ms, requests due every 50 ms: each request waits for the
     connection, and that wait is latency (a closed-model client would report a flat 100 ms)."""
@@ -201,6 +214,7 @@ async def test_latency_counts_from_the_intended_send_time() -> None:
     assert stats.achieved_rate() == pytest.approx(20, rel=0.05)  # sent on schedule regardless
 
 
+@pytest.mark.unit
 async def test_the_pool_grows_so_slow_answers_do_not_delay_sends() -> None:
     config = fake_config(url="", rate=50, requests=50, max_connections=64)
     config.track_fraction = 0.2  # follow every fifth task only
@@ -214,6 +228,7 @@ async def test_the_pool_grows_so_slow_answers_do_not_delay_sends() -> None:
     assert result.stats.achieved_rate() == pytest.approx(50, rel=0.05)
 
 
+@pytest.mark.unit
 async def test_unreachable_api_counts_connection_errors_and_breaches_availability() -> None:
     config = fake_config("http://127.0.0.1:9", rate=50, requests=10, max_connections=4)
     result = await run_load(config)
@@ -231,6 +246,7 @@ def exact_percentile(ordered: list[float], q: float) -> float:
     return ordered[max(1, math.ceil(q * len(ordered))) - 1]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_histogram_percentiles_within_one_percent(seed: int) -> None:
     rng = random.Random(seed)
@@ -250,6 +266,7 @@ def test_histogram_percentiles_within_one_percent(seed: int) -> None:
     assert hist.count == len(samples) and hist.mean == pytest.approx(sum(samples) / len(samples))
 
 
+@pytest.mark.unit
 def test_histogram_buckets_hold_their_values() -> None:
     for value in (1e-6, 3.3e-6, 0.001, 0.0123, 0.5, 1.0, 7.77, 1234.5):
         low, high = bucket_bounds(bucket_index(value))
@@ -257,6 +274,7 @@ def test_histogram_buckets_hold_their_values() -> None:
     assert bucket_index(0.0) == bucket_index(1e-9)  # below the unit: the first bucket
 
 
+@pytest.mark.unit
 def test_histogram_merge_and_json_round_trip() -> None:
     a, b, both = Histogram(), Histogram(), Histogram()
     for i in range(1, 1000):
@@ -272,6 +290,7 @@ def test_histogram_merge_and_json_round_trip() -> None:
 # --- (d) unit: schedules ------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_constant_schedule() -> None:
     times = list(schedule(Constant(50), duration_s=None, max_requests=200))
     assert len(times) == 200
@@ -282,6 +301,7 @@ def test_constant_schedule() -> None:
         next(schedule(Constant(1), None, None))
 
 
+@pytest.mark.unit
 def test_ramp_schedule() -> None:
     ramp = Ramp(0, 100, 10)  # arrivals by t: 5 t^2
     times = list(schedule(ramp, 10, None))
@@ -297,6 +317,7 @@ def test_ramp_schedule() -> None:
     assert list(schedule(flat, 1, None)) == pytest.approx([k / 20 for k in range(20)])
 
 
+@pytest.mark.unit
 def test_step_schedule() -> None:
     steps = Steps(10, 10, 2)  # 10/s for 2 s, 20/s for 2 s, 30/s ...
     times = list(schedule(steps, 6, None))
@@ -314,6 +335,7 @@ def test_step_schedule() -> None:
 # --- unit: workload, verdicts, search, Prometheus -----------------------------------------------
 
 
+@pytest.mark.unit
 def test_mix_is_exact_and_inputs_are_padded() -> None:
     assert parse_mix("echo=0.8,summarize=0.2") == {"echo": 0.8, "summarize": 0.2}
     assert parse_mix("echo") == {"echo": 1.0}
@@ -331,6 +353,7 @@ def test_mix_is_exact_and_inputs_are_padded() -> None:
     assert len(summarize["input"]["text"]) >= 256 and summarize["input"]["sentences"] == 2
 
 
+@pytest.mark.unit
 def test_verdicts_come_from_the_slo_objects() -> None:
     stats = RunStats(QUEUE_WAIT_TARGET_S)
     for _ in range(1000):
@@ -380,6 +403,7 @@ def synthetic_result(rate: float, stage_s: float, capacity: float) -> RunResult:
     return RunResult(config, stats, 0.0, stage_s, stage_s, 1, 1, 0, count, 0)
 
 
+@pytest.mark.unit
 async def test_find_max_stops_at_the_first_stage_that_does_not_keep_up() -> None:
     seen: list[float] = []
 
@@ -422,6 +446,7 @@ class FakePrometheus(BaseHTTPRequestHandler):
         pass
 
 
+@pytest.mark.unit
 def test_server_view_queries_the_slo_expressions_over_the_run_window() -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakePrometheus)
     threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -22,6 +22,8 @@ from stack import own_services
 from stack.own_services import ensure_own, stop_own
 from stack.services import answers
 
+pytestmark = pytest.mark.integration
+
 
 def test_a_taken_default_port_is_replaced_by_a_free_one() -> None:
     with socket.socket() as taken:

@@ -8,12 +8,15 @@ import uuid
 import aio_pika
 import httpx
 import msgspec
+import pytest
 import redis
 
 from service import names
-from tests.conftest import events, kinds, submit, wait_for, wait_for_event
 from tests.fake_llm import FakeLLM
 from tests.services import Env, deliver_again
+from tests.tasks import events, kinds, submit, wait_for, wait_for_event
+
+pytestmark = pytest.mark.integration
 
 
 async def test_submitted_task_succeeds_with_its_result(client: httpx.AsyncClient) -> None:

@@ -18,6 +18,8 @@ from service.preflight import check_dependencies
 from service.settings import Settings
 from tests.services import free_port
 
+pytestmark = pytest.mark.integration
+
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 GOOD = {"database_url": ADMIN_URL, "amqp_url": "amqp://guest:guest@127.0.0.1:5672/",
         "redis_url": "redis://127.0.0.1:6379/0"}

@@ -39,6 +39,8 @@ from service.settings import Settings
 from stack.page_inbox import Inbox
 from tests.services import Env, create_env, destroy_env, wait_until
 
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parents[1]
 FOR_S = 10
 HEARTBEAT_TTL_S = Settings().heartbeat_ttl_s

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from service.render import all_rendered_files
+from orchestrator.render import all_rendered_files
+
+pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -14,6 +14,8 @@ from service.broker.topology import DELAY_STEPS_MS, delay_step_ms
 from service.domain import result_json
 from service.errors import AgentError, NonRetryableError
 
+pytestmark = pytest.mark.unit
+
 POLICY = RetryPolicy(max_attempts=5, base_delay_s=1.0, max_delay_s=10.0, jitter=0.0)
 
 

@@ -16,6 +16,8 @@ from service.db.tasks import NewTask, TaskStore
 from service.domain import Task, input_checksum
 from tests.services import Env
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 async def pool(env: Env, api_url: str) -> AsyncIterator[Pool]:  # api_url: schema migrated

@@ -12,6 +12,8 @@ from service import settings as settings_module
 from service.db.pool import redact
 from service.settings import CHECKOUT_ROOT, Settings, SettingsError, default_state_dir
 
+pytestmark = pytest.mark.unit
+
 
 def test_defaults_point_at_local_services() -> None:
     settings = Settings.from_env({})

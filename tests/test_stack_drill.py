@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,9 +22,9 @@ import httpx
 import pytest
 
 from stack.page_inbox import Inbox
-from tests.services import Env, create_env, destroy_env, free_port, wait_until
+from tests.services import ORCHESTRATOR, Env, create_env, destroy_env, free_port, wait_until
 
-COMMAND = [sys.executable, "-m", "service.cli.main"]
+pytestmark = pytest.mark.integration
 
 
 @dataclass
@@ -40,7 +39,7 @@ class Drill:
     startup_s: float
 
     def cli(self, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*COMMAND, *args], env=self.environ, capture_output=True,
+        return subprocess.run([*ORCHESTRATOR, *args], env=self.environ, capture_output=True,
                               text=True, timeout=120, cwd=cwd)
 
     def status(self) -> dict[str, tuple[int, str]]:
@@ -65,7 +64,7 @@ def drill(logs_dir: Path, tmp_path: Path) -> Iterator[Drill]:
     log = env.logs / "stack-up.log"
     started = time.monotonic()
     with log.open("wb") as out:
-        supervisor = subprocess.Popen([*COMMAND, "stack", "up"], env=environ, stdout=out,
+        supervisor = subprocess.Popen([*ORCHESTRATOR, "stack", "up"], env=environ, stdout=out,
                                       stderr=subprocess.STDOUT)
     try:
         wait_until(lambda: "orchestrator is up" in log.read_text() or supervisor.poll(),
@@ -133,7 +132,7 @@ def test_stopping_the_agent_pages_and_starting_one_resolves(drill: Drill) -> Non
         assert pages.returncode == 0 and "#agentsmissing" in pages.stdout
 
         # And a second `stack up` from the same state folder refuses, naming the running one
-        second = subprocess.run([*COMMAND, "stack", "up"], env=drill.environ,
+        second = subprocess.run([*ORCHESTRATOR, "stack", "up"], env=drill.environ,
                                 capture_output=True, text=True, timeout=60)
         assert second.returncode == 2
         assert f"supervisor pid {drill.supervisor.pid}" in second.stderr
@@ -143,7 +142,7 @@ def test_stopping_the_agent_pages_and_starting_one_resolves(drill: Drill) -> Non
 
         # When an agent is started again (the operator's fix)
         back_at = time.time()
-        agent = subprocess.Popen([*COMMAND, "agent", "--metrics-port",
+        agent = subprocess.Popen([*ORCHESTRATOR, "agent", "--metrics-port",
                                   drill.environ["ORCH_AGENT_METRICS_PORT"]], env=drill.environ,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:

@@ -18,13 +18,11 @@ import httpx
 import pytest
 import yaml
 
-from service.cli.processes import _api_ready
-from stack.errors import AlreadyRunning, StackError
+from service.api.readiness import ForeignServer, answers
+from stack.errors import AlreadyRunning
 from stack.native import NativeStack
 from stack.supervisor import Supervisor, lock_holder, recorded_status
-from tests.services import Env, create_env, destroy_env, free_port, start_api
-
-COMMAND = [sys.executable, "-m", "service.cli.main"]
+from tests.services import ORCHESTRATOR, Env, create_env, destroy_env, free_port, start_api
 
 
 @pytest.fixture
@@ -60,6 +58,7 @@ def errors(result: subprocess.CompletedProcess[str]) -> list[str]:
     return [line for line in result.stderr.splitlines() if line.startswith("error:")]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("command", [["stack", "up"], ["api"]])
 def test_a_foreign_server_on_the_api_port_stops_the_start_with_one_line(
         own_env: Env, tmp_path: Path, command: list[str]) -> None:
@@ -69,7 +68,7 @@ def test_a_foreign_server_on_the_api_port_stops_the_start_with_one_line(
             api_port=str(port), state_dir=str(tmp_path / "state"),
             agent_metrics_port=str(free_port()), prometheus_port=str(free_port()),
             alertmanager_port=str(free_port()), page_inbox_port=str(free_port()))}
-        result = subprocess.run([*COMMAND, *command], env=environ, capture_output=True,
+        result = subprocess.run([*ORCHESTRATOR, *command], env=environ, capture_output=True,
                                 text=True, timeout=60)
         # Then it stops at once with one line: the port, who holds it, how to pick another
         assert result.returncode == 2, result.stdout + result.stderr
@@ -86,12 +85,13 @@ def test_a_foreign_server_on_the_api_port_stops_the_start_with_one_line(
             (tmp_path / "state" / "metrics").iterdir())
 
 
+@pytest.mark.unit
 def test_readiness_answered_by_another_server_is_not_taken_for_the_api() -> None:
     with (foreign_server(b'{"status": "ready", "instance": "theirs"}') as port,
-          pytest.raises(StackError, match="answered by another server")):
-        _api_ready(f"http://127.0.0.1:{port}", "mine")
+          pytest.raises(ForeignServer, match="answered by another server")):
+        answers(f"http://127.0.0.1:{port}", instance="mine")
     with foreign_server(b"<html>not json</html>") as port:
-        assert _api_ready(f"http://127.0.0.1:{port}", "mine") is False
+        assert answers(f"http://127.0.0.1:{port}", instance="mine") is False
 
 
 def _requests_total(url: str) -> float:
@@ -100,6 +100,7 @@ def _requests_total(url: str) -> float:
                if line.startswith("orchestrator_http_requests_total{"))
 
 
+@pytest.mark.integration
 def test_a_second_api_on_a_taken_port_leaves_the_first_ones_metrics_whole(
         own_env: Env) -> None:
     # Given an API that has answered requests
@@ -114,7 +115,7 @@ def test_a_second_api_on_a_taken_port_leaves_the_first_ones_metrics_whole(
     assert before >= 20
     folders = list((own_env.settings.state_path / "metrics").iterdir())
     # When a second API is started on the same port with the same state folder
-    second = subprocess.run([*COMMAND, "api", "--port", str(port)],
+    second = subprocess.run([*ORCHESTRATOR, "api", "--port", str(port)],
                             env={**os.environ, **own_env.environ}, capture_output=True,
                             text=True, timeout=60)
     # Then it refuses in one line, and the first one's metrics and folder are whole
@@ -125,6 +126,7 @@ def test_a_second_api_on_a_taken_port_leaves_the_first_ones_metrics_whole(
     assert all(any(folder.iterdir()) for folder in folders)
 
 
+@pytest.mark.unit
 def test_each_api_instance_owns_its_metrics_folder_and_dead_ones_are_cleared(
         tmp_path: Path) -> None:
     parent = tmp_path / "metrics"
@@ -141,6 +143,7 @@ def test_each_api_instance_owns_its_metrics_folder_and_dead_ones_are_cleared(
     assert f"api-{os.getppid()}" in left and "api-999999999" not in left
 
 
+@pytest.mark.unit
 def test_a_second_supervisor_on_one_state_folder_refuses_and_names_the_first(
         tmp_path: Path) -> None:
     with Supervisor(tmp_path) as first:
@@ -155,6 +158,7 @@ def test_a_second_supervisor_on_one_state_folder_refuses_and_names_the_first(
     assert recorded_status(tmp_path) == (None, [])
 
 
+@pytest.mark.unit
 def test_the_stack_names_its_rules_by_absolute_path_from_a_relative_state_folder(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Given a relative state folder, as the defaults once were

@@ -12,6 +12,8 @@ from agents.registry import get_agent
 from service.errors import NonRetryableError
 from service.settings import Settings
 
+pytestmark = pytest.mark.unit
+
 TEXT = (
     "The weather was pleasant on Tuesday. "
     "Solar panels convert sunlight into electricity for homes. "

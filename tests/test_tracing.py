@@ -20,10 +20,12 @@ from loguru import logger
 from service.db.keys import generate_key
 from service.settings import Settings
 from service.telemetry.logs import configure_logging, scrub
-from tests.conftest import submit, wait_for
 from tests.otlp_receiver import OtlpReceiver, ReceivedSpan, running_otlp_receiver
 from tests.services import Env, Proc, create_env, destroy_env, start_agent, start_api, wait_until
+from tests.tasks import submit, wait_for
 from tests.test_faults import api_client
+
+pytestmark = pytest.mark.integration
 
 HEX32 = re.compile(r"[0-9a-f]{32}")
 HEX16 = re.compile(r"[0-9a-f]{16}")

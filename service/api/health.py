@@ -11,6 +11,7 @@ from litestar import Request, Response, get
 
 from service.api.schemas import DependencyHealth, Readiness
 from service.api.state import Services
+from service.dependencies import check_postgres, check_rabbitmq, check_redis
 
 _PROBE_TIMEOUT_S = 2.0
 
@@ -26,9 +27,9 @@ async def live(request: Request[Any, Any, Any]) -> dict[str, str]:
 async def ready(request: Request[Any, Any, Any]) -> Response[Readiness]:
     services: Services = request.app.state.services
     postgres, rabbitmq, redis = await asyncio.gather(
-        _probe(lambda: _postgres(services)),
-        _probe(lambda: _rabbitmq(services)),
-        _probe(lambda: _redis(services)),
+        _probe(lambda: check_postgres(services.pool, _PROBE_TIMEOUT_S)),
+        _probe(lambda: check_rabbitmq(services.amqp)),
+        _probe(lambda: check_redis(services.cache)),
     )
     deps = {"postgresql": postgres, "rabbitmq": rabbitmq, "redis": redis}
     instance = request.app.state.instance
@@ -45,20 +46,3 @@ async def _probe(check: Callable[[], Awaitable[None]]) -> DependencyHealth:
     except Exception as exc:
         return DependencyHealth("down", None, str(exc) or type(exc).__name__)
     return DependencyHealth("up", round((time.perf_counter() - started) * 1000, 2))
-
-
-async def _postgres(services: Services) -> None:
-    async with services.pool.connection(timeout=_PROBE_TIMEOUT_S) as conn:
-        await conn.execute("SELECT 1")
-
-
-async def _rabbitmq(services: Services) -> None:
-    if services.amqp.is_closed:
-        raise ConnectionError("connection to RabbitMQ is closed (reconnecting)")
-    channel = await services.amqp.channel(publisher_confirms=False)
-    await channel.close()
-
-
-async def _redis(services: Services) -> None:
-    if not await services.cache.ping():
-        raise ConnectionError(services.cache.last_error or "no answer")

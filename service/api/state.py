@@ -21,7 +21,7 @@ from service.db.keys import KeyStore
 from service.db.migrate import migrate
 from service.db.outbox import OutboxStore
 from service.db.pool import Pool, open_pool
-from service.db.query import Store
+from service.db.task_stats import TaskStats
 from service.db.tasks import TaskStore
 from service.db.workers import WorkerRegistry
 from service.settings import Settings
@@ -75,7 +75,7 @@ async def open_services(settings: Settings, name: str = "api") -> AsyncIterator[
         relay.start()
         stack.push_async_callback(relay.stop)
         workers = WorkerRegistry(pool)
-        sampler = StateSampler(Store(pool), outbox, workers, amqp, agents,
+        sampler = StateSampler(TaskStats(pool), outbox, workers, amqp, agents,
                                settings.heartbeat_ttl_s, settings.metrics_cache_s,
                                settings.deployed_agents)
         probe = Probe(pool, amqp, cache, settings.probe_interval_s, extra=flush_http_metrics)

@@ -6,7 +6,9 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
+from service.db.migrate import migrated_pool
 from service.db.query import Store
+from service.settings import Settings
 
 KEY_PREFIX = "orch_"
 DEFAULT_SCOPES = ("tasks:write", "tasks:read")
@@ -48,3 +50,12 @@ class KeyStore(Store):
             "SELECT id, name, scopes FROM api_keys WHERE key_hash = %s AND revoked_at IS NULL",
             (digest(key),))
         return ApiKey(row["id"], row["name"], tuple(row["scopes"])) if row else None
+
+
+async def provision_key(settings: Settings, name: str,
+                        scopes: tuple[str, ...] = DEFAULT_SCOPES, key: str | None = None) -> str:
+    """Store a key in the configured database (creating and migrating it first); return the
+    key in clear (``keys create``, the development key of ``up``, benchmark deployments)."""
+    async with migrated_pool(settings, "keys") as pool:
+        value, _ = await KeyStore(pool).create(name, scopes, key)
+        return value

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
 
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 
-from service.db.pool import Pool
+from service.db.pool import Pool, ensure_database, open_pool
+from service.settings import Settings
 
 _LOCK_ID = 7_310_451_001  # advisory lock: one migrator at a time across processes
 
@@ -35,6 +38,18 @@ async def migrate(pool: Pool) -> list[Migration]:
     """Apply the migrations not yet applied; return those applied now."""
     async with pool.connection() as conn:
         return await _migrate(conn)
+
+
+@asynccontextmanager
+async def migrated_pool(settings: Settings, name: str) -> AsyncIterator[Pool]:
+    """A pool on the configured database, created and migrated first (for short commands)."""
+    await ensure_database(settings)
+    pool = await open_pool(settings, name=name)
+    try:
+        await migrate(pool)
+        yield pool
+    finally:
+        await pool.close()
 
 
 async def _migrate(conn: AsyncConnection[DictRow]) -> list[Migration]:

@@ -1,4 +1,5 @@
-"""HTTP telemetry as one ASGI wrapper: RED metrics by route template and the server span's name.
+"""HTTP telemetry as one ASGI wrapper: RED metrics by route template and, when spans are
+exported, the server span's name.
 
 Litestar writes the matched route's template into the ASGI scope while routing; this wrapper
 reads it after the request, so labels and span names stay bounded (``/v1/tasks/{task_id:str}``,

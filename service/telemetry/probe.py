@@ -12,6 +12,7 @@ from loguru import logger
 
 from service.cache import Cache
 from service.db.pool import Pool
+from service.dependencies import check_postgres, check_rabbitmq, check_redis, is_up
 from service.telemetry import metrics
 
 
@@ -55,20 +56,12 @@ class Probe:
         errors = self.pool.pop_stats().get("connections_errors", 0)
         if errors:
             metrics.DB_CONNECTION_ERRORS.inc(errors)
-        metrics.BROKER_UP.set(0 if self.amqp.is_closed else 1)
-        metrics.REDIS_UP.set(1 if await self.cache.ping() else 0)
-        metrics.DB_UP.set(1 if await self._db_answers() else 0)
+        metrics.BROKER_UP.set(await is_up(check_rabbitmq(self.amqp, open_channel=False)))
+        metrics.REDIS_UP.set(await is_up(check_redis(self.cache)))
+        metrics.DB_UP.set(await is_up(check_postgres(self.pool, self.interval_s)))
         if self.extra is not None:
             self.extra()
         if self.slots is not None:
             used, available_slots = self.slots()
             metrics.AGENT_SLOTS_USED.set(used)
             metrics.AGENT_SLOTS_AVAILABLE.set(available_slots)
-
-    async def _db_answers(self) -> bool:
-        try:
-            async with self.pool.connection(timeout=self.interval_s) as conn:
-                await conn.execute("SELECT 1")
-        except Exception:
-            return False
-        return True

@@ -18,25 +18,19 @@ from prometheus_client.registry import Collector
 
 from service import names
 from service.db.outbox import OutboxStore
-from service.db.query import Store
+from service.db.task_stats import TaskStats
 from service.db.workers import WorkerRegistry
 from service.telemetry import metrics
 from service.telemetry.metrics import Sampled
-
-_BY_STATUS = "SELECT agent, status, count(*) AS n FROM tasks GROUP BY agent, status"
-_OLDEST_DUE = (
-    "SELECT agent, extract(epoch FROM now() - min(available_at)) AS age_s FROM tasks"
-    " WHERE status IN ('queued', 'retrying') AND available_at <= now() GROUP BY agent"
-)
 
 
 class StateSampler(Collector):
     """A prometheus collector whose values are refreshed by ``await refresh()``."""
 
-    def __init__(self, store: Store, outbox: OutboxStore, workers: WorkerRegistry,
+    def __init__(self, stats: TaskStats, outbox: OutboxStore, workers: WorkerRegistry,
                  amqp: AbstractRobustConnection, agents: list[str], heartbeat_ttl_s: float,
                  max_age_s: float, deployed_agents: tuple[str, ...] = ()) -> None:
-        self.store, self.outbox, self.workers, self.amqp = store, outbox, workers, amqp
+        self.stats, self.outbox, self.workers, self.amqp = stats, outbox, workers, amqp
         self.agents = agents
         self.deployed_agents = deployed_agents
         self.heartbeat_ttl_s = heartbeat_ttl_s
@@ -66,16 +60,16 @@ class StateSampler(Collector):
             self._values, self._at = values, time.monotonic()
 
     async def _tasks(self, out: dict[Sampled, dict[tuple[str, ...], float]]) -> None:
-        for row in await self.store.fetch_all("metrics_tasks_by_status", _BY_STATUS):
-            out[metrics.TASKS_BY_STATUS][(row["agent"], row["status"])] = row["n"]
+        for (agent, status), count in (await self.stats.by_status()).items():
+            out[metrics.TASKS_BY_STATUS][(agent, status)] = count
         for agent in self.agents:  # a known agent with nothing waiting reads 0, not "absent"
             out[metrics.OLDEST_QUEUED_AGE][(agent,)] = 0.0
         # live workers read 0 only for the types that must have one (a type no deployment
         # runs is absent, so it pages nobody)
         for agent in {*self.deployed_agents, *await self.workers.deployed_types()}:
             out[metrics.AGENTS_LIVE][(agent,)] = 0.0
-        for row in await self.store.fetch_all("metrics_oldest_due", _OLDEST_DUE):
-            out[metrics.OLDEST_QUEUED_AGE][(row["agent"],)] = float(row["age_s"])
+        for agent, age_s in (await self.stats.oldest_due_age()).items():
+            out[metrics.OLDEST_QUEUED_AGE][(agent,)] = age_s
         unpublished, oldest = await self.outbox.backlog()
         out[metrics.OUTBOX_UNPUBLISHED][()] = unpublished
         out[metrics.OUTBOX_OLDEST_AGE][()] = oldest

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from service.cli.output import print_events, print_json, print_table, print_task
+from orchestrator.output import print_events, print_json, print_table, print_task
 from service.settings import Settings
 
 FINAL = {"succeeded", "dead", "cancelled"}

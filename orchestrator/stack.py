@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 import time
 
-from service.cli.output import print_json, print_table
+from orchestrator.output import print_json, print_table
 from service.procinfo import open_fds, resident_bytes
 from service.settings import Settings
 from stack.own_services import recorded, stop_own

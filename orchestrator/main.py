@@ -9,8 +9,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from loadtest import cli as loadtest_cli
-from service.cli import client as cmd
-from service.cli import processes
+from orchestrator import client as cmd
+from orchestrator import processes
+from service.errors import MissingExtra
 from service.settings import CHECKOUT_ROOT, Settings, SettingsError
 
 
@@ -90,6 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except cmd.ApiError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except MissingExtra as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 def _dispatch(args: argparse.Namespace, s: Settings) -> int:
@@ -109,7 +113,7 @@ def _dispatch(args: argparse.Namespace, s: Settings) -> int:
         agents = args.agents.split(",") if args.agents else None
         return processes.run_agent(s, agents)
     if c == "stack":
-        from service.cli import stack as stack_cmd
+        from orchestrator import stack as stack_cmd
 
         if args.stack_command == "up":
             return processes.run_up(s, args.agent_processes, with_stack=True)
@@ -119,7 +123,7 @@ def _dispatch(args: argparse.Namespace, s: Settings) -> int:
             return stack_cmd.status(s, args.json)
         return stack_cmd.pages(s, args.json)
     if c == "render":
-        from service.render import render_all
+        from orchestrator.render import render_all
 
         changed = render_all(args.root)
         print("\n".join(f"wrote {path}" for path in changed) or "everything is up to date")
@@ -132,7 +136,9 @@ def _dispatch(args: argparse.Namespace, s: Settings) -> int:
         if not processes.preflight(s):
             return 2
         scopes = tuple(x.strip() for x in args.scopes.split(",") if x.strip())
-        key = asyncio.run(processes.create_key(s, args.name, scopes))
+        from service.db.keys import provision_key  # not at import time: see run_api
+
+        key = asyncio.run(provision_key(s, args.name, scopes))
         print(key if not args.json else f'{{"name": "{args.name}", "key": "{key}"}}')
         return 0
     if c == "agents" and args.agents_command == "retire":

@@ -1,21 +1,23 @@
 """Everything ``orchestrator render`` writes, from the Python definitions: alert rules and their
-tests, alertmanager.yml, the runbook, the compose stack's prometheus.yml, and (when the dashboards
-package provides them) the Grafana dashboards and provisioning."""
+tests, alertmanager.yml, the runbook, the compose stack's prometheus.yml, and the Grafana
+dashboards and provisioning (those need grafana-foundation-sdk: the ``render`` extra)."""
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
-RENDERERS = ("alerts.render", "stack.render", "dashboards.render")
+from alerts import render as alerts_render
+from service.errors import MissingExtra
+from stack import render as stack_render
 
 
 def all_rendered_files() -> dict[str, str]:
-    files: dict[str, str] = {}
-    for name in RENDERERS:
-        module = importlib.import_module(name)
-        files.update(module.rendered_files())
-    return files
+    try:
+        from dashboards import render as dashboards_render
+    except ImportError as exc:
+        raise MissingExtra("orchestrator render (the dashboards)", "render", exc) from exc
+    return {**alerts_render.rendered_files(), **stack_render.rendered_files(),
+            **dashboards_render.rendered_files()}
 
 
 def render_all(root: Path) -> list[str]:

@@ -12,9 +12,8 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
-from service.db.migrate import migrate
+from service.api.readiness import ForeignServer, answers
+from service.db.migrate import migrate, migrated_pool
 from service.db.pool import ensure_database, open_pool
 from service.errors import OrchestratorError, PortUnavailable
 from service.ports import bind_error, require_free
@@ -27,7 +26,7 @@ if TYPE_CHECKING:
     from stack.native import NativeStack
     from stack.supervisor import Supervisor
 
-COMMAND = [sys.executable, "-m", "service.cli.main"]
+COMMAND = [sys.executable, "-m", "orchestrator"]
 API_PORT = "ORCH_API_PORT"
 
 
@@ -125,32 +124,13 @@ def run_migrate(settings: Settings) -> int:
     return 0
 
 
-async def create_key(settings: Settings, name: str, scopes: tuple[str, ...],
-                     key: str | None = None) -> str:
-    """Store a key (after migrating) and return its clear value."""
-    from service.db.keys import KeyStore  # not at import time: see run_api
-
-    await ensure_database(settings)
-    pool = await open_pool(settings, name="keys")
-    try:
-        await migrate(pool)
-        value, _ = await KeyStore(pool).create(name, scopes, key)
-        return value
-    finally:
-        await pool.close()
-
-
 def retire_agent(settings: Settings, agent: str) -> int:
     """``agents retire NAME``: no worker is expected for ``agent`` any more."""
     from service.db.workers import WorkerRegistry
 
     async def go() -> bool:
-        pool = await open_pool(settings, name="retire")
-        try:
-            await migrate(pool)
+        async with migrated_pool(settings, "retire") as pool:
             return await WorkerRegistry(pool).retire(agent)
-        finally:
-            await pool.close()
 
     if asyncio.run(go()):
         print(f"retired {agent}: no page while no worker serves it, until one starts again")
@@ -166,7 +146,7 @@ def dev_key(settings: Settings) -> str:
     path = settings.dev_key_file
     if path.exists():
         return path.read_text().strip()
-    from service.db.keys import generate_key
+    from service.db.keys import generate_key  # not at import time: see run_api
 
     key = generate_key()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -198,7 +178,7 @@ def run_up(settings: Settings, agent_processes: int, *, with_stack: bool = False
                     supervisor.stop()  # the orchestrator first, then its own services
                     for name in stop_own(settings.stack_dir):
                         print(f"stopped {name}", file=sys.stderr)
-    except StackError as exc:
+    except (StackError, ForeignServer) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 1 if supervisor.failed() else code
@@ -224,8 +204,9 @@ def _up(settings: Settings, agent_processes: int, supervisor: Supervisor, starte
     settings = Settings.from_env({**os.environ, **overrides})
     if not preflight(settings):
         return 2
-    key = asyncio.run(create_key(settings, "dev", ("tasks:write", "tasks:read"),
-                                 dev_key(settings)))
+    from service.db.keys import provision_key
+
+    key = asyncio.run(provision_key(settings, "dev", key=dev_key(settings)))
     instance = uuid.uuid4().hex[:12]
     env = {**os.environ, **overrides}
     logs = settings.stack_dir / "logs"
@@ -240,7 +221,7 @@ def _up(settings: Settings, agent_processes: int, supervisor: Supervisor, starte
                                 str(settings.agent_metrics_port + i)],
                          own_log=logs / f"{name}.log",
                          env={**env, "ORCH_LOG_FILE": str(logs / f"{name}.log")})
-    supervisor.wait_until(lambda: _api_ready(settings.base_url, instance), 60,
+    supervisor.wait_until(lambda: answers(settings.base_url, instance=instance), 60,
                           f"the API to answer at {settings.base_url}")
     urls = {"API": settings.base_url}
     lines = [("API", f"{settings.base_url}  (OpenAPI {settings.base_url}/schema)"),
@@ -285,23 +266,6 @@ def _taken_ports(settings: Settings, agent_processes: int, with_stack: bool) -> 
     return taken
 
 
-def _api_ready(url: str, instance: str) -> bool:
-    """Ready, and answered by the server just started (its instance id), not by another."""
-    from stack.errors import StackError
-
-    try:
-        response = httpx.get(f"{url}/health/ready", timeout=2)
-        answered = response.json().get("instance") if response.status_code == 200 else None
-    except (httpx.HTTPError, ValueError, AttributeError):
-        return False
-    if response.status_code != 200:
-        return False
-    if answered != instance:
-        raise StackError(f"{url} is answered by another server (instance {answered!r}), not"
-                         f" the API just started; pick another port: {API_PORT}")
-    return True
-
-
 def _path_hint() -> str:
     """How to put this installation's ``orchestrator`` on PATH, when it is not."""
     here = Path(sys.executable).parent
@@ -341,5 +305,5 @@ def _run_loop(main: Coroutine[Any, Any, None]) -> None:
         uvloop.run(main)
 
 
-__all__ = ["create_key", "preflight", "retire_agent", "run_agent", "run_api", "run_migrate",
+__all__ = ["preflight", "retire_agent", "run_agent", "run_api", "run_migrate",
            "run_up"]

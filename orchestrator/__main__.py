@@ -1,0 +1,7 @@
+"""``python -m orchestrator``: the console script."""
+
+import sys
+
+from orchestrator.main import main
+
+sys.exit(main())
