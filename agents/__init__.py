@@ -1,19 +1,22 @@
-"""Agents: the worker runtime and the built-in agents.
+"""The agent SDK: what an agent author imports (the ``@agent`` decorator, ``TaskContext``, the two
+errors, the retry policy) and the built-in agents.
 
 An agent is an async function ``fn(input, ctx) -> result`` registered by name with ``@agent``;
-consuming, timeouts, acks, retries, dead letters and heartbeats belong to the runtime.
+consuming, timeouts, acks, retries, dead letters and heartbeats belong to the worker runtime
+(``service.worker``).
 
-May import: ``service``.
+May import: no other layer (the SDK is the ground floor an agent stands on).
 """
 
-from agents.context import TaskContext
+from agents.context import LlmEndpoint, TaskContext
+from agents.errors import AgentError, NonRetryableError
 from agents.registry import AgentSpec, agent, get_agent, known_agents, load_agent_modules
 from agents.retry import RetryPolicy
-from service.errors import AgentError, NonRetryableError
 
 __all__ = [
     "AgentError",
     "AgentSpec",
+    "LlmEndpoint",
     "NonRetryableError",
     "RetryPolicy",
     "TaskContext",

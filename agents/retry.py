@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from service.errors import NonRetryableError
+from agents.errors import NonRetryableError
 
 
 @dataclass(frozen=True)

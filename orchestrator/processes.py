@@ -61,7 +61,7 @@ def run_api(settings: Settings) -> int:
     # (so the folder is removed) instead of ending the process on the spot
     signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        uvicorn.run("service.api.app:create_asgi_app", factory=True, host=settings.api_host,
+        uvicorn.run("orchestrator.asgi:create_asgi_app", factory=True, host=settings.api_host,
                     port=settings.api_port, workers=settings.api_workers, loop="uvloop",
                     http="httptools", access_log=False, log_level="warning", log_config=None,
                     timeout_graceful_shutdown=int(settings.shutdown_grace_s))
@@ -89,7 +89,7 @@ def _raise_terminated(signum: int, frame: object) -> None:
 
 
 def run_agent(settings: Settings, agents: list[str] | None) -> int:
-    from agents.runtime.worker import Worker
+    from service.worker.worker import Worker
 
     configure_logging(settings, service="agent")
     if not preflight(settings):

@@ -1,7 +1,6 @@
 """The orchestrator service: settings, names, the metric catalog and telemetry, PostgreSQL,
-RabbitMQ, Redis, and the HTTP API.
+RabbitMQ, Redis, the HTTP API and the worker runtime (``worker/``) that runs agents.
 
-May import: ``agents`` (the agent registry, for the types the API accepts) and ``alerts`` (the
-runbook page the API serves); never ``dashboards``, ``stack``, ``loadtest`` or the composition
-root ``orchestrator``.
+May import: ``agents`` (the agent SDK: registry, context, errors, retry policy); never a layer
+above it (``alerts``, ``dashboards``, ``stack``, ``loadtest`` or the composition root).
 """

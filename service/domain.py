@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from service.errors import NonRetryableError
+from agents.errors import NonRetryableError
 
 
 class TaskStatus(StrEnum):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from agents.errors import NonRetryableError
+
 
 class OrchestratorError(Exception):
     """Base of every error the orchestrator raises on purpose."""
@@ -117,14 +119,6 @@ class IdempotencyConflict(OrchestratorError):
             f"Idempotency-Key {key!r} was already used for task {task_id} with a different body; "
             "use a new key for a different request"
         )
-
-
-class AgentError(Exception):
-    """Raised by agent code for a failure that may succeed when retried."""
-
-
-class NonRetryableError(AgentError):
-    """Raised by agent code for a failure that retrying cannot fix; the task goes dead at once."""
 
 
 class IntegrityError(NonRetryableError):

@@ -60,6 +60,8 @@ async def client(api_url: str, api_key: str, worker: Proc) -> AsyncIterator[http
 
 
 MARKS = ("unit", "integration")
+SERVICE_FIXTURES = {"logs_dir", "env", "api_url", "api_key", "worker", "client"}
+"""The fixtures that start services: a ``unit`` test may use none of them."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -68,3 +70,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 if sum(1 for mark in MARKS if item.get_closest_marker(mark)) != 1]
     if unmarked:
         raise pytest.UsageError(f"mark each test with exactly one of {MARKS}: {unmarked}")
+    wrong = [item.nodeid for item in items if item.get_closest_marker("unit")
+             and SERVICE_FIXTURES & set(getattr(item, "fixturenames", ()))]
+    if wrong:
+        raise pytest.UsageError(f"unit tests that start services (mark them integration): {wrong}")

@@ -207,15 +207,15 @@ def wait_until(predicate: Any, timeout_s: float = 20, interval_s: float = 0.05) 
 async def deliver_again(env: Env, task_id: str, agent: str = "echo") -> None:
     """Publish a second message for a task, as a duplicate delivery would."""
     import aio_pika
-    import msgspec
 
     from service import names
+    from service.broker.messages import TaskMessage, encode
 
     connection = await aio_pika.connect(env.settings.amqp_url)
     async with connection:
         channel = await connection.channel()
         exchange = await channel.get_exchange(names.WORK_EXCHANGE)
-        body = msgspec.json.encode({"task_id": task_id, "agent": agent, "attempt": 1})
+        body = encode(TaskMessage(task_id, agent, 1))
         await exchange.publish(aio_pika.Message(body), routing_key=agent)
 
 

@@ -173,17 +173,6 @@ def test_every_cli_command_in_the_runbook_exists() -> None:
         assert result.returncode == 0, (command, result.stderr)
 
 
-def test_the_api_serves_the_runbook_with_a_section_per_alert(api_url: str) -> None:
-    import httpx
-
-    page = httpx.get(f"{api_url}/runbook", timeout=10)
-    assert page.status_code == 200
-    assert page.headers["content-type"].startswith("text/html")
-    for rule in alert_rules():
-        anchor = rule["annotations"]["runbook_url"].split("#", 1)[1]
-        assert f'id="{anchor}"' in page.text, rule["alert"]
-
-
 def test_the_queue_wait_target_is_a_bucket_of_the_histogram_as_exposed() -> None:
     from prometheus_client.utils import floatToGoString
 

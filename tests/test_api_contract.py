@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from alerts.rules import rule_groups
 from tests.services import Env, create_key, start_agent
 from tests.tasks import events, kinds, submit, wait_for, wait_for_event
 
@@ -435,3 +436,15 @@ async def test_task_read_keeps_the_given_priority_attempts_and_timeout(
     task = (await client.get(f"/v1/tasks/{accepted['id']}")).json()
     assert (task["priority"], task["max_attempts"], task["timeout_s"]) == (7, 5, 12.5)
     assert task["input"] is None
+
+
+async def test_the_api_serves_the_runbook_with_a_section_per_alert(
+        anonymous: httpx.AsyncClient) -> None:
+    page = await anonymous.get("/runbook")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    alerts = [r for g in rule_groups()["groups"] for r in g["rules"] if "alert" in r]
+    assert alerts, "nothing to check"
+    for rule in alerts:
+        anchor = rule["annotations"]["runbook_url"].split("#", 1)[1]
+        assert f'id="{anchor}"' in page.text, rule["alert"]

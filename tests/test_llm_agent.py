@@ -9,10 +9,9 @@ from typing import Any
 import pytest
 
 from agents.builtin.llm import llm
-from agents.context import TaskContext
+from agents.context import LlmEndpoint, TaskContext
+from agents.errors import AgentError, NonRetryableError
 from agents.registry import get_agent
-from service.errors import AgentError, NonRetryableError
-from service.settings import Settings
 from tests.fake_llm import FakeLLM, running_fake_llm
 
 pytestmark = pytest.mark.unit
@@ -26,11 +25,9 @@ def fake() -> Iterator[FakeLLM]:
         yield server
 
 
-def make_ctx(base_url: str, api_key: str = KEY, **overrides: Any) -> TaskContext:
-    settings = Settings().with_overrides(llm_base_url=base_url, llm_api_key=api_key,
-                                         llm_model="test-model", **overrides)
-    return TaskContext(task_id="t1", agent="llm", attempt=1, max_attempts=3,
-                       worker_id="w", settings=settings)
+def make_ctx(base_url: str, api_key: str = KEY, timeout_s: float = 60.0) -> TaskContext:
+    return TaskContext(task_id="t1", agent="llm", attempt=1, max_attempts=3, worker_id="w",
+                       llm=LlmEndpoint(base_url, api_key, "test-model", timeout_s))
 
 
 async def test_prompt_round_trip_sends_openai_payload_and_records_usage(fake: FakeLLM) -> None:
@@ -123,7 +120,7 @@ async def test_connection_refused_is_retryable() -> None:
 async def test_timeout_is_retryable(fake: FakeLLM) -> None:
     fake.delay_s = 1.0
     with pytest.raises(AgentError, match=r"timed out after 0\.2s") as info:
-        await llm({"prompt": "hi"}, make_ctx(fake.base_url, llm_timeout_s=0.2))
+        await llm({"prompt": "hi"}, make_ctx(fake.base_url, timeout_s=0.2))
     assert not isinstance(info.value, NonRetryableError)
 
 

@@ -9,10 +9,10 @@ import random
 
 import pytest
 
+from agents.errors import AgentError, NonRetryableError
 from agents.retry import GiveUp, Retry, RetryPolicy, decide
 from service.broker.topology import DELAY_STEPS_MS, delay_step_ms
 from service.domain import result_json
-from service.errors import AgentError, NonRetryableError
 
 pytestmark = pytest.mark.unit
 

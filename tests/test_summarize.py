@@ -7,10 +7,9 @@ from typing import Any
 import pytest
 
 from agents.builtin.summarize import split_sentences, summarize, summarize_text
-from agents.context import TaskContext
+from agents.context import LlmEndpoint, TaskContext
+from agents.errors import NonRetryableError
 from agents.registry import get_agent
-from service.errors import NonRetryableError
-from service.settings import Settings
 
 pytestmark = pytest.mark.unit
 
@@ -26,7 +25,7 @@ TEXT = (
 
 def ctx() -> TaskContext:
     return TaskContext(task_id="t1", agent="summarize", attempt=1, max_attempts=3,
-                       worker_id="w", settings=Settings())
+                       worker_id="w", llm=LlmEndpoint("http://127.0.0.1:9", "", "m", 1.0))
 
 
 def test_split_sentences_on_terminal_punctuation() -> None:

@@ -231,7 +231,7 @@ async def test_log_lines_of_a_task_carry_its_trace_and_task_ids(traced: Traced) 
         assert line["service"] == "agent"
         assert line["worker_id"] == done["worker_id"]
         assert line["level"] == "INFO"
-        assert line["logger"] == "agents.runtime.executor"
+        assert line["logger"] == "service.worker.lifecycle"  # the log middleware
         assert line["time"] and line["message"]
     # and the span ids are those of the two deliveries' consumer spans, as exported
     spans = _wait_for_trace(traced.receiver, trace_id)

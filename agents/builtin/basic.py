@@ -6,8 +6,8 @@ import asyncio
 from typing import Any
 
 from agents.context import TaskContext
+from agents.errors import AgentError, NonRetryableError
 from agents.registry import agent
-from service.errors import AgentError, NonRetryableError
 
 
 @agent("echo")

@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 
 from agents.context import TaskContext
+from agents.errors import AgentError, NonRetryableError
 from agents.registry import agent
-from service.errors import AgentError, NonRetryableError
 
 RETRYABLE_STATUS = frozenset({408, 429})
 
@@ -20,16 +20,16 @@ async def llm(payload: Any, ctx: TaskContext) -> dict[str, Any]:
 
     Optional ``model`` (default ``ORCH_LLM_MODEL``), ``max_tokens`` and ``temperature``.
     """
-    settings = ctx.settings
-    body = build_request(payload, settings.llm_model)
-    url = settings.llm_base_url.rstrip("/") + "/chat/completions"
-    headers = {"Authorization": f"Bearer {settings.llm_api_key}"} if settings.llm_api_key else {}
+    endpoint = ctx.llm
+    body = build_request(payload, endpoint.model)
+    url = endpoint.base_url.rstrip("/") + "/chat/completions"
+    headers = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
     started = time.perf_counter()
     try:
-        async with httpx.AsyncClient(timeout=settings.llm_timeout_s) as client:
+        async with httpx.AsyncClient(timeout=endpoint.timeout_s) as client:
             response = await client.post(url, json=body, headers=headers)
     except httpx.TimeoutException as exc:
-        raise AgentError(f"LLM endpoint {url} timed out after {settings.llm_timeout_s}s "
+        raise AgentError(f"LLM endpoint {url} timed out after {endpoint.timeout_s}s "
                          f"({type(exc).__name__})") from exc
     except httpx.TransportError as exc:
         raise AgentError(f"LLM endpoint {url} is not reachable ({type(exc).__name__}: {exc}); "

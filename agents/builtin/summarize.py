@@ -7,8 +7,8 @@ from collections import Counter
 from typing import Any
 
 from agents.context import TaskContext
+from agents.errors import NonRetryableError
 from agents.registry import agent
-from service.errors import NonRetryableError
 
 ABBREVIATIONS = frozenset({
     "e.g.", "i.e.", "vs.", "cf.", "al.", "approx.", "fig.", "no.", "nos.",

@@ -1,22 +1,24 @@
-"""The Litestar application factory, and the ASGI app the server runs (with its telemetry)."""
+"""The Litestar application factory, and the ASGI app a server worker runs (with its telemetry).
+
+Pages of the layers above the service (the runbook) are handed in by the composition root
+(``orchestrator.asgi``), which is what ``orchestrator api`` serves."""
 
 from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import Sequence
 from typing import Any, cast
 
 from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 
-from alerts.links import Deployment
 from service.api.agents import list_agents
 from service.api.auth import require_api_key
 from service.api.errors import EXCEPTION_HANDLERS
 from service.api.health import live, ready
 from service.api.metrics import metrics_endpoint
-from service.api.runbook import runbook_page
 from service.api.state import services_lifespan
 from service.api.tasks import TaskController
 from service.settings import Settings, get_settings
@@ -25,17 +27,16 @@ from service.telemetry.logs import configure_logging
 from service.telemetry.tracing import configure_tracing, spans_exported
 
 
-def create_app(settings: Settings | None = None) -> Litestar:
+def create_app(settings: Settings | None = None, extra_handlers: Sequence[Any] = ()) -> Litestar:
     settings = settings or get_settings()
     v1 = Router(path="/", route_handlers=[TaskController, list_agents], guards=[require_api_key])
-    handlers: list[Any] = [v1, live, ready, runbook_page]
+    handlers: list[Any] = [v1, live, ready, *extra_handlers]
     if settings.metrics_enabled:
         handlers.append(metrics_endpoint)
     return Litestar(
         route_handlers=handlers,
         lifespan=[services_lifespan(settings)],
-        state=State({"instance": settings.instance_id,
-                     "deployment": Deployment.from_settings(settings)}),
+        state=State({"instance": settings.instance_id}),
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(title="Agent orchestrator", version="0.1.0",
@@ -44,13 +45,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
 
 
-def create_asgi_app() -> ASGIApp:
-    """What ``orchestrator api`` serves (called once in every server worker process)."""
+def asgi_app(extra_handlers: Sequence[Any] = ()) -> ASGIApp:
+    """The app one server worker process serves, with its telemetry and ``extra_handlers``."""
     settings = get_settings()
     _exit_with_the_server()
     configure_logging(settings, service="api")
     configure_tracing(settings, service="api")
-    app: ASGIApp = RequestTelemetry(cast(ASGIApp, create_app(settings)),
+    app: ASGIApp = RequestTelemetry(cast(ASGIApp, create_app(settings, extra_handlers)),
                                     record_metrics=settings.metrics_enabled,
                                     name_spans=spans_exported())
     return traced(app) if settings.tracing_enabled else app

@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import msgspec
 from aio_pika import DeliveryMode, Message
 
 from service import names
+from service.broker.messages import CancelCommand, TaskMessage, encode
 from service.broker.topology import Topology, delay_step_ms
 from service.db.outbox import PendingMessage
 from service.domain import TaskStatus
@@ -16,18 +16,6 @@ from service.telemetry import metrics
 from service.telemetry.tracing import publish_span
 
 _RETRY_NOW_S = 0.05  # a retry due within this is sent straight to the work exchange
-
-
-class TaskMessage(msgspec.Struct, frozen=True):
-    """The body of every task message: the id, the agent and the attempt it starts."""
-
-    task_id: str
-    agent: str
-    attempt: int
-
-
-_encode = msgspec.json.Encoder().encode
-decode_task_message = msgspec.json.Decoder(TaskMessage).decode
 
 
 class Publisher:
@@ -59,7 +47,7 @@ class Publisher:
         with publish_span(pending.traceparent, exchange_name, pending.agent, pending.task_id,
                           headers):
             message = Message(
-                _encode(body), content_type="application/json", message_id=pending.task_id,
+                encode(body), content_type="application/json", message_id=pending.task_id,
                 delivery_mode=DeliveryMode.PERSISTENT, headers=headers, type=status.value,
             )
             started = time.perf_counter()
@@ -71,6 +59,6 @@ class Publisher:
         """Tell every worker that a running task should stop (cooperative cancel)."""
         exchange = self.topology.exchanges[names.CONTROL_EXCHANGE]
         await exchange.publish(
-            Message(_encode({"cancel": task_id}), content_type="application/json"),
+            Message(encode(CancelCommand(task_id)), content_type="application/json"),
             routing_key="",
         )

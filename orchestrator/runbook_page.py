@@ -1,5 +1,6 @@
 """``/runbook``: the runbook as a web page, so every alert's ``runbook_url`` opens its section;
-its links and commands point at this deployment (its settings), not at the local defaults."""
+its links and commands point at this deployment (the API's settings), not at the local
+defaults."""
 
 from __future__ import annotations
 
@@ -26,4 +27,4 @@ def runbook_html(deployment: Deployment) -> str:
 
 @get("/runbook", media_type=MediaType.HTML, include_in_schema=False)
 async def runbook_page(request: Request[Any, Any, Any]) -> str:
-    return runbook_html(request.app.state.deployment)
+    return runbook_html(Deployment.from_settings(request.app.state.services.settings))

@@ -1,5 +1,5 @@
 """The worker runtime: consume, run, ack, retry, dead-letter, heartbeat."""
 
-from agents.runtime.worker import Worker
+from service.worker.worker import Worker
 
 __all__ = ["Worker"]

@@ -1,7 +1,8 @@
 """One delivery, start to finish: claim in PostgreSQL, run the agent, record the outcome, ack.
 
-The ack always comes after the outcome is committed. A delivery that cannot be recorded (the
-database is unreachable for longer than the retry window) is not acked, so it comes back.
+The ack always comes after the outcome is committed; while the database is unreachable the
+delivery is held (not acked, not returned). Each transition is one lifecycle hook: metrics, log
+lines and the status cache are middleware (``service.worker.lifecycle``).
 """
 
 from __future__ import annotations
@@ -11,24 +12,24 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-import msgspec
 import psycopg
 from aio_pika.abc import AbstractIncomingMessage
 from loguru import logger
 from psycopg_pool import PoolTimeout
 
-from agents.context import TaskContext
+from agents.context import LlmEndpoint, TaskContext
+from agents.errors import NonRetryableError
 from agents.registry import get_agent
 from agents.retry import GiveUp, RetryPolicy, decide
 from service import names
-from service.broker.publisher import TaskMessage, decode_task_message
+from service.broker.messages import MalformedMessage, TaskMessage, decode_task
 from service.cache import Cache
 from service.db.runs import NotClaimed, Run, RunStore, new_run_id
 from service.domain import Task, input_checksum, result_json
-from service.errors import IntegrityError, NonRetryableError
+from service.errors import IntegrityError
 from service.settings import Settings
-from service.telemetry import metrics
 from service.telemetry.tracing import process_span, tracer
+from service.worker.lifecycle import Lifecycle, RunLogs, RunMetrics, StatusCache
 
 T = TypeVar("T")
 _MAX_ERROR_CHARS = 2000
@@ -38,13 +39,12 @@ class TaskExecutor:
     """Runs deliveries with bounded concurrency and records every outcome."""
 
     def __init__(self, runs: RunStore, cache: Cache, settings: Settings,
-                 on_outbox_change: Callable[[], None],
-                 db_retry_window_s: float | None = None) -> None:
+                 on_outbox_change: Callable[[], None]) -> None:
         self.runs = runs
-        self.cache = cache
-        self.settings = settings
+        self.lifecycle = Lifecycle([RunMetrics(), RunLogs(), StatusCache(cache)])
+        self.llm = LlmEndpoint(settings.llm_base_url, settings.llm_api_key, settings.llm_model,
+                               settings.llm_timeout_s)
         self.on_outbox_change = on_outbox_change
-        self.db_retry_window_s = db_retry_window_s
         self.default_policy = RetryPolicy(
             max_attempts=settings.retry_max_attempts, base_delay_s=settings.retry_base_delay_s,
             max_delay_s=settings.retry_max_delay_s, jitter=settings.retry_jitter,
@@ -90,8 +90,8 @@ class TaskExecutor:
         self.handlers.add(me)
         try:
             try:
-                message = decode_task_message(delivery.body)
-            except msgspec.DecodeError as exc:
+                message = decode_task(delivery.body)
+            except MalformedMessage as exc:
                 logger.error("malformed task message dropped to the dead-letter queue: {}", exc)
                 await delivery.reject(requeue=False)
                 return
@@ -109,72 +109,56 @@ class TaskExecutor:
                 logger.contextualize(task_id=message.task_id, agent=message.agent,
                                      attempt=message.attempt, worker_id=self.runs.worker_id):
             span.set_attribute("messaging.rabbitmq.redelivered", redelivered)
-            try:
-                run_id = new_run_id()  # one per delivery: a retried claim stays the same claim
-                claim = await self._db(lambda: self.runs.claim(
-                    message.task_id, redelivered=redelivered, run_id=run_id))
-                if isinstance(claim, NotClaimed):
-                    span.set_attribute("orchestrator.dropped", claim.reason)
-                    await self._not_claimed(message, claim, redelivered)
-                else:
-                    await self._run(claim)
-            except (psycopg.OperationalError, PoolTimeout) as exc:
-                logger.error("database unreachable, returning the message to the queue: {}",
-                             exc)
-                await delivery.nack(requeue=True)
-                return
+            run_id = new_run_id()  # one per delivery: a retried claim stays the same claim
+            claim = await self._db(lambda: self.runs.claim(
+                message.task_id, redelivered=redelivered, run_id=run_id))
+            if isinstance(claim, NotClaimed):
+                span.set_attribute("orchestrator.dropped", claim.reason)
+                await self._not_claimed(message, claim, redelivered)
+            else:
+                await self._run(claim)
             await delivery.ack()
 
     async def _not_claimed(self, message: TaskMessage, claim: NotClaimed,
                            redelivered: bool) -> None:
         if claim.reason == "duplicate":
-            metrics.DUPLICATE_DELIVERIES.labels(message.agent).inc()
+            self.lifecycle.emit(lambda m: m.duplicate_dropped(message.agent))
             await self._db(lambda: self.runs.record_duplicate(
                 message.task_id, {"attempt": message.attempt, "redelivered": redelivered}))
-            logger.info("duplicate delivery dropped")
             return
-        if claim.reason == "cancelled":
-            metrics.TASKS_CANCELLED.labels(message.agent).inc()
-        else:
-            metrics.TASKS_DEAD_LETTERED.labels(message.agent).inc()
+        self.lifecycle.emit(lambda m: m.claim_refused(message.agent, claim.reason))
+        if claim.reason != "cancelled":
             self.on_outbox_change()
         self._recorded(claim.task)
 
     async def _run(self, run: Run) -> None:
         task = run.task
         self._recorded(task)
-        metrics.TASKS_STARTED.labels(task.agent).inc()
-        wait_s = (task.started_at or task.updated_at) - task.available_at
-        metrics.QUEUE_WAIT.labels(task.agent).observe(max(0.0, wait_s.total_seconds()))
-        in_progress = metrics.TASKS_IN_PROGRESS.labels(task.agent)
-        in_progress.inc()
+        self.lifecycle.emit(lambda m: m.run_started(task))
         started = time.perf_counter()
         result: Any
         error: BaseException | None
         try:
             if input_checksum(task.input) != task.input_checksum:
-                metrics.INTEGRITY_FAILURES.labels(task.agent).inc()
+                self.lifecycle.emit(lambda m: m.integrity_failed(task))
                 result, error = None, IntegrityError(
                     f"input of task {task.id} does not match its checksum: the stored data"
                     " changed after submission; not running it")
             else:
                 result, error = await self._call_agent(run)
         finally:
-            in_progress.dec()
-            metrics.RUN_DURATION.labels(task.agent).observe(time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            self.lifecycle.emit(lambda m: m.run_ended(task, seconds))
         if error is None:
             done, error = await self._store_result(run, result)
         if error is None:
             if done is None:
-                metrics.DUPLICATE_DELIVERIES.labels(task.agent).inc()
-                logger.warning("result discarded: another run owns the task now")
+                self.lifecycle.emit(lambda m: m.result_discarded(task))
                 return
-            metrics.TASKS_SUCCEEDED.labels(task.agent).inc()
-            logger.info("task succeeded")
+            self.lifecycle.emit(lambda m: m.succeeded(task))
         elif isinstance(error, asyncio.CancelledError):
             done = await self._db(lambda: self.runs.cancelled(run))
-            metrics.TASKS_CANCELLED.labels(task.agent).inc()
-            logger.info("task cancelled while running")
+            self.lifecycle.emit(lambda m: m.cancelled_while_running(task))
         else:
             done = await self._failed(run, error)
         self._recorded(done)
@@ -198,7 +182,7 @@ class TaskExecutor:
         if spec is None:
             return None, NonRetryableError(f"no agent {task.agent!r} registered in this worker")
         ctx = TaskContext(task.id, task.agent, task.attempts, task.max_attempts,
-                          self.runs.worker_id, self.settings)
+                          self.runs.worker_id, self.llm)
         timeout_s = min(task.timeout_s, spec.timeout_s or task.timeout_s)
         async def traced_call() -> Any:
             with tracer().start_as_current_span(f"agent {task.agent}", attributes={
@@ -222,40 +206,36 @@ class TaskExecutor:
         finally:
             self.running.pop(task.id, None)
             self._cancel_requested.discard(task.id)
-            _count_model_calls(ctx)
+            if ctx.model_calls:
+                self.lifecycle.emit(lambda m: m.model_calls(task.agent, ctx.model_calls))
 
     async def _failed(self, run: Run, error: BaseException) -> Task | None:
         task = run.task
-        metrics.TASKS_FAILED.labels(task.agent).inc()
         text = f"{type(error).__name__}: {error}"[:_MAX_ERROR_CHARS]
+        self.lifecycle.emit(lambda m: m.attempt_failed(task, text))
         spec = get_agent(task.agent)
         policy = spec.retry if spec and spec.retry else self.default_policy
         verdict = decide(task.attempts, task.max_attempts, error, policy)
         if isinstance(verdict, GiveUp):
-            done = await self._db(lambda: self.runs.bury(run, text, verdict.reason))
-            metrics.TASKS_DEAD_LETTERED.labels(task.agent).inc()
-            logger.warning("task dead ({}): {}", verdict.reason, text)
+            reason = verdict.reason
+            done = await self._db(lambda: self.runs.bury(run, text, reason))
+            self.lifecycle.emit(lambda m: m.dead(task, reason, text))
         else:
-            done = await self._db(lambda: self.runs.retry(run, text, verdict.delay_s))
-            metrics.TASKS_RETRIED.labels(task.agent).inc()
-            logger.info("attempt failed, retry in {:.2f}s: {}", verdict.delay_s, text)
+            delay_s = verdict.delay_s
+            done = await self._db(lambda: self.runs.retry(run, text, delay_s))
+            self.lifecycle.emit(lambda m: m.retry_scheduled(task, delay_s, text))
         self.on_outbox_change()
         return done
 
     def _recorded(self, task: Task | None) -> None:
-        """After a committed transition: refresh the status cache; time finished tasks."""
-        if task is None:
-            return
-        self.cache.put_task(task)
-        if task.status.is_final and task.finished_at is not None:
-            metrics.END_TO_END.labels(task.agent, task.status.value).observe(
-                (task.finished_at - task.created_at).total_seconds())
+        if task is not None:
+            self.lifecycle.emit(lambda m: m.transition_recorded(task))
 
     async def _db(self, op: Callable[[], Awaitable[T]]) -> T:
-        """Run a database operation, retrying while the database is unreachable (by default
-        for as long as it takes). The delivery stays unacked meanwhile: returning it to the
-        queue would count towards the delivery limit, and a long outage would then dead-letter
-        messages whose tasks are still queued in PostgreSQL."""
+        """Run a database operation, retrying for as long as the database is unreachable. The
+        delivery stays unacked meanwhile: returning it to the queue would count towards the
+        delivery limit, and a long outage would then dead-letter messages whose tasks are
+        still queued in PostgreSQL."""
         started = time.monotonic()
         delay, warned_at = 0.2, -60.0
         while True:
@@ -263,8 +243,6 @@ class TaskExecutor:
                 return await op()
             except (psycopg.OperationalError, PoolTimeout) as exc:
                 waited = time.monotonic() - started
-                if self.db_retry_window_s is not None and waited + delay > self.db_retry_window_s:
-                    raise
                 if waited - warned_at >= 60:
                     warned_at = waited
                     logger.warning("database unreachable for {:.0f}s, holding the delivery and"
@@ -272,11 +250,3 @@ class TaskExecutor:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-
-def _count_model_calls(ctx: TaskContext) -> None:
-    for call in ctx.model_calls:
-        labels = (ctx.agent, call["model"])
-        metrics.MODEL_CALLS.labels(*labels).inc()
-        metrics.MODEL_INPUT_TOKENS.labels(*labels).inc(call["tokens_in"])
-        metrics.MODEL_OUTPUT_TOKENS.labels(*labels).inc(call["tokens_out"])
-        metrics.MODEL_LATENCY.labels(*labels).observe(call["latency_s"])

@@ -9,29 +9,21 @@ import signal
 import socket
 import uuid
 from contextlib import AsyncExitStack
-from typing import Any
 
-import msgspec
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from loguru import logger
 
 from agents.registry import known_agents, load_agent_modules
-from agents.runtime.executor import TaskExecutor
-from agents.runtime.heartbeat import Heartbeat
-from service.broker.connection import connect
-from service.broker.publisher import Publisher
-from service.broker.relay import OutboxRelay
+from service.broker.messages import MalformedMessage, decode_control
 from service.broker.topology import Topology
-from service.cache import Cache
-from service.db.migrate import migrate
-from service.db.outbox import OutboxStore
-from service.db.pool import open_pool
 from service.db.runs import RunStore
 from service.db.workers import WorkerRegistry
 from service.errors import PortUnavailable
+from service.resources import open_resources
 from service.settings import Settings
 from service.telemetry.exposition import mark_build, serve_agent_metrics
-from service.telemetry.probe import Probe
+from service.worker.executor import TaskExecutor
+from service.worker.heartbeat import Heartbeat
 
 AGENT_TAKEOVER_S = 5.0
 """An agent's outbox relay publishes new submissions only once they have waited this long."""
@@ -79,29 +71,17 @@ class Worker:
             self.metrics_port = server.server_port
             logger.info("agent metrics on http://{}:{}/metrics", s.metrics_host,
                         self.metrics_port)
-        self.pool = await open_pool(s, name=f"agent {self.worker_id}"[:60])
-        resources.push_async_callback(self.pool.close)
-        await migrate(self.pool)
-        self.cache = Cache(s)
-        resources.push_async_callback(self.cache.close)
         resources.callback(self._cancel_handlers)  # runs after the connection is closed
-        self.connection = await connect(s, f"agent {self.worker_id}")
-        resources.push_async_callback(self.connection.close)  # unacked messages go back
-        publish_channel = await self.connection.channel(publisher_confirms=True)
-        publish_topology = Topology(publish_channel, s.delivery_limit)
-        await publish_topology.declare_core()
-        self.relay = OutboxRelay(OutboxStore(self.pool, self.worker_id,
-                                             new_tasks_after_s=AGENT_TAKEOVER_S),
-                                 Publisher(publish_topology), batch_size=s.relay_batch_size,
-                                 poll_interval_s=s.relay_poll_interval_s)
+        shared = await resources.enter_async_context(open_resources(
+            s, f"agent {self.worker_id}", actor=self.worker_id,
+            new_tasks_after_s=AGENT_TAKEOVER_S, probe_slots=self._slots))
+        self.pool, self.cache, self.connection = shared.pool, shared.cache, shared.amqp
         self.executor = TaskExecutor(RunStore(self.pool, self.worker_id), self.cache, s,
-                                     self.relay.wake)
+                                     shared.relay.wake)
         self.consume_channel = await self.connection.channel()
         await self.consume_channel.set_qos(prefetch_count=s.prefetch)
         topology = Topology(self.consume_channel, s.delivery_limit)
         await topology.declare_core()
-        self.relay.start()
-        resources.push_async_callback(self.relay.stop)
         cancel_watch = asyncio.create_task(self.executor.watch_cancellations(),
                                            name="cancel-watch")
         resources.callback(cancel_watch.cancel)
@@ -112,10 +92,6 @@ class Worker:
         await heartbeat.beat()
         heartbeat.start()
         resources.push_async_callback(heartbeat.stop)
-        probe = Probe(self.pool, self.connection, self.cache, s.probe_interval_s,
-                      slots=self._slots)
-        probe.start()
-        resources.push_async_callback(probe.stop)
         mark_build("agent")
         control = await topology.declare_control_queue(self.worker_id)
         await control.consume(self._on_control, no_ack=True)
@@ -133,15 +109,15 @@ class Worker:
 
     async def _on_control(self, message: AbstractIncomingMessage) -> None:
         try:
-            command: dict[str, Any] = msgspec.json.decode(message.body)
-        except msgspec.DecodeError:
+            task_id = decode_control(message.body).cancel
+        except MalformedMessage:
             return
-        task_id = command.get("cancel")
-        if isinstance(task_id, str) and self.executor.request_cancel(task_id):
+        if self.executor.request_cancel(task_id):
             logger.bind(task_id=task_id).info("cooperative cancel delivered to the running agent")
 
     def _slots(self) -> tuple[int, int]:
-        used = len(self.executor.running)
+        executor = getattr(self, "executor", None)  # the probe may sample before it exists
+        used = len(executor.running) if executor else 0
         return used, max(0, self.settings.concurrency - used)
 
     def request_stop(self) -> None:

@@ -1,0 +1,28 @@
+"""The messages on the broker, defined once: the task message (every work, retry and
+dead-letter message) and the control message (a cooperative cancel for all workers)."""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class TaskMessage(msgspec.Struct, frozen=True):
+    """The body of every task message: the id, the agent and the attempt it starts."""
+
+    task_id: str
+    agent: str
+    attempt: int
+
+
+class CancelCommand(msgspec.Struct, frozen=True):
+    """Broadcast on the control exchange: stop the running agent call of ``cancel``."""
+
+    cancel: str
+
+
+MalformedMessage = msgspec.DecodeError
+"""A body that is not the message it should be (dropped, or dead-lettered for a task)."""
+
+encode = msgspec.json.Encoder().encode
+decode_task = msgspec.json.Decoder(TaskMessage).decode
+decode_control = msgspec.json.Decoder(CancelCommand).decode

@@ -1,0 +1,65 @@
+"""The resources every orchestrator process holds, opened by one function for the API and the
+agent worker alike: the database pool (migrated), the status cache, the broker connection with
+a confirming publisher, the outbox relay and the telemetry probe. Closed in reverse order."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+from aio_pika.abc import AbstractRobustConnection
+
+from service.broker.connection import connect
+from service.broker.publisher import Publisher
+from service.broker.relay import OutboxRelay
+from service.broker.topology import Topology
+from service.cache import Cache
+from service.db.migrate import migrate
+from service.db.outbox import OutboxStore
+from service.db.pool import Pool, open_pool
+from service.settings import Settings
+from service.telemetry.probe import Probe
+
+
+@dataclass(frozen=True)
+class Resources:
+    pool: Pool
+    cache: Cache
+    amqp: AbstractRobustConnection
+    publisher: Publisher
+    relay: OutboxRelay
+    outbox: OutboxStore
+
+
+@asynccontextmanager
+async def open_resources(settings: Settings, name: str, *, actor: str | None = None,
+                         new_tasks_after_s: float = 0.0,
+                         probe_slots: Callable[[], tuple[int, int]] | None = None,
+                         probe_extra: Callable[[], None] | None = None,
+                         ) -> AsyncIterator[Resources]:
+    """``name`` names the process in PostgreSQL and RabbitMQ, ``actor`` (default: ``name``)
+    on the timeline of what its relay publishes; ``new_tasks_after_s`` leaves fresh
+    submissions to other relays for that long (see ``OutboxStore``)."""
+    async with AsyncExitStack() as stack:
+        pool = await open_pool(settings, name=name[:60])
+        stack.push_async_callback(pool.close)
+        await migrate(pool)
+        cache = Cache(settings)
+        stack.push_async_callback(cache.close)
+        amqp = await connect(settings, name)
+        stack.push_async_callback(amqp.close)  # unacked messages go back to their queues
+        channel = await amqp.channel(publisher_confirms=True)
+        topology = Topology(channel, settings.delivery_limit)
+        await topology.declare_core()
+        publisher = Publisher(topology)
+        outbox = OutboxStore(pool, actor or name, new_tasks_after_s=new_tasks_after_s)
+        relay = OutboxRelay(outbox, publisher, batch_size=settings.relay_batch_size,
+                            poll_interval_s=settings.relay_poll_interval_s)
+        relay.start()
+        stack.push_async_callback(relay.stop)
+        probe = Probe(pool, amqp, cache, settings.probe_interval_s, slots=probe_slots,
+                      extra=probe_extra)
+        probe.start()
+        stack.push_async_callback(probe.stop)
+        yield Resources(pool, cache, amqp, publisher, relay, outbox)
