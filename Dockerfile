@@ -3,6 +3,7 @@ FROM python:3.11.10-slim-bookworm AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY orchestrator orchestrator
+COPY catalog catalog
 COPY service service
 COPY agents agents
 COPY alerts alerts

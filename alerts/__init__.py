@@ -1,5 +1,6 @@
 """Thresholds, SLOs, scenarios and runbook entries as data; renders the Prometheus rules, their
 promtool tests, alertmanager.yml and the runbook.
 
-May import: ``service`` (the metric catalog, names and settings).
+May import: ``catalog`` (metrics, names, jobs, panels) and ``service`` (its settings, for the
+deployment's links).
 """

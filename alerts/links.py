@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from alerts.model import Panel, fill
+from alerts.model import fill
+from catalog.panels import Panel
 from service.settings import Settings
 
 LOGS = Path("stack") / "logs"
@@ -50,7 +51,7 @@ class Deployment:
         return f"{self.public_url}/runbook#{anchor(alert)}"
 
     def dashboard_url(self, panel: Panel) -> str:
-        return f"{self.grafana_url}/d/{panel.dashboard}?viewPanel={panel.panel_id}"
+        return self.grafana_url + panel.path
 
     def command(self, template: str) -> str:
         """A runbook command with this deployment's addresses filled in."""

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from service.telemetry.metrics import AnyMetric as Metric
+from catalog.metrics import AnyMetric as Metric
+from catalog.panels import Panel
 
 
 class Severity(StrEnum):
@@ -30,15 +31,6 @@ class Scenario:
     number: int
     title: str
     priority: str
-
-
-@dataclass(frozen=True)
-class Panel:
-    """Where a signal is drawn: a dashboard uid and a panel id within it."""
-
-    dashboard: str
-    panel_id: int
-    title: str
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from alerts.model import Severity
 from alerts.rules import ALERTS_GROUP, SLOS_GROUP, rule_group
 from alerts.slos import QUEUE_WAIT_BUCKET, SLOS, alert_name
 from alerts.thresholds import THRESHOLDS
-from service.names import DEMO_AGENTS
+from catalog.names import DEMO_AGENTS
 
 EVAL_TIME = "45m"
 SLO_EVAL_TIME = "5h"
@@ -97,8 +97,8 @@ def slo_tests() -> list[dict[str, Any]]:
 
 def _slo_series(slo: str) -> tuple[dict[str, str], dict[str, str]]:
     """Input series for each SLO: everything failing, then nothing failing (6 hours)."""
-    from service.telemetry import metrics as m
-    from service.telemetry.metrics import series_name as s
+    from catalog import metrics as m
+    from catalog.metrics import series_name as s
 
     if slo == "api-availability":
         req = s(m.HTTP_REQUESTS)

@@ -9,13 +9,12 @@ from dataclasses import dataclass
 
 from prometheus_client.utils import floatToGoString
 
-from alerts import panels
 from alerts import scenarios as sc
 from alerts.model import Runbook, Severity, Slo, fill
 from alerts.thresholds import API_ROUTES, ESCALATE_P1, PRODUCTION_AGENTS, PSQL
-from service import names
-from service.telemetry import metrics as m
-from service.telemetry.metrics import series_name as s
+from catalog import metrics as m
+from catalog import names, panels
+from catalog.metrics import series_name as s
 
 QUEUE_WAIT_TARGET_S = 10.0
 """A task should start within this many seconds of becoming due (a bucket bound of the

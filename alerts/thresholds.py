@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import re
 
-from alerts import panels
 from alerts import scenarios as sc
-from alerts.jobs import AGENT_JOB, API_JOB, ORCHESTRATOR_JOBS
 from alerts.model import Runbook, Threshold
-from service import names
-from service.telemetry import metrics as m
-from service.telemetry.metrics import series_name as s
+from catalog import metrics as m
+from catalog import names, panels
+from catalog.jobs import AGENT_JOB, API_JOB, ORCHESTRATOR_JOBS
+from catalog.metrics import series_name as s
 
 
 def _promql_regex(pattern: str) -> str:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
-from alerts import panels as ap
 from alerts.thresholds import API_ROUTES
+from catalog import metrics as m
+from catalog import panels as ap
 from dashboards import variables
 from dashboards.common import (
     COUNT,
@@ -19,7 +20,6 @@ from dashboards.common import (
 )
 from dashboards.layout import Board
 from dashboards.promql import agg, match, quantile, ratio, sum_rate, var
-from service.telemetry import metrics as m
 
 ROUTE = var("route")
 PERCENTILES = (0.5, 0.9, 0.99)

@@ -6,8 +6,9 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.models import dashboard as dm
 
-from alerts import panels as ap
-from alerts.jobs import RABBITMQ_JOB
+from catalog import metrics as m
+from catalog import panels as ap
+from catalog.jobs import RABBITMQ_JOB
 from dashboards import levels as lv
 from dashboards import variables
 from dashboards.common import (
@@ -22,7 +23,6 @@ from dashboards.common import (
 )
 from dashboards.layout import Board
 from dashboards.promql import agg, eq, quantile, sel, sum_rate, var
-from service.telemetry import metrics as m
 
 QUEUE = var("queue")
 

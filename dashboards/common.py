@@ -21,8 +21,8 @@ from grafana_foundation_sdk.models import dashboard as dm
 from grafana_foundation_sdk.models import heatmap as hm
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
-from alerts.model import Panel, Slo, Threshold
-from alerts.panels import DASHBOARD_TITLES
+from alerts.model import Slo, Threshold
+from catalog.panels import DASHBOARD_TITLES, Panel
 from dashboards import levels as lv
 
 DATASOURCE_UID = "orch-prometheus"

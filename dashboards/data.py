@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard as db
 
-from alerts import panels as ap
+from catalog import metrics as m
+from catalog import panels as ap
 from dashboards import variables
 from dashboards.common import (
     COUNT,
@@ -20,7 +21,6 @@ from dashboards.common import (
 )
 from dashboards.layout import Board
 from dashboards.promql import agg, eq, quantile, ratio, sum_rate, var
-from service.telemetry import metrics as m
 
 INSTANCE = var("instance")
 BY_PROCESS = ("job", "instance")

@@ -10,8 +10,7 @@ from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.cog.builder import Builder
 from grafana_foundation_sdk.models import dashboard as dm
 
-from alerts.model import Panel
-from alerts.panels import DASHBOARD_TITLES
+from catalog.panels import DASHBOARD_TITLES, Panel
 from dashboards.common import AnyPanel, dashboard_link, datasource
 from dashboards.levels import alert_panels
 

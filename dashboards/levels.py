@@ -11,11 +11,12 @@ from dataclasses import dataclass
 
 from grafana_foundation_sdk.models import dashboard as dm
 
-from alerts import panels
 from alerts.links import LOCAL
-from alerts.model import Panel, Severity, Slo, Threshold
+from alerts.model import Severity, Slo, Threshold
 from alerts.slos import BURN_RATE_WINDOWS, SLOS, alert_name
 from alerts.thresholds import THRESHOLDS
+from catalog import panels
+from catalog.panels import Panel
 
 OK = "green"
 COLORS = {Severity.WARNING: "orange", Severity.CRITICAL: "red"}

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard as db
 
-from alerts import panels as ap
-from alerts.jobs import AGENT_JOB, API_JOB
 from alerts.slos import SLOS
 from alerts.thresholds import AGENT_QUEUES, API_ROUTES
+from catalog import metrics as m
+from catalog import panels as ap
+from catalog.jobs import AGENT_JOB, API_JOB
 from dashboards import levels as lv
 from dashboards.common import (
     COUNT,
@@ -27,7 +28,6 @@ from dashboards.layout import Board
 from dashboards.promql import JOBS, agg, eq, match, quantile, ratio, sel, sum_rate
 from dashboards.slos import budget_stat
 from dashboards.tasks import OUTCOMES
-from service.telemetry import metrics as m
 
 
 def _availability(board: Board) -> None:

@@ -7,13 +7,13 @@ import re
 from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
-from alerts import panels as ap
+from catalog import metrics as m
+from catalog import panels as ap
 from dashboards import levels as lv
 from dashboards import variables
 from dashboards.common import BYTES, COUNT, NONE, RATIO, Query, table_panel, timeseries_panel
 from dashboards.layout import Board
 from dashboards.promql import JOBS, agg, rate, ratio, sel, var
-from service.telemetry import metrics as m
 
 INSTANCE = var("instance")
 

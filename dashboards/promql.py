@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from alerts.jobs import ORCHESTRATOR_JOBS
-from service.telemetry.metrics import AnyMetric, label_names, series_name
+from catalog.jobs import ORCHESTRATOR_JOBS
+from catalog.metrics import AnyMetric, label_names, series_name
 
 RATE_INTERVAL = "$__rate_interval"
 TARGET_LABELS = ("job", "instance")

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 
-from alerts.jobs import COMPOSE_SCRAPE_INTERVAL
 from alerts.render import to_yaml
+from catalog.jobs import COMPOSE_SCRAPE_INTERVAL
 from dashboards import api, broker, data, overview, process, slos, tasks
 from dashboards.common import DATASOURCE_TYPE, DATASOURCE_UID
 

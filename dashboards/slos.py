@@ -6,9 +6,9 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.builders import stat, timeseries
 
-from alerts import panels as ap
 from alerts.model import Severity, Slo
 from alerts.slos import QUEUE_WAIT_TARGET_S, RATE_WINDOWS, SLOS, ratio_record, raw_error_ratio
+from catalog import panels as ap
 from dashboards import levels as lv
 from dashboards.common import COUNT, RATIO, Query, stat_panel, timeseries_panel
 from dashboards.layout import Board

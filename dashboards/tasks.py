@@ -5,9 +5,11 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.builders import timeseries
 
-from alerts import panels as ap
 from alerts.model import Severity
 from alerts.slos import QUEUE_WAIT_TARGET_S
+from catalog import metrics as m
+from catalog import panels as ap
+from catalog.metrics import AnyMetric
 from dashboards import levels as lv
 from dashboards import variables
 from dashboards.common import (
@@ -22,8 +24,6 @@ from dashboards.common import (
 )
 from dashboards.layout import Board
 from dashboards.promql import agg, quantile, ratio, sum_increase, sum_rate, var
-from service.telemetry import metrics as m
-from service.telemetry.metrics import AnyMetric
 
 AGENT = var("agent")
 INSTANCE = var("instance")

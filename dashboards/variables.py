@@ -6,10 +6,10 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.models import dashboard as dm
 
+from catalog import metrics as m
+from catalog.metrics import AnyMetric, label_names
 from dashboards.common import datasource
 from dashboards.promql import JOBS, sel
-from service.telemetry import metrics as m
-from service.telemetry.metrics import AnyMetric, label_names
 
 ALL = ".*"
 

@@ -1,4 +1,4 @@
 """Load generation, SLO verdicts and benchmarks (plots need matplotlib: the ``loadtest`` extra).
 
-May import: ``alerts`` (the SLO objects) and ``service``.
+May import: ``alerts`` (the SLO objects), ``catalog`` and ``service``.
 """

@@ -1,6 +1,7 @@
-"""The orchestrator service: settings, names, the metric catalog and telemetry, PostgreSQL,
-RabbitMQ, Redis, the HTTP API and the worker runtime (``worker/``) that runs agents.
+"""The orchestrator service: settings, logs and traces, PostgreSQL, RabbitMQ, Redis, the HTTP API
+and the worker runtime (``worker/``) that runs agents.
 
-May import: ``agents`` (the agent SDK: registry, context, errors, retry policy); never a layer
-above it (``alerts``, ``dashboards``, ``stack``, ``loadtest`` or the composition root).
+May import: ``catalog`` (names, the metric catalog) and ``agents`` (the agent SDK: registry,
+context, errors, retry policy); never a layer above it (``alerts``, ``dashboards``, ``stack``,
+``loadtest`` or the composition root).
 """

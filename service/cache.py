@@ -16,10 +16,10 @@ import msgspec
 import redis.asyncio as aioredis
 from loguru import logger
 
+from catalog import metrics
+from catalog.names import RedisKeys
 from service.domain import Task
-from service.names import RedisKeys
 from service.settings import Settings
-from service.telemetry import metrics
 
 T = TypeVar("T")
 

@@ -18,8 +18,8 @@ from service.cache import Cache
 from service.db.migrate import migrate
 from service.db.outbox import OutboxStore
 from service.db.pool import Pool, open_pool
+from service.gauges.probe import Probe
 from service.settings import Settings
-from service.telemetry.probe import Probe
 
 
 @dataclass(frozen=True)

@@ -2,5 +2,5 @@
 runner (``orchestrator stack``) for machines without Docker, and the process supervisor with its
 record on disk.
 
-May import: ``alerts`` (rules, Alertmanager config, links) and ``service``.
+May import: ``alerts`` (rules, Alertmanager config, links), ``catalog`` and ``service``.
 """

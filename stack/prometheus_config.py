@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from alerts.jobs import AGENT_JOB, API_JOB, RABBITMQ_JOB
+from catalog.jobs import AGENT_JOB, API_JOB, RABBITMQ_JOB
 
 POSTGRES_JOB = "postgres"
 REDIS_JOB = "redis"

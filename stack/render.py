@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from alerts.jobs import COMPOSE_SCRAPE_INTERVAL
 from alerts.render import to_yaml
+from catalog.jobs import COMPOSE_SCRAPE_INTERVAL
 from stack.prometheus_config import Targets, prometheus_config
 
 PROMETHEUS = "stack/prometheus/prometheus.yml"

@@ -208,7 +208,7 @@ async def deliver_again(env: Env, task_id: str, agent: str = "echo") -> None:
     """Publish a second message for a task, as a duplicate delivery would."""
     import aio_pika
 
-    from service import names
+    from catalog import names
     from service.broker.messages import TaskMessage, encode
 
     connection = await aio_pika.connect(env.settings.amqp_url)

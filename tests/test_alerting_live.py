@@ -19,9 +19,9 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from alerts.jobs import AGENT_JOB, API_JOB
 from alerts.links import Deployment
 from alerts.rules import SERVICE
+from catalog.jobs import AGENT_JOB, API_JOB
 from stack.native import NativeStack, Ports, Timings
 from stack.page_inbox import Inbox
 from tests.services import Env, Proc, create_env, destroy_env, free_port, start_agent, start_api

@@ -19,7 +19,7 @@ from alerts.render import ALERTMANAGER, RULE_FILES, RULE_TESTS, RUNBOOK, rendere
 from alerts.rules import rule_groups
 from alerts.slos import SLOS, alert_name
 from alerts.thresholds import THRESHOLDS
-from service.telemetry import metrics
+from catalog import metrics
 from tests.services import ORCHESTRATOR
 
 pytestmark = pytest.mark.unit

@@ -19,12 +19,12 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.cog.plugins import register_default_plugins
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
-from alerts import panels
 from alerts.links import LOCAL
-from alerts.model import Panel
 from alerts.rules import rule_groups
 from alerts.slos import SLOS
 from alerts.thresholds import THRESHOLDS
+from catalog import metrics, panels
+from catalog.panels import Panel
 from dashboards.common import DATASOURCE_UID
 from dashboards.render import (
     DATASOURCES,
@@ -33,7 +33,6 @@ from dashboards.render import (
     dashboard_path,
     rendered_files,
 )
-from service.telemetry import metrics
 
 pytestmark = pytest.mark.unit
 

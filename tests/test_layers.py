@@ -15,13 +15,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 MAY_IMPORT = {
-    "orchestrator": {"service", "agents", "alerts", "dashboards", "stack", "loadtest"},
-    "loadtest": {"service", "alerts"},
-    "stack": {"service", "alerts"},
-    "dashboards": {"service", "alerts"},
-    "alerts": {"service"},
-    "service": {"agents"},
+    "orchestrator": {"catalog", "service", "agents", "alerts", "dashboards", "stack",
+                     "loadtest"},
+    "loadtest": {"catalog", "service", "alerts"},
+    "stack": {"catalog", "service", "alerts"},
+    "dashboards": {"catalog", "service", "alerts"},
+    "alerts": {"catalog", "service"},
+    "service": {"catalog", "agents"},
     "agents": set(),
+    "catalog": set(),
 }
 """Each layer and the other layers it may import (the composition root: all of them)."""
 

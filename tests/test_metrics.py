@@ -11,9 +11,8 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from service import names
-from service.telemetry import metrics
-from service.telemetry.metrics import label_names
+from catalog import metrics, names
+from catalog.metrics import label_names
 from tests.services import (
     Env,
     Proc,

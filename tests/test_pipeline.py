@@ -11,7 +11,7 @@ import msgspec
 import pytest
 import redis
 
-from service import names
+from catalog import names
 from tests.fake_llm import FakeLLM
 from tests.services import Env, deliver_again
 from tests.tasks import events, kinds, submit, wait_for, wait_for_event

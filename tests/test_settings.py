@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from alerts.links import Deployment
-from alerts.model import Panel
+from catalog.panels import Panel
 from service import settings as settings_module
 from service.db.pool import redact
 from service.settings import CHECKOUT_ROOT, Settings, SettingsError, default_state_dir

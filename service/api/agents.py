@@ -8,7 +8,7 @@ from typing import Any
 from litestar import Request, get
 
 from agents.registry import get_agent
-from service import names
+from catalog import names
 from service.api.schemas import AgentsOut, AgentType
 from service.api.state import Services
 

@@ -20,11 +20,11 @@ from service.db.pool import Pool
 from service.db.task_stats import TaskStats
 from service.db.tasks import TaskStore
 from service.db.workers import WorkerRegistry
+from service.gauges.sampler import StateSampler
 from service.resources import open_resources
 from service.settings import Settings
 from service.telemetry.exposition import api_registry, mark_build
 from service.telemetry.http import flush_http_metrics
-from service.telemetry.sampler import StateSampler
 from service.telemetry.tracing import shutdown_tracing
 
 

@@ -13,12 +13,12 @@ from litestar.exceptions import ValidationException
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
+from catalog import metrics
 from service.api.schemas import EventsOut, SubmitTask, TaskOut, TaskPage
 from service.api.state import Services
 from service.db.tasks import NewTask
 from service.domain import Task, TaskStatus, input_checksum
 from service.errors import UnknownAgent
-from service.telemetry import metrics
 from service.telemetry.tracing import current_traceparent
 
 _MAX_IDEMPOTENCY_KEY = 200

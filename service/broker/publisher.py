@@ -7,12 +7,11 @@ from typing import Any
 
 from aio_pika import DeliveryMode, Message
 
-from service import names
+from catalog import metrics, names
 from service.broker.messages import CancelCommand, TaskMessage, encode
 from service.broker.topology import Topology, delay_step_ms
 from service.db.outbox import PendingMessage
 from service.domain import TaskStatus
-from service.telemetry import metrics
 from service.telemetry.tracing import publish_span
 
 _RETRY_NOW_S = 0.05  # a retry due within this is sent straight to the work exchange

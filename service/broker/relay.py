@@ -13,9 +13,9 @@ import time
 
 from loguru import logger
 
+from catalog import metrics
 from service.broker.publisher import Publisher
 from service.db.outbox import OutboxStore
-from service.telemetry import metrics
 
 
 class OutboxRelay:

@@ -13,7 +13,7 @@ import bisect
 from aio_pika import ExchangeType
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 
-from service import names
+from catalog import names
 
 # Retry delays are rounded down to one of these steps: powers of sqrt(2) around one second
 # (125 ms .. 48 min; 1, 2, 4, 8 s are exact). Each step is its own queue with a queue-level TTL,

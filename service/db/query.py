@@ -9,9 +9,9 @@ import psycopg
 from psycopg import AsyncConnection, AsyncCursor
 from psycopg.rows import DictRow
 
+from catalog import metrics
 from service.db.batching import Batcher
 from service.db.pool import Pool
-from service.telemetry import metrics
 
 _timers: dict[str, Any] = {}
 

@@ -21,7 +21,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
-from service.telemetry import metrics
+from catalog import metrics
 from service.telemetry.multiproc import MULTIPROC_ENV
 
 

@@ -19,8 +19,7 @@ from typing import Any
 
 from opentelemetry import context, trace
 
-from service import names
-from service.telemetry import metrics
+from catalog import metrics, names
 from service.telemetry.tracing import continue_trace, spans_exported
 
 Scope = MutableMapping[str, Any]

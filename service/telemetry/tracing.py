@@ -27,7 +27,7 @@ from opentelemetry.trace import (
     TraceFlags,
 )
 
-from service import names
+from catalog import names
 from service.settings import Settings
 
 TRACER_NAME = "orchestrator"

@@ -21,7 +21,7 @@ from agents.context import LlmEndpoint, TaskContext
 from agents.errors import NonRetryableError
 from agents.registry import get_agent
 from agents.retry import GiveUp, RetryPolicy, decide
-from service import names
+from catalog import names
 from service.broker.messages import MalformedMessage, TaskMessage, decode_task
 from service.cache import Cache
 from service.db.runs import NotClaimed, Run, RunStore, new_run_id

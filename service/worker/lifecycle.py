@@ -11,9 +11,9 @@ from typing import Any
 
 from loguru import logger
 
+from catalog import metrics
 from service.cache import Cache
 from service.domain import Task
-from service.telemetry import metrics
 
 
 class Middleware:

@@ -10,10 +10,10 @@ from collections.abc import Callable
 from aio_pika.abc import AbstractRobustConnection
 from loguru import logger
 
+from catalog import metrics
 from service.cache import Cache
 from service.db.pool import Pool
 from service.dependencies import check_postgres, check_rabbitmq, check_redis, is_up
-from service.telemetry import metrics
 
 
 class Probe:

@@ -3,7 +3,22 @@ with these same objects, so a link can only point at a panel that exists."""
 
 from __future__ import annotations
 
-from alerts.model import Panel
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Panel:
+    """Where a signal is drawn: a dashboard uid and a panel id within it."""
+
+    dashboard: str
+    panel_id: int
+    title: str
+
+    @property
+    def path(self) -> str:
+        """The panel's address under a Grafana's base URL."""
+        return f"/d/{self.dashboard}?viewPanel={self.panel_id}"
+
 
 OVERVIEW = "orch-overview"
 API = "orch-api"

@@ -16,12 +16,11 @@ from loguru import logger
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from service import names
+from catalog import metrics, names
+from catalog.metrics import Sampled
 from service.db.outbox import OutboxStore
 from service.db.task_stats import TaskStats
 from service.db.workers import WorkerRegistry
-from service.telemetry import metrics
-from service.telemetry.metrics import Sampled
 
 
 class StateSampler(Collector):
