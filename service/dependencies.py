@@ -1,16 +1,86 @@
-"""Is each dependency usable right now, through the resources a process holds (its pool, its
-AMQP connection, its cache)? One check per dependency, raising with the reason; the readiness
-endpoint reports them with their latency, the telemetry probe turns them into ``*_up`` gauges.
-(Before a process holds any resource, ``service.preflight`` tells why one cannot be opened.)"""
+"""Is each dependency usable? One module for every check, each raising with the reason:
+
+- before a process holds any resource (``reach_*``, from settings; ``service.preflight``
+  prints their errors): can a connection be opened, and if not, why (not answering, a
+  refused login, a missing database or vhost)?
+- through the resources a process holds (``check_*``, its pool, AMQP connection and cache):
+  the readiness endpoint reports them with their latency, the probe as ``*_up`` gauges.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
+import redis.asyncio as aioredis
+import redis.exceptions
 from aio_pika.abc import AbstractRobustConnection
 
-from service.cache import Cache
-from service.db.pool import Pool
+from service.broker.connection import connect
+from service.db.pool import Pool, ensure_database
+from service.errors import DependencyLoginRefused, DependencyResourceMissing, DependencyUnavailable
+from service.reachability import not_answering, redact, unreachable_reason
+from service.settings import Settings
+
+if TYPE_CHECKING:  # the cache imports the metric catalog, which the command line must not load
+    from service.cache import Cache
+
+REDIS_HINT = ("Start it with: redis-server --daemonize yes --bind 127.0.0.1 --port 6379"
+              " --save '' --appendonly no")
+REDIS_VARIABLE = "ORCH_REDIS_URL"
+REDIS_PORT = 6379
+
+
+async def redis_error(url: str, exc: BaseException) -> DependencyUnavailable:
+    """The one error to raise for ``exc``, a failed PING to the Redis ``url`` names.
+
+    A password sent to a server without one is a login problem too ("AUTH <password> called
+    without any password configured"): redis-py raises ``AuthenticationError`` for it."""
+    shown, text = redact(url), str(exc)
+    if (isinstance(exc, redis.exceptions.AuthenticationError)
+            or text.startswith(("NOAUTH", "WRONGPASS"))):
+        return DependencyLoginRefused("Redis", shown, text, REDIS_VARIABLE, exc)
+    if isinstance(exc, redis.exceptions.ResponseError) and "DB index is out of range" in text:
+        db = urlsplit(url).path.strip("/") or "0"
+        return DependencyResourceMissing(
+            "Redis", shown, "database", db,
+            f"use a number below the server's CONFIG GET databases, or fix {REDIS_VARIABLE}",
+            note=f" ({text})", cause=exc)
+    reason = ("timed out" if isinstance(exc, redis.exceptions.TimeoutError)
+              else unreachable_reason(exc))
+    if reason is not None:
+        parts = urlsplit(url)
+        try:
+            port = parts.port or REDIS_PORT
+        except ValueError:
+            port = REDIS_PORT
+        host = parts.hostname if parts.scheme in ("redis", "rediss") else None
+        return await not_answering("Redis", url, reason, host=host, port=port,
+                                   default_port=REDIS_PORT, variable=REDIS_VARIABLE,
+                                   start_hint=REDIS_HINT, cause=exc)
+    return DependencyUnavailable("Redis", shown, f"check {REDIS_VARIABLE} and the server's log",
+                                 exc)
+
+
+async def reach_postgres(settings: Settings) -> None:
+    """Connect (and create the configured database when the server runs without it)."""
+    await ensure_database(settings)
+
+
+async def reach_rabbitmq(settings: Settings) -> None:
+    connection = await connect(settings, "preflight")
+    await connection.close()
+
+
+async def reach_redis(settings: Settings) -> None:
+    client = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=2)
+    try:
+        await client.ping()
+    except Exception as exc:
+        raise await redis_error(settings.redis_url, exc) from exc
+    finally:
+        await client.aclose()
 
 
 async def check_postgres(pool: Pool, timeout_s: float) -> None:
