@@ -38,13 +38,13 @@ class Deployment:
     @classmethod
     def from_settings(cls, s: Settings, *, logs_dir: str | None = None) -> Deployment:
         return cls(
-            public_url=s.public_base_url, grafana_url=s.grafana_url.rstrip("/"),
-            api_url=s.base_url, prometheus_url=f"http://127.0.0.1:{s.prometheus_port}",
-            agent_metrics_url=f"http://127.0.0.1:{s.agent_metrics_port or 9101}",
-            database_url=_without_password(s.database_url),
-            redis_url=_without_password(s.redis_url),
-            amqp_vhost=unquote(urlsplit(s.amqp_url).path.lstrip("/")) or "/",
-            rabbitmq_node=s.rabbitmq_node,
+            public_url=s.api.public_base_url, grafana_url=s.stack.grafana_url.rstrip("/"),
+            api_url=s.api.base_url, prometheus_url=f"http://127.0.0.1:{s.stack.prometheus_port}",
+            agent_metrics_url=f"http://127.0.0.1:{s.worker.metrics_port or 9101}",
+            database_url=_without_password(s.database.url),
+            redis_url=_without_password(s.redis.url),
+            amqp_vhost=unquote(urlsplit(s.broker.url).path.lstrip("/")) or "/",
+            rabbitmq_node=s.broker.node,
             logs_dir=logs_dir or str(s.state_path / LOGS))
 
     def runbook_url(self, alert: str) -> str:

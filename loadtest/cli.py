@@ -140,8 +140,8 @@ def build_config(args: argparse.Namespace, settings: Settings) -> LoadConfig:
         raise ValueError("--max-connections and --pollers must be at least 1")
     if not 0 < args.track <= 1:
         raise ValueError("--track must be above 0 and at most 1")
-    return LoadConfig(url=(args.url or settings.base_url).rstrip("/"),
-                      api_key=args.api_key if args.api_key is not None else settings.api_key,
+    return LoadConfig(url=(args.url or settings.api.base_url).rstrip("/"),
+                      api_key=args.api_key if args.api_key is not None else settings.api.key,
                       profile=profile, workload=workload, queue_wait_target_s=target,
                       duration_s=duration, max_requests=args.requests,
                       max_connections=args.max_connections,

@@ -27,14 +27,14 @@ BENCH_NAME = "orchestrator_bench"
 def bench_settings(base: Settings | None = None) -> Settings:
     """Settings pointing at the benchmark's own database, vhost and Redis prefix."""
     base = base or Settings.from_env()
-    amqp_url = base.amqp_url
+    amqp_url = base.broker.url
     if shutil.which("rabbitmqctl"):
         subprocess.run(["rabbitmqctl", "-q", "add_vhost", BENCH_NAME], capture_output=True)
         subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", BENCH_NAME, "guest",
                         ".*", ".*", ".*"], capture_output=True, check=True)
-        amqp_url = urlsplit(base.amqp_url)._replace(path=f"/{BENCH_NAME}").geturl()
+        amqp_url = urlsplit(base.broker.url)._replace(path=f"/{BENCH_NAME}").geturl()
     return base.with_overrides(
-        database_url=base.database_url.rsplit("/", 1)[0] + f"/{BENCH_NAME}",
+        database_url=base.database.url.rsplit("/", 1)[0] + f"/{BENCH_NAME}",
         amqp_url=amqp_url, redis_prefix=f"{BENCH_NAME}:")
 
 
@@ -97,12 +97,12 @@ def own_deployment(base: Settings, port: int, *, agents: str | None = None,
     side: only the one that exits last drops it.
     """
     settings = bench_settings(base)
-    database_url = settings.database_url
-    env = {**os.environ, "ORCH_DATABASE_URL": database_url, "ORCH_AMQP_URL": settings.amqp_url,
+    database_url = settings.database.url
+    env = {**os.environ, "ORCH_DATABASE_URL": database_url, "ORCH_AMQP_URL": settings.broker.url,
            "ORCH_REDIS_PREFIX": f"{BENCH_NAME}:", "ORCH_API_PORT": str(port),
            "ORCH_LOG_LEVEL": "WARNING", "ORCH_AGENT_METRICS_PORT": "0", **(extra_env or {})}
-    asyncio.run(ensure_database(settings))
-    key = asyncio.run(provision_key(settings, "bench"))
+    asyncio.run(ensure_database(settings.database))
+    key = asyncio.run(provision_key(settings.database, "bench"))
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("TRUNCATE tasks CASCADE")
     command = [sys.executable, "-m", "orchestrator"]

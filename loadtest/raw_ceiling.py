@@ -34,13 +34,13 @@ _DONE = ("UPDATE tasks SET status = 'succeeded', result = input, finished_at = n
 async def measure(tasks: int, producers: int = 32, prefetch: int = 64) -> float:
     """Tasks per second, first insert to last ack."""
     settings = bench_settings()
-    await ensure_database(settings)
-    pool = await open_pool(settings.with_overrides(db_pool_max=producers + prefetch),
+    await ensure_database(settings.database)
+    pool = await open_pool(settings.with_overrides(db_pool_max=producers + prefetch).database,
                            name="raw-ceiling")
     await migrate(pool)
     async with pool.connection() as conn:
         await conn.execute("TRUNCATE tasks CASCADE")
-    connection = await aio_pika.connect(settings.amqp_url)
+    connection = await aio_pika.connect(settings.broker.url)
     publish = await connection.channel(publisher_confirms=True)
     consume = await connection.channel()
     await consume.set_qos(prefetch_count=prefetch)

@@ -21,9 +21,9 @@ class ApiError(Exception):
 
 class Client:
     def __init__(self, settings: Settings) -> None:
-        key = settings.api_key or _dev_key(settings)
+        key = settings.api.key or _dev_key(settings)
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        self.http = httpx.Client(base_url=settings.base_url, headers=headers, timeout=30)
+        self.http = httpx.Client(base_url=settings.api.base_url, headers=headers, timeout=30)
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:

@@ -103,12 +103,12 @@ def _dispatch(args: argparse.Namespace, s: Settings) -> int:
     if c == "up":
         return processes.run_up(s, args.agent_processes)
     if c == "api":
-        s = s.with_overrides(api_port=args.port or s.api_port,
-                             api_workers=args.workers or s.api_workers)
+        s = s.with_overrides(api_port=args.port or s.api.port,
+                             api_workers=args.workers or s.api.workers)
         return processes.run_api(s)
     if c == "agent":
-        s = s.with_overrides(concurrency=args.concurrency or s.concurrency,
-                             agent_metrics_port=s.agent_metrics_port if args.metrics_port is None
+        s = s.with_overrides(concurrency=args.concurrency or s.worker.concurrency,
+                             agent_metrics_port=s.worker.metrics_port if args.metrics_port is None
                              else args.metrics_port)
         agents = args.agents.split(",") if args.agents else None
         return processes.run_agent(s, agents)
@@ -138,7 +138,7 @@ def _dispatch(args: argparse.Namespace, s: Settings) -> int:
         scopes = tuple(x.strip() for x in args.scopes.split(",") if x.strip())
         from service.db.keys import provision_key  # not at import time: see run_api
 
-        key = asyncio.run(provision_key(s, args.name, scopes))
+        key = asyncio.run(provision_key(s.database, args.name, scopes))
         print(key if not args.json else f'{{"name": "{args.name}", "key": "{key}"}}')
         return 0
     if c == "agents" and args.agents_command == "retire":

@@ -46,30 +46,31 @@ def run_api(settings: Settings) -> int:
 
     from service.telemetry.multiproc import claim_multiprocess_dir, release_multiprocess_dir
 
-    configure_logging(settings, service="api")
+    configure_logging(settings.telemetry, service="api")
     try:  # before anything else: a taken port touches nothing of the server that holds it
-        require_free("the API", settings.api_host, settings.api_port, API_PORT)
+        require_free("the API", settings.api.host, settings.api.port, API_PORT)
     except PortUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if not preflight(settings):
         return 2
-    os.environ["ORCH_INSTANCE_ID"] = settings.instance_id or uuid.uuid4().hex[:12]
-    folder = claim_multiprocess_dir(Path(settings.metrics_dir) if settings.metrics_dir
+    os.environ["ORCH_INSTANCE_ID"] = settings.api.instance_id or uuid.uuid4().hex[:12]
+    metrics_dir = settings.telemetry.metrics_dir
+    folder = claim_multiprocess_dir(Path(metrics_dir) if metrics_dir
                                     else settings.state_path / "metrics")
     # uvicorn re-raises the SIGTERM it handled once the server is down: let that unwind here
     # (so the folder is removed) instead of ending the process on the spot
     signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        uvicorn.run("orchestrator.asgi:create_asgi_app", factory=True, host=settings.api_host,
-                    port=settings.api_port, workers=settings.api_workers, loop="uvloop",
+        uvicorn.run("orchestrator.asgi:create_asgi_app", factory=True, host=settings.api.host,
+                    port=settings.api.port, workers=settings.api.workers, loop="uvloop",
                     http="httptools", access_log=False, log_level="warning", log_config=None,
-                    timeout_graceful_shutdown=int(settings.shutdown_grace_s))
+                    timeout_graceful_shutdown=int(settings.worker.shutdown_grace_s))
     except SystemExit:
-        if bind_error(settings.api_host, settings.api_port) is None:
+        if bind_error(settings.api.host, settings.api.port) is None:
             raise
         try:  # taken between the check and the bind: say so in the same one line
-            require_free("the API", settings.api_host, settings.api_port, API_PORT)
+            require_free("the API", settings.api.host, settings.api.port, API_PORT)
         except PortUnavailable as exc:
             print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -91,7 +92,7 @@ def _raise_terminated(signum: int, frame: object) -> None:
 def run_agent(settings: Settings, agents: list[str] | None) -> int:
     from service.worker.worker import Worker
 
-    configure_logging(settings, service="agent")
+    configure_logging(settings.telemetry, service="agent")
     if not preflight(settings):
         return 2
     try:
@@ -99,7 +100,7 @@ def run_agent(settings: Settings, agents: list[str] | None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    configure_tracing(settings, service="agent")
+    configure_tracing(settings.telemetry, service="agent")
     try:
         _run_loop(worker.run_until_stopped())
     except OrchestratorError as exc:
@@ -112,8 +113,8 @@ def run_agent(settings: Settings, agents: list[str] | None) -> int:
 
 def run_migrate(settings: Settings) -> int:
     async def go() -> list[str]:
-        await ensure_database(settings)
-        pool = await open_pool(settings, name="migrate")
+        await ensure_database(settings.database)
+        pool = await open_pool(settings.database, name="migrate")
         try:
             return [f"{m.version:04d}_{m.name}" for m in await migrate(pool)]
         finally:
@@ -129,7 +130,7 @@ def retire_agent(settings: Settings, agent: str) -> int:
     from service.db.workers import WorkerRegistry
 
     async def go() -> bool:
-        async with migrated_pool(settings, "retire") as pool:
+        async with migrated_pool(settings.database, "retire") as pool:
             return await WorkerRegistry(pool).retire(agent)
 
     if asyncio.run(go()):
@@ -141,8 +142,8 @@ def retire_agent(settings: Settings, agent: str) -> int:
 
 def dev_key(settings: Settings) -> str:
     """The development key for ``up``: ORCH_DEV_API_KEY, or one kept in the state directory."""
-    if settings.dev_api_key:
-        return settings.dev_api_key
+    if settings.api.dev_key:
+        return settings.api.dev_key
     path = settings.dev_key_file
     if path.exists():
         return path.read_text().strip()
@@ -168,7 +169,7 @@ def run_up(settings: Settings, agent_processes: int, *, with_stack: bool = False
     started = time.monotonic()
     code = 0
     supervisor = Supervisor(settings.stack_dir if with_stack else None,
-                            grace_s=settings.shutdown_grace_s + 5)
+                            grace_s=settings.worker.shutdown_grace_s + 5)
     try:
         with supervisor:
             try:
@@ -193,7 +194,8 @@ def _up(settings: Settings, agent_processes: int, supervisor: Supervisor, starte
         print(f"error: {line}", file=sys.stderr)
     if taken:
         return 2
-    overrides = {"ORCH_STATE_DIR": settings.state_dir, "ORCH_LOG_FORMAT": settings.log_format}
+    overrides = {"ORCH_STATE_DIR": settings.state_dir,
+                 "ORCH_LOG_FORMAT": settings.telemetry.log_format}
     if with_stack:  # services not running are started with data of their own
         own, problems = ensure_own(settings.stack_dir)
         for problem in problems:
@@ -206,26 +208,26 @@ def _up(settings: Settings, agent_processes: int, supervisor: Supervisor, starte
         return 2
     from service.db.keys import provision_key
 
-    key = asyncio.run(provision_key(settings, "dev", key=dev_key(settings)))
+    key = asyncio.run(provision_key(settings.database, "dev", key=dev_key(settings)))
     instance = uuid.uuid4().hex[:12]
     env = {**os.environ, **overrides}
     logs = settings.stack_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    log = ["--log-format", settings.log_format]
+    log = ["--log-format", settings.telemetry.log_format]
     supervisor.spawn("api", [*COMMAND, "api", *log], own_log=logs / "api.log",
                      env={**env, "ORCH_INSTANCE_ID": instance,
                           "ORCH_LOG_FILE": str(logs / "api.log")})
     for i in range(agent_processes):
         name = f"agent-{i + 1}"
         supervisor.spawn(name, [*COMMAND, "agent", *log, "--metrics-port",
-                                str(settings.agent_metrics_port + i)],
+                                str(settings.worker.metrics_port + i)],
                          own_log=logs / f"{name}.log",
                          env={**env, "ORCH_LOG_FILE": str(logs / f"{name}.log")})
-    supervisor.wait_until(lambda: answers(settings.base_url, instance=instance), 60,
-                          f"the API to answer at {settings.base_url}")
-    urls = {"API": settings.base_url}
-    lines = [("API", f"{settings.base_url}  (OpenAPI {settings.base_url}/schema)"),
-             ("Runbook", f"{settings.public_base_url}/runbook")]
+    supervisor.wait_until(lambda: answers(settings.api.base_url, instance=instance), 60,
+                          f"the API to answer at {settings.api.base_url}")
+    urls = {"API": settings.api.base_url}
+    lines = [("API", f"{settings.api.base_url}  (OpenAPI {settings.api.base_url}/schema)"),
+             ("Runbook", f"{settings.api.public_base_url}/runbook")]
     if with_stack:
         native = monitoring_stack(settings, agent_processes)
         native.start(supervisor)
@@ -246,16 +248,17 @@ def _up(settings: Settings, agent_processes: int, supervisor: Supervisor, starte
 
 def _taken_ports(settings: Settings, agent_processes: int, with_stack: bool) -> list[str]:
     """One line per port this start needs that something else holds."""
-    wanted = [("the API", settings.api_host, settings.api_port, API_PORT)]
-    if settings.agent_metrics_port:
-        wanted += [(f"agent-{i + 1} metrics", settings.metrics_host,
-                    settings.agent_metrics_port + i, "ORCH_AGENT_METRICS_PORT")
+    wanted = [("the API", settings.api.host, settings.api.port, API_PORT)]
+    if settings.worker.metrics_port:
+        wanted += [(f"agent-{i + 1} metrics", settings.telemetry.metrics_host,
+                    settings.worker.metrics_port + i, "ORCH_AGENT_METRICS_PORT")
                    for i in range(agent_processes)]
     if with_stack:
-        wanted += [("Prometheus", "127.0.0.1", settings.prometheus_port, "ORCH_PROMETHEUS_PORT"),
-                   ("Alertmanager", "127.0.0.1", settings.alertmanager_port,
+        wanted += [("Prometheus", "127.0.0.1", settings.stack.prometheus_port,
+                    "ORCH_PROMETHEUS_PORT"),
+                   ("Alertmanager", "127.0.0.1", settings.stack.alertmanager_port,
                     "ORCH_ALERTMANAGER_PORT"),
-                   ("the page inbox", "127.0.0.1", settings.page_inbox_port,
+                   ("the page inbox", "127.0.0.1", settings.stack.page_inbox_port,
                     "ORCH_PAGE_INBOX_PORT")]
     taken = []
     for what, host, port, variable in wanted:
@@ -281,18 +284,18 @@ def monitoring_stack(settings: Settings, agent_processes: int) -> NativeStack:
     rabbitmq = ["127.0.0.1:15692"] if enable_rabbitmq_metrics() else []
     return NativeStack(
         state_dir=settings.stack_dir,
-        api_targets=[f"127.0.0.1:{settings.api_port}"],
-        agent_targets=[f"127.0.0.1:{settings.agent_metrics_port + i}"
+        api_targets=[f"127.0.0.1:{settings.api.port}"],
+        agent_targets=[f"127.0.0.1:{settings.worker.metrics_port + i}"
                        for i in range(agent_processes)],
         rabbitmq_targets=rabbitmq,
-        ports=Ports(settings.prometheus_port, settings.alertmanager_port,
-                    settings.page_inbox_port),
-        routing_key=settings.pagerduty_routing_key or "0" * 32,
+        ports=Ports(settings.stack.prometheus_port, settings.stack.alertmanager_port,
+                    settings.stack.page_inbox_port),
+        routing_key=settings.stack.pagerduty_routing_key or "0" * 32,
         deployment=Deployment.from_settings(settings),
-        timings=Timings(scrape_interval=settings.stack_scrape_interval,
-                        rule_for=settings.alert_for_override or None,
-                        group_wait=settings.alert_group_wait,
-                        group_interval=settings.alert_group_interval))
+        timings=Timings(scrape_interval=settings.stack.scrape_interval,
+                        rule_for=settings.stack.alert_for_override or None,
+                        group_wait=settings.stack.alert_group_wait,
+                        group_interval=settings.stack.alert_group_interval))
 
 
 def _run_loop(main: Coroutine[Any, Any, None]) -> None:

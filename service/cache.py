@@ -19,7 +19,7 @@ from loguru import logger
 from catalog import metrics
 from catalog.names import RedisKeys
 from service.domain import Task
-from service.settings import Settings
+from service.settings import RedisSettings
 
 T = TypeVar("T")
 
@@ -38,14 +38,14 @@ _decode_task = msgspec.json.Decoder(Task).decode
 class Cache:
     """Status cache (read-through, version-guarded writes) and heartbeat keys."""
 
-    def __init__(self, settings: Settings, backoff_s: float = 1.0) -> None:
+    def __init__(self, redis: RedisSettings, backoff_s: float = 1.0) -> None:
         self.client: aioredis.Redis = aioredis.Redis.from_url(
-            settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5,
+            redis.url, socket_timeout=0.5, socket_connect_timeout=0.5,
             health_check_interval=10,
         )
-        self.keys = RedisKeys(settings.redis_prefix)
-        self.final_ttl_s = settings.status_cache_ttl_s
-        self.active_ttl_s = settings.status_cache_active_ttl_s
+        self.keys = RedisKeys(redis.prefix)
+        self.final_ttl_s = redis.status_ttl_s
+        self.active_ttl_s = redis.active_status_ttl_s
         self.backoff_s = backoff_s
         self._down_until = 0.0
         self.last_error: str | None = None

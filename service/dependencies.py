@@ -21,7 +21,7 @@ from service.broker.connection import connect
 from service.db.pool import Pool, ensure_database
 from service.errors import DependencyLoginRefused, DependencyResourceMissing, DependencyUnavailable
 from service.reachability import not_answering, redact, unreachable_reason
-from service.settings import Settings
+from service.settings import BrokerSettings, DatabaseSettings, RedisSettings
 
 if TYPE_CHECKING:  # the cache imports the metric catalog, which the command line must not load
     from service.cache import Cache
@@ -63,22 +63,22 @@ async def redis_error(url: str, exc: BaseException) -> DependencyUnavailable:
                                  exc)
 
 
-async def reach_postgres(settings: Settings) -> None:
+async def reach_postgres(database: DatabaseSettings) -> None:
     """Connect (and create the configured database when the server runs without it)."""
-    await ensure_database(settings)
+    await ensure_database(database)
 
 
-async def reach_rabbitmq(settings: Settings) -> None:
-    connection = await connect(settings, "preflight")
+async def reach_rabbitmq(broker: BrokerSettings) -> None:
+    connection = await connect(broker, "preflight")
     await connection.close()
 
 
-async def reach_redis(settings: Settings) -> None:
-    client = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=2)
+async def reach_redis(redis: RedisSettings) -> None:
+    client = aioredis.Redis.from_url(redis.url, socket_connect_timeout=2)
     try:
         await client.ping()
     except Exception as exc:
-        raise await redis_error(settings.redis_url, exc) from exc
+        raise await redis_error(redis.url, exc) from exc
     finally:
         await client.aclose()
 

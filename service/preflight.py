@@ -14,7 +14,8 @@ async def check_dependencies(settings: Settings, *, redis_required: bool = False
     """Problems found, one line each (empty when all answer). Creates the database if missing."""
     problems: list[str] = []
 
-    checks = [reach_postgres(settings), reach_rabbitmq(settings), reach_redis(settings)]
+    checks = [reach_postgres(settings.database), reach_rabbitmq(settings.broker),
+              reach_redis(settings.redis)]
     for outcome in await asyncio.gather(*checks, return_exceptions=True):
         if isinstance(outcome, DependencyUnavailable):
             if outcome.name == "Redis" and not redis_required:

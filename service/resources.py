@@ -42,23 +42,23 @@ async def open_resources(settings: Settings, name: str, *, actor: str | None = N
     on the timeline of what its relay publishes; ``new_tasks_after_s`` leaves fresh
     submissions to other relays for that long (see ``OutboxStore``)."""
     async with AsyncExitStack() as stack:
-        pool = await open_pool(settings, name=name[:60])
+        pool = await open_pool(settings.database, name=name[:60])
         stack.push_async_callback(pool.close)
         await migrate(pool)
-        cache = Cache(settings)
+        cache = Cache(settings.redis)
         stack.push_async_callback(cache.close)
-        amqp = await connect(settings, name)
+        amqp = await connect(settings.broker, name)
         stack.push_async_callback(amqp.close)  # unacked messages go back to their queues
         channel = await amqp.channel(publisher_confirms=True)
-        topology = Topology(channel, settings.delivery_limit)
+        topology = Topology(channel, settings.broker.delivery_limit)
         await topology.declare_core()
         publisher = Publisher(topology)
         outbox = OutboxStore(pool, actor or name, new_tasks_after_s=new_tasks_after_s)
-        relay = OutboxRelay(outbox, publisher, batch_size=settings.relay_batch_size,
-                            poll_interval_s=settings.relay_poll_interval_s)
+        relay = OutboxRelay(outbox, publisher, batch_size=settings.broker.relay_batch_size,
+                            poll_interval_s=settings.broker.relay_poll_interval_s)
         relay.start()
         stack.push_async_callback(relay.stop)
-        probe = Probe(pool, amqp, cache, settings.probe_interval_s, slots=probe_slots,
+        probe = Probe(pool, amqp, cache, settings.telemetry.probe_interval_s, slots=probe_slots,
                       extra=probe_extra)
         probe.start()
         stack.push_async_callback(probe.stop)

@@ -1,13 +1,16 @@
 """Settings: the one module that reads the environment (prefix ``ORCH_``).
 
-Everything else receives a :class:`Settings` object; nothing reads ``os.environ`` on its own.
+The settings are grouped per concern (database, broker, Redis, API, task defaults, worker, LLM,
+telemetry, stack), and each part is handed only to what needs it (``open_pool`` gets
+``settings.database``, ``Cache`` gets ``settings.redis``, ...). Every field names its variable:
+``ORCH_DATABASE_URL`` is ``settings.database.url``. Nothing else reads ``os.environ``.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import Field, dataclass, field, fields, replace
 from functools import cache
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -16,6 +19,146 @@ PREFIX = "ORCH_"
 CHECKOUT_ROOT = Path(__file__).resolve().parent.parent
 """The project checkout this code runs from (with ``pip install -e``), if it is one."""
 WILDCARD_HOSTS = ("", "0.0.0.0", "::", "[::]")
+
+
+def var(name: str, default: Any) -> Any:
+    """A settings field read from ``ORCH_<name>``."""
+    return field(default=default, metadata={"env": name})
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: str = var("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/orchestrator")
+    pool_min: int = var("DB_POOL_MIN", 2)
+    pool_max: int = var("DB_POOL_MAX", 20)
+    pool_timeout_s: float = var("DB_POOL_TIMEOUT_S", 5.0)
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    url: str = var("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+    delivery_limit: int = var("DELIVERY_LIMIT", 5)
+    node: str = var("RABBITMQ_NODE", "")
+    """The RabbitMQ node name for ``rabbitmqctl -n`` in runbook commands (empty: its default);
+    set by ``stack up`` when it starts a RabbitMQ of its own."""
+    relay_poll_interval_s: float = var("RELAY_POLL_INTERVAL_S", 1.0)
+    relay_batch_size: int = var("RELAY_BATCH_SIZE", 200)
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    url: str = var("REDIS_URL", "redis://127.0.0.1:6379/0")
+    prefix: str = var("REDIS_PREFIX", "orch:")
+    status_ttl_s: int = var("STATUS_CACHE_TTL_S", 3600)
+    active_status_ttl_s: int = var("STATUS_CACHE_ACTIVE_TTL_S", 10)
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    host: str = var("API_HOST", "127.0.0.1")
+    port: int = var("API_PORT", 8000)
+    workers: int = var("API_WORKERS", 1)
+    url: str = var("API_URL", "")
+    """Where the CLI finds the API (default: from the API host and port)."""
+    public_url: str = var("PUBLIC_URL", "")
+    """Where people reach the API, and so the runbook at ``/runbook``: the base of every
+    alert's runbook link (default: the API host and port)."""
+    instance_id: str = var("INSTANCE_ID", "")
+    """Set by the process that starts an API server; the server reports it in its health
+    answers, so the starter knows the server answering is the one it started."""
+    key: str = var("API_KEY", "")
+    """The key the CLI sends."""
+    dev_key: str = var("DEV_API_KEY", "")
+    max_body_bytes: int = var("MAX_BODY_BYTES", 1_048_576)
+
+    @property
+    def base_url(self) -> str:
+        """Where the CLI finds the API (``ORCH_API_URL``, else host and port)."""
+        return self.url.rstrip("/") or f"http://{_local_host(self.host)}:{self.port}"
+
+    @property
+    def public_base_url(self) -> str:
+        """Where people reach the API (``ORCH_PUBLIC_URL``, else host and port)."""
+        return self.public_url.rstrip("/") or f"http://{_local_host(self.host)}:{self.port}"
+
+
+@dataclass(frozen=True)
+class TaskSettings:
+    """Defaults of the tasks the API accepts and of the retry policy the workers apply."""
+
+    timeout_s: float = var("TASK_TIMEOUT_S", 300.0)
+    max_timeout_s: float = var("MAX_TASK_TIMEOUT_S", 86400.0)
+    max_attempts: int = var("RETRY_MAX_ATTEMPTS", 3)
+    retry_base_delay_s: float = var("RETRY_BASE_DELAY_S", 1.0)
+    retry_max_delay_s: float = var("RETRY_MAX_DELAY_S", 300.0)
+    retry_jitter: float = var("RETRY_JITTER", 0.2)
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    prefetch: int = var("PREFETCH", 32)
+    concurrency: int = var("CONCURRENCY", 16)
+    heartbeat_interval_s: float = var("HEARTBEAT_INTERVAL_S", 5.0)
+    heartbeat_ttl_s: float = var("HEARTBEAT_TTL_S", 15.0)
+    shutdown_grace_s: float = var("SHUTDOWN_GRACE_S", 30.0)
+    agents: tuple[str, ...] = var("AGENTS", ())
+    """The agent types a worker serves when ``--agents`` is not given (default: all)."""
+    agent_modules: tuple[str, ...] = var("AGENT_MODULES", ("agents.builtin",))
+    deployed_agents: tuple[str, ...] = var("DEPLOYED_AGENTS", ())
+    """Agent types that must have a live worker (they page when none runs) even before one has
+    been seen; a type also counts as deployed once a worker for it has started."""
+    metrics_port: int = var("AGENT_METRICS_PORT", 9101)
+
+
+@dataclass(frozen=True)
+class LlmSettings:
+    base_url: str = var("LLM_BASE_URL", "http://127.0.0.1:11434/v1")
+    api_key: str = var("LLM_API_KEY", "")
+    model: str = var("LLM_MODEL", "gpt-4o-mini")
+    timeout_s: float = var("LLM_TIMEOUT_S", 60.0)
+
+
+@dataclass(frozen=True)
+class TelemetrySettings:
+    log_level: str = var("LOG_LEVEL", "INFO")
+    log_format: str = var("LOG_FORMAT", "json")
+    log_file: str = var("LOG_FILE", "")
+    """Also write JSON log lines to this file (``stack up`` gives each process one)."""
+    metrics_enabled: bool = var("METRICS_ENABLED", True)
+    metrics_host: str = var("METRICS_HOST", "127.0.0.1")
+    metrics_dir: str = var("METRICS_DIR", "")
+    metrics_cache_s: float = var("METRICS_CACHE_S", 2.0)
+    probe_interval_s: float = var("PROBE_INTERVAL_S", 1.0)
+    tracing_enabled: bool = var("TRACING_ENABLED", True)
+    otlp_endpoint: str = var("OTLP_ENDPOINT", "")
+    trace_console: bool = var("TRACE_CONSOLE", False)
+    trace_sample_ratio: float = var("TRACE_SAMPLE_RATIO", 1.0)
+    """Share of traces recorded when spans are exported (new traces; children follow)."""
+    environment: str = var("ENVIRONMENT", "local")
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    """The native monitoring stack (``stack up``) and the links of its alerts."""
+
+    prometheus_port: int = var("PROMETHEUS_PORT", 9090)
+    alertmanager_port: int = var("ALERTMANAGER_PORT", 9093)
+    page_inbox_port: int = var("PAGE_INBOX_PORT", 9094)
+    pagerduty_routing_key: str = var("PAGERDUTY_ROUTING_KEY", "")
+    scrape_interval: str = var("STACK_SCRAPE_INTERVAL", "5s")
+    alert_for_override: str = var("ALERT_FOR_OVERRIDE", "")
+    """Drills only: replace every alert's ``for:`` in the native stack (e.g. ``10s``)."""
+    alert_group_wait: str = var("ALERT_GROUP_WAIT", "10s")
+    alert_group_interval: str = var("ALERT_GROUP_INTERVAL", "1m")
+    grafana_url: str = var("GRAFANA_URL", "http://127.0.0.1:3000")
+    """The base of every alert's dashboard link."""
+
+
+SECTIONS: dict[str, type] = {
+    "database": DatabaseSettings, "broker": BrokerSettings, "redis": RedisSettings,
+    "api": ApiSettings, "tasks": TaskSettings, "worker": WorkerSettings, "llm": LlmSettings,
+    "telemetry": TelemetrySettings, "stack": StackSettings,
+}
 
 
 def default_state_dir(environ: Mapping[str, str]) -> str:
@@ -36,118 +179,42 @@ def _local_host(host: str) -> str:
 
 @dataclass(frozen=True)
 class Settings:
-    """Runtime configuration; each field maps to ``ORCH_<FIELD_NAME_UPPER>``."""
+    """Runtime configuration, one section per concern."""
 
-    database_url: str = "postgresql://postgres@127.0.0.1:5432/orchestrator"
-    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    redis_prefix: str = "orch:"
-    api_host: str = "127.0.0.1"
-    api_port: int = 8000
-    api_workers: int = 1
-    api_url: str = ""
-    """Where the CLI finds the API (default: from the API host and port)."""
-    public_url: str = ""
-    """Where people reach the API, and so the runbook at ``/runbook``: the base of every
-    alert's runbook link (default: the API host and port)."""
-    grafana_url: str = "http://127.0.0.1:3000"
-    """The base of every alert's dashboard link."""
-    instance_id: str = ""
-    """Set by the process that starts an API server; the server reports it in its health
-    answers, so the starter knows the server answering is the one it started."""
-    api_key: str = ""
-    db_pool_min: int = 2
-    db_pool_max: int = 20
-    db_pool_timeout_s: float = 5.0
-    prefetch: int = 32
-    concurrency: int = 16
-    delivery_limit: int = 5
-    retry_max_attempts: int = 3
-    retry_base_delay_s: float = 1.0
-    retry_max_delay_s: float = 300.0
-    retry_jitter: float = 0.2
-    task_timeout_s: float = 300.0
-    max_task_timeout_s: float = 86400.0
-    max_body_bytes: int = 1_048_576
-    heartbeat_interval_s: float = 5.0
-    heartbeat_ttl_s: float = 15.0
-    shutdown_grace_s: float = 30.0
-    relay_poll_interval_s: float = 1.0
-    relay_batch_size: int = 200
-    status_cache_ttl_s: int = 3600
-    status_cache_active_ttl_s: int = 10
-    log_level: str = "INFO"
-    log_format: str = "json"
-    log_file: str = ""
-    """Also write JSON log lines to this file (``stack up`` gives each process one)."""
-    agents: tuple[str, ...] = ()
-    deployed_agents: tuple[str, ...] = ()
-    """Agent types that must have a live worker (they page when none runs) even before one has
-    been seen; a type also counts as deployed once a worker for it has started."""
-    agent_modules: tuple[str, ...] = ("agents.builtin",)
-    llm_base_url: str = "http://127.0.0.1:11434/v1"
-    llm_api_key: str = ""
-    llm_model: str = "gpt-4o-mini"
-    llm_timeout_s: float = 60.0
-    dev_api_key: str = ""
-    metrics_enabled: bool = True
-    metrics_host: str = "127.0.0.1"
-    agent_metrics_port: int = 9101
-    metrics_dir: str = ""
-    metrics_cache_s: float = 2.0
-    probe_interval_s: float = 1.0
-    tracing_enabled: bool = True
-    otlp_endpoint: str = ""
-    trace_console: bool = False
-    trace_sample_ratio: float = 1.0
-    """Share of traces recorded when spans are exported (new traces; children follow)."""
-    environment: str = "local"
-    prometheus_port: int = 9090
-    alertmanager_port: int = 9093
-    page_inbox_port: int = 9094
-    pagerduty_routing_key: str = ""
-    stack_scrape_interval: str = "5s"
-    alert_for_override: str = ""
-    """Drills only: replace every alert's ``for:`` in the native stack (e.g. ``10s``)."""
-    alert_group_wait: str = "10s"
-    alert_group_interval: str = "1m"
-    rabbitmq_node: str = ""
-    """The RabbitMQ node name for ``rabbitmqctl -n`` in runbook commands (empty: its default);
-    set by ``stack up`` when it starts a RabbitMQ of its own."""
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    broker: BrokerSettings = field(default_factory=BrokerSettings)
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
+    tasks: TaskSettings = field(default_factory=TaskSettings)
+    worker: WorkerSettings = field(default_factory=WorkerSettings)
+    llm: LlmSettings = field(default_factory=LlmSettings)
+    telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
+    stack: StackSettings = field(default_factory=StackSettings)
     state_dir: str = field(default_factory=lambda: default_state_dir(os.environ))
-    """Absolute: a relative ``ORCH_STATE_DIR`` is taken from the folder it is read in."""
+    """``ORCH_STATE_DIR``, absolute: a relative value is taken from the folder it is read in."""
     extra: Mapping[str, str] = field(default_factory=dict)
+    """``ORCH_*`` variables no setting reads (kept to be reported, never silently used)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Build settings from ``ORCH_*`` variables; unknown ``ORCH_*`` names go to ``extra``."""
         env = os.environ if environ is None else environ
-        hints = get_type_hints(cls)
-        values: dict[str, Any] = {}
-        known = set()
-        for f in fields(cls):
-            if f.name == "extra":
-                continue
-            key = PREFIX + f.name.upper()
-            known.add(key)
-            if key in env:
-                values[f.name] = _parse(key, env[key], hints[f.name])
+        known = {PREFIX + "STATE_DIR"}
+        sections: dict[str, Any] = {}
+        for name, section in SECTIONS.items():
+            hints = get_type_hints(section)
+            values = {}
+            for f in _variables(section):
+                key = PREFIX + f.metadata["env"]
+                known.add(key)
+                if key in env:
+                    values[f.name] = _parse(key, env[key], hints[f.name])
+            sections[name] = section(**values)
+        raw_state = env.get(PREFIX + "STATE_DIR")
+        state_dir = (str(Path(raw_state).expanduser().absolute()) if raw_state
+                     else default_state_dir(env))
         extra = {k: v for k, v in env.items() if k.startswith(PREFIX) and k not in known}
-        values["state_dir"] = (str(Path(values["state_dir"]).expanduser().absolute())
-                               if values.get("state_dir") else default_state_dir(env))
-        return cls(**values, extra=extra)
-
-    @property
-    def base_url(self) -> str:
-        """Where the CLI finds the API (``ORCH_API_URL``, else host and port)."""
-        return (self.api_url.rstrip("/")
-                or f"http://{_local_host(self.api_host)}:{self.api_port}")
-
-    @property
-    def public_base_url(self) -> str:
-        """Where people reach the API (``ORCH_PUBLIC_URL``, else host and port)."""
-        return (self.public_url.rstrip("/")
-                or f"http://{_local_host(self.api_host)}:{self.api_port}")
+        return cls(**sections, state_dir=state_dir, extra=extra)
 
     @property
     def state_path(self) -> Path:
@@ -164,12 +231,35 @@ class Settings:
         return self.state_path / "stack"
 
     def with_overrides(self, **changes: Any) -> Settings:
-        """A copy with some fields changed (tests and the CLI use this)."""
-        return replace(self, **changes)
+        """A copy with some settings changed, named as their variables without the prefix
+        (``api_port=8001`` for ``ORCH_API_PORT``); tests and the CLI use this."""
+        sections: dict[str, dict[str, Any]] = {}
+        top: dict[str, Any] = {}
+        for name, value in changes.items():
+            if name in ("state_dir", "extra"):
+                top[name] = value
+                continue
+            section, attribute = _field_of(name.upper())
+            sections.setdefault(section, {})[attribute] = value
+        return replace(self, **top, **{section: replace(getattr(self, section), **values)
+                                       for section, values in sections.items()})
 
 
 class SettingsError(ValueError):
     """An ``ORCH_*`` variable holds a value of the wrong type."""
+
+
+def _variables(section: type) -> list[Field[Any]]:
+    return [f for f in fields(section) if "env" in f.metadata]
+
+
+def _field_of(variable: str) -> tuple[str, str]:
+    """The section and attribute that ``ORCH_<variable>`` sets."""
+    for name, section in SECTIONS.items():
+        for f in _variables(section):
+            if f.metadata["env"] == variable:
+                return name, f.name
+    raise TypeError(f"no setting is read from {PREFIX}{variable}")
 
 
 def _parse(key: str, raw: str, kind: Any) -> Any:

@@ -211,7 +211,7 @@ async def deliver_again(env: Env, task_id: str, agent: str = "echo") -> None:
     from catalog import names
     from service.broker.messages import TaskMessage, encode
 
-    connection = await aio_pika.connect(env.settings.amqp_url)
+    connection = await aio_pika.connect(env.settings.broker.url)
     async with connection:
         channel = await connection.channel()
         exchange = await channel.get_exchange(names.WORK_EXCHANGE)
@@ -221,7 +221,7 @@ async def deliver_again(env: Env, task_id: str, agent: str = "echo") -> None:
 
 async def corrupt_input(env: Env, task_id: str) -> None:
     """Change a task's stored input behind the API's back (its checksum no longer matches)."""
-    async with await psycopg.AsyncConnection.connect(env.settings.database_url,
+    async with await psycopg.AsyncConnection.connect(env.settings.database.url,
                                                      autocommit=True) as conn:
         await conn.execute("UPDATE tasks SET input = '{\"seconds\": 9}' WHERE id = %s",
                            (task_id,))

@@ -179,7 +179,7 @@ async def test_unknown_agent_is_422_listing_the_known_agents(client: httpx.Async
 
 async def test_body_over_the_size_limit_is_413_saying_the_limit(
         client: httpx.AsyncClient, env: Env) -> None:
-    limit = env.settings.max_body_bytes
+    limit = env.settings.api.max_body_bytes
     assert limit == 1_048_576
     big = {"agent": "echo", "input": "x" * (limit + limit // 10)}
     body = problem(await client.post("/v1/tasks", json=big), 413)
@@ -421,8 +421,8 @@ async def test_task_read_has_every_field_and_the_defaults_from_settings(
     assert task["agent"] == "echo" and task["input"] == {"k": "v"}
     assert task["status"] in {"queued", "running", "succeeded"}
     assert task["priority"] == 0
-    assert task["max_attempts"] == env.settings.retry_max_attempts == 3
-    assert task["timeout_s"] == env.settings.task_timeout_s == 300.0
+    assert task["max_attempts"] == env.settings.tasks.max_attempts == 3
+    assert task["timeout_s"] == env.settings.tasks.timeout_s == 300.0
     assert task["cancel_requested"] is False
     datetime.fromisoformat(task["created_at"])
     base = f"/v1/tasks/{task_id}"

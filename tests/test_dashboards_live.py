@@ -205,12 +205,12 @@ def live(logs_dir: Path, tmp_path_factory: pytest.TempPathFactory,
     native: NativeStack | None = None
     try:
         settings = env.settings
-        with proxy_to(*server_of(settings.database_url, 5432)) as db_link, \
-                proxy_to(*server_of(settings.amqp_url, 5672)) as broker_link:
+        with proxy_to(*server_of(settings.database.url, 5432)) as db_link, \
+                proxy_to(*server_of(settings.broker.url, 5672)) as broker_link:
             # the API reaches PostgreSQL and RabbitMQ through proxies the test can cut
             api_url = start_api(env, environ=env.with_vars(
-                database_url=through(settings.database_url, db_link.port),
-                amqp_url=through(settings.amqp_url, broker_link.port),
+                database_url=through(settings.database.url, db_link.port),
+                amqp_url=through(settings.broker.url, broker_link.port),
                 db_pool_timeout_s="0.3"))
             key = create_key(env)
             main_port, sleeper_port = free_port(), free_port()
@@ -300,8 +300,8 @@ async def traffic(client: httpx.AsyncClient, env: Env) -> None:
                                            "succeeded"], done
     assert retried["attempts"] == 2
     # a cache miss (entry deleted, read again, re-cached) and then a hit
-    redis.Redis.from_url(env.settings.redis_url).delete(
-        f"{env.settings.redis_prefix}task:{ok['id']}")
+    redis.Redis.from_url(env.settings.redis.url).delete(
+        f"{env.settings.redis.prefix}task:{ok['id']}")
     assert (await client.get(f"/v1/tasks/{ok['id']}")).status_code == 200
     await asyncio.sleep(0.1)
     assert (await client.get(f"/v1/tasks/{ok['id']}")).status_code == 200

@@ -189,7 +189,7 @@ def test_migrations_are_applied_once(own_env: Env) -> None:
                                 text=True, timeout=60)
         assert result.returncode == 0, result.stderr
     assert "up to date" in result.stdout
-    with psycopg.connect(own_env.settings.database_url) as conn:
+    with psycopg.connect(own_env.settings.database.url) as conn:
         versions = conn.execute("SELECT version FROM schema_migrations").fetchall()
     assert versions == [(m.version,) for m in available_migrations()]
 
@@ -202,7 +202,7 @@ async def test_a_cancel_whose_broadcast_was_lost_still_stops_the_running_task(
         task = await submit(client, "sleep", {"seconds": 30})
         await wait_for(client, task["id"], {"running"})
         # Given a cancel request recorded in PostgreSQL but never broadcast to the worker
-        async with await psycopg.AsyncConnection.connect(own_env.settings.database_url,
+        async with await psycopg.AsyncConnection.connect(own_env.settings.database.url,
                                                          autocommit=True) as conn:
             await conn.execute("UPDATE tasks SET cancel_requested = true WHERE id = %s",
                                (task["id"],))
@@ -244,7 +244,7 @@ def test_an_agent_whose_metrics_port_is_taken_exits_with_one_line(own_env: Env) 
 
 async def test_a_worker_holds_its_deliveries_through_a_database_outage(own_env: Env) -> None:
     url = start_api(own_env)
-    database = urlsplit(own_env.settings.database_url)
+    database = urlsplit(own_env.settings.database.url)
     with proxy_to(database.hostname or "127.0.0.1", database.port or 5432) as proxy:
         through_proxy = database._replace(netloc=f"{database.username}@127.0.0.1:{proxy.port}")
         start_agent(own_env, "--agents", "echo", environ=own_env.with_vars(

@@ -67,8 +67,8 @@ async def test_every_catalog_metric_is_exposed_with_its_labels_and_moves(
     queued = await submit(client, "sleep", {"seconds": 1})  # no sleep worker in this env
     await wait_for_event(client, queued["id"], "published")
     assert (await client.post(f"/v1/tasks/{queued['id']}/cancel")).status_code == 200
-    redis.Redis.from_url(env.settings.redis_url).delete(
-        f"{env.settings.redis_prefix}task:{ok['id']}")
+    redis.Redis.from_url(env.settings.redis.url).delete(
+        f"{env.settings.redis.prefix}task:{ok['id']}")
     assert (await client.get(f"/v1/tasks/{ok['id']}")).status_code == 200  # miss, re-cached
     await asyncio.sleep(0.1)
     assert (await client.get(f"/v1/tasks/{ok['id']}")).status_code == 200  # hit

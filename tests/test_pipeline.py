@@ -54,7 +54,7 @@ async def test_failed_attempt_is_retried_then_succeeds(client: httpx.AsyncClient
 
 async def dead_letter_bodies(env: Env) -> list[bytes]:
     """The messages in the dead-letter queue (read without consuming them)."""
-    connection = await aio_pika.connect(env.settings.amqp_url)
+    connection = await aio_pika.connect(env.settings.broker.url)
     bodies = []
     async with connection:
         channel = await connection.channel()
@@ -176,7 +176,7 @@ async def test_a_malformed_message_goes_to_the_dead_letter_queue(client: httpx.A
                                                                   env: Env) -> None:
     # Given a message on an agent queue that is not a task message
     poison = b"not a task message " + uuid.uuid4().hex.encode()
-    connection = await aio_pika.connect(env.settings.amqp_url)
+    connection = await aio_pika.connect(env.settings.broker.url)
     async with connection:
         channel = await connection.channel()
         exchange = await channel.get_exchange(names.WORK_EXCHANGE)
@@ -194,11 +194,11 @@ async def test_the_status_cache_holds_every_transition_up_to_the_final_one(
     task = await wait_for(client, (await submit(client, "fail", {"until_attempt": 2}))["id"])
     assert task["status"] == "succeeded"
     # Then Redis holds the final version (written by the worker, not by a later read)
-    cache = redis.Redis.from_url(env.settings.redis_url)
-    key = f"{env.settings.redis_prefix}task:{task['id']}"
+    cache = redis.Redis.from_url(env.settings.redis.url)
+    key = f"{env.settings.redis.prefix}task:{task['id']}"
     deadline = asyncio.get_running_loop().time() + 2
     while (cached := cache.hgetall(key)).get(b"v") != b"5":
         assert asyncio.get_running_loop().time() < deadline, cached
         await asyncio.sleep(0.02)
     assert msgspec.json.decode(cached[b"doc"])["status"] == "succeeded"
-    assert 0 < cache.ttl(key) <= env.settings.status_cache_ttl_s
+    assert 0 < cache.ttl(key) <= env.settings.redis.status_ttl_s

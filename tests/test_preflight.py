@@ -127,7 +127,7 @@ async def test_postgres_database_that_is_missing_is_created(database_name: str) 
     problems = await check_dependencies(config)
     # Then there is no problem and the database exists
     assert problems == []
-    with psycopg.connect(config.database_url) as conn:
+    with psycopg.connect(config.database.url) as conn:
         assert conn.execute("SELECT current_database()").fetchone() == (database_name,)
 
 
@@ -137,9 +137,9 @@ async def test_open_pool_tells_a_missing_database_from_a_wrong_port(database_nam
                       db_pool_timeout_s=1.0)
     # When the pool opens, Then the error names the database (not the pool's timeout)
     with pytest.raises(DependencyResourceMissing) as missing:
-        await open_pool(config)
+        await open_pool(config.database)
     assert str(missing.value).startswith(
-        f"PostgreSQL at {config.database_url} has no database {database_name}; ")
+        f"PostgreSQL at {config.database.url} has no database {database_name}; ")
     # And given a pool URL on a port where nothing listens
     port = free_port()
     config = settings(database_url=f"postgresql://postgres@127.0.0.1:{port}/x",
@@ -147,7 +147,7 @@ async def test_open_pool_tells_a_missing_database_from_a_wrong_port(database_nam
     # When the pool opens, Then the error says nothing answers and PostgreSQL answers on 5432
     with pytest.raises(Exception, match=r"not answering .*\(connection refused\); "
                                         r"PostgreSQL answers on 127\.0\.0\.1:5432"):
-        await open_pool(config)
+        await open_pool(config.database)
 
 
 async def test_a_postgres_that_does_not_answer_is_reported_within_15_seconds() -> None:

@@ -43,7 +43,7 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[1]
 FOR_S = 10
-HEARTBEAT_TTL_S = Settings().heartbeat_ttl_s
+HEARTBEAT_TTL_S = Settings().worker.heartbeat_ttl_s
 PLACEHOLDERS = {"AGENT": "echo", "NAME": "echo"}
 """Runbook placeholders a person fills in; TASK_ID becomes a real task's id."""
 
@@ -82,11 +82,11 @@ def _environ(env: Env, clone: Path) -> dict[str, str]:
     own = {k: env.environ[k] for k in ("ORCH_DATABASE_URL", "ORCH_AMQP_URL", "ORCH_REDIS_URL",
                                       "ORCH_REDIS_PREFIX")}
     defaults = Settings()
-    ports = {"ORCH_API_PORT": port_for(defaults.api_port),
-             "ORCH_AGENT_METRICS_PORT": port_for(defaults.agent_metrics_port),
-             "ORCH_PROMETHEUS_PORT": port_for(defaults.prometheus_port),
-             "ORCH_ALERTMANAGER_PORT": port_for(defaults.alertmanager_port),
-             "ORCH_PAGE_INBOX_PORT": port_for(defaults.page_inbox_port)}
+    ports = {"ORCH_API_PORT": port_for(defaults.api.port),
+             "ORCH_AGENT_METRICS_PORT": port_for(defaults.worker.metrics_port),
+             "ORCH_PROMETHEUS_PORT": port_for(defaults.stack.prometheus_port),
+             "ORCH_ALERTMANAGER_PORT": port_for(defaults.stack.alertmanager_port),
+             "ORCH_PAGE_INBOX_PORT": port_for(defaults.stack.page_inbox_port)}
     base = {k: v for k, v in os.environ.items()
             if not k.startswith(("ORCH_", "VIRTUAL_ENV", "PYTHON"))}
     return {**base, **own, **{k: str(v) for k, v in ports.items()},
@@ -135,7 +135,7 @@ def test_the_readme_first_command_pages_you_from_a_fresh_clone(clone: Clone) -> 
     settings = clone.settings
     status = json.loads(clone.orchestrator("stack", "status", "--json").stdout)
     assert status["folder"] == str(clone.folder / ".orchestrator" / "stack")  # absolute, its own
-    api, prometheus = settings.base_url, f"http://127.0.0.1:{settings.prometheus_port}"
+    api, prometheus = settings.api.base_url, f"http://127.0.0.1:{settings.stack.prometheus_port}"
     assert f"{api}/runbook" in banner
 
     # Then Prometheus has loaded every generated rule, and found the Alertmanager
@@ -160,7 +160,7 @@ def test_the_readme_first_command_pages_you_from_a_fresh_clone(clone: Clone) -> 
     task_id = json.loads(submitted.stdout)["id"]
 
     # And every command of the served runbook runs against this stack
-    runbook = httpx.get(f"{settings.public_base_url}/runbook", timeout=5)
+    runbook = httpx.get(f"{settings.api.public_base_url}/runbook", timeout=5)
     assert runbook.status_code == 200
     commands = sorted(set(runbook_commands(runbook.text)))
     assert len(commands) > 30
@@ -189,7 +189,7 @@ def test_the_readme_first_command_pages_you_from_a_fresh_clone(clone: Clone) -> 
     fault_to_page = entry["received_at"] - stopped_at
     page = entry["event"]
     details = page["payload"]["custom_details"]
-    assert details["runbook_url"] == f"{settings.public_base_url}/runbook#agentsmissing"
+    assert details["runbook_url"] == f"{settings.api.public_base_url}/runbook#agentsmissing"
     assert page["payload"]["severity"] == "critical"
     for agent in ("echo", "fail", "llm", "sleep", "summarize"):
         assert f"No live {agent} worker" in page["payload"]["summary"]

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 async def pool(env: Env, api_url: str) -> AsyncIterator[Pool]:  # api_url: schema migrated
-    opened = await open_pool(env.settings, name="test-run-store")
+    opened = await open_pool(env.settings.database, name="test-run-store")
     yield opened
     await opened.close()
 

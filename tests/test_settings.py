@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -10,27 +11,33 @@ from alerts.links import Deployment
 from catalog.panels import Panel
 from service import settings as settings_module
 from service.db.pool import redact
-from service.settings import CHECKOUT_ROOT, Settings, SettingsError, default_state_dir
+from service.settings import (
+    CHECKOUT_ROOT,
+    SECTIONS,
+    Settings,
+    SettingsError,
+    default_state_dir,
+)
 
 pytestmark = pytest.mark.unit
 
 
 def test_defaults_point_at_local_services() -> None:
     settings = Settings.from_env({})
-    assert settings.database_url.startswith("postgresql://postgres@127.0.0.1")
-    assert settings.amqp_url.startswith("amqp://") and "127.0.0.1" in settings.amqp_url
-    assert settings.redis_url.startswith("redis://127.0.0.1")
-    assert settings.base_url == "http://127.0.0.1:8000"
+    assert settings.database.url.startswith("postgresql://postgres@127.0.0.1")
+    assert settings.broker.url.startswith("amqp://") and "127.0.0.1" in settings.broker.url
+    assert settings.redis.url.startswith("redis://127.0.0.1")
+    assert settings.api.base_url == "http://127.0.0.1:8000"
 
 
 def test_variables_are_parsed_to_the_field_types() -> None:
     settings = Settings.from_env({"ORCH_API_PORT": "9001", "ORCH_RETRY_BASE_DELAY_S": "0.5",
                                   "ORCH_AGENTS": "echo, sleep", "ORCH_LOG_LEVEL": "debug",
                                   "ORCH_UNKNOWN_THING": "x"})
-    assert settings.api_port == 9001
-    assert settings.retry_base_delay_s == 0.5
-    assert settings.agents == ("echo", "sleep")
-    assert settings.log_level == "debug"
+    assert settings.api.port == 9001
+    assert settings.tasks.retry_base_delay_s == 0.5
+    assert settings.worker.agents == ("echo", "sleep")
+    assert settings.telemetry.log_level == "debug"
     assert settings.extra == {"ORCH_UNKNOWN_THING": "x"}
 
 
@@ -82,7 +89,7 @@ def test_outside_a_checkout_state_goes_to_the_xdg_state_home(
 def test_the_public_url_follows_the_api_address_unless_set(
         environ: dict[str, str], public: str) -> None:
     settings = Settings.from_env(environ)
-    assert settings.public_base_url == public
+    assert settings.api.public_base_url == public
     deployment = Deployment.from_settings(settings)
     assert deployment.runbook_url("AgentsMissing") == f"{public}/runbook#agentsmissing"
 
@@ -103,3 +110,19 @@ def test_links_and_runbook_commands_follow_the_deployment_settings() -> None:
         "curl http://127.0.0.1:8300/health/ready")
     assert deployment.command("tail {logs}/api.log") == (
         f"tail {settings.state_path}/stack/logs/api.log")
+
+
+def test_every_variable_sets_exactly_one_setting_of_one_section() -> None:
+    variables = [f.metadata["env"] for section in SECTIONS.values() for f in fields(section)
+                 if "env" in f.metadata]
+    assert len(variables) == len(set(variables)) > 60
+    settings = Settings.from_env({f"ORCH_{v}": "7" for v in ("DB_POOL_MAX", "API_PORT")})
+    assert settings.database.pool_max == 7 and settings.api.port == 7
+
+
+def test_overrides_are_named_as_their_variables_and_an_unknown_name_is_refused() -> None:
+    changed = Settings().with_overrides(api_port=8301, db_pool_max=4, state_dir="/x")
+    assert (changed.api.port, changed.database.pool_max, changed.state_dir) == (8301, 4, "/x")
+    assert changed.api.host == Settings().api.host  # the rest of the section is kept
+    with pytest.raises(TypeError, match="no setting is read from ORCH_NO_SUCH_THING"):
+        Settings().with_overrides(no_such_thing=1)

@@ -263,7 +263,7 @@ def test_secrets_are_scrubbed_from_log_messages(capsys: pytest.CaptureFixture[st
         "nothing secret in http://host:8000/v1/tasks")
 
     # Given the process's JSON logging
-    configure_logging(Settings.from_env({}), service="test")
+    configure_logging(Settings.from_env({}).telemetry, service="test")
     capsys.readouterr()
     # When messages, an exception and a standard-library record mention secrets
     logger.info("database at postgresql://orch:s3cr3t-pw@db:5432/orch is slow")

@@ -21,7 +21,7 @@ async def list_agents(request: Request[Any, Any, Any]) -> AgentsOut:
     source = "redis"
     if workers is None:
         workers = [_jsonable(w) for w in
-                   await services.workers.live(services.settings.heartbeat_ttl_s)]
+                   await services.workers.live(services.settings.worker.heartbeat_ttl_s)]
         source = "postgresql"
     per_agent = Counter(agent for w in workers for agent in w.get("agents", []))
     types = []

@@ -31,14 +31,14 @@ def create_app(settings: Settings | None = None, extra_handlers: Sequence[Any] =
     settings = settings or get_settings()
     v1 = Router(path="/", route_handlers=[TaskController, list_agents], guards=[require_api_key])
     handlers: list[Any] = [v1, live, ready, *extra_handlers]
-    if settings.metrics_enabled:
+    if settings.telemetry.metrics_enabled:
         handlers.append(metrics_endpoint)
     return Litestar(
         route_handlers=handlers,
         lifespan=[services_lifespan(settings)],
-        state=State({"instance": settings.instance_id}),
+        state=State({"instance": settings.api.instance_id}),
         exception_handlers=EXCEPTION_HANDLERS,
-        request_max_body_size=settings.max_body_bytes,
+        request_max_body_size=settings.api.max_body_bytes,
         openapi_config=OpenAPIConfig(title="Agent orchestrator", version="0.1.0",
                                      path="/schema"),
         debug=False,
@@ -49,12 +49,12 @@ def asgi_app(extra_handlers: Sequence[Any] = ()) -> ASGIApp:
     """The app one server worker process serves, with its telemetry and ``extra_handlers``."""
     settings = get_settings()
     _exit_with_the_server()
-    configure_logging(settings, service="api")
-    configure_tracing(settings, service="api")
+    configure_logging(settings.telemetry, service="api")
+    configure_tracing(settings.telemetry, service="api")
     app: ASGIApp = RequestTelemetry(cast(ASGIApp, create_app(settings, extra_handlers)),
-                                    record_metrics=settings.metrics_enabled,
+                                    record_metrics=settings.telemetry.metrics_enabled,
                                     name_spans=spans_exported())
-    return traced(app) if settings.tracing_enabled else app
+    return traced(app) if settings.telemetry.tracing_enabled else app
 
 
 def _exit_with_the_server() -> None:

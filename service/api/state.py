@@ -50,22 +50,22 @@ class Services:
 async def open_services(settings: Settings, name: str = "api") -> AsyncIterator[Services]:
     """The process's resources (``open_resources``), the agent queues declared, and what the
     handlers and ``/metrics`` read besides."""
-    agents = load_agent_modules(settings.agent_modules)
+    agents = load_agent_modules(settings.worker.agent_modules)
     async with open_resources(settings, name, probe_extra=flush_http_metrics) as resources:
         pool, amqp = resources.pool, resources.amqp
         for agent in agents:
             await resources.publisher.topology.declare_agent_queue(agent)
         workers = WorkerRegistry(pool)
         sampler = StateSampler(TaskStats(pool), resources.outbox, workers, amqp, agents,
-                               settings.heartbeat_ttl_s, settings.metrics_cache_s,
-                               settings.deployed_agents)
+                               settings.worker.heartbeat_ttl_s, settings.telemetry.metrics_cache_s,
+                               settings.worker.deployed_agents)
         mark_build("api")
         try:
             await resources.cache.ping()
             yield Services(settings, pool, amqp, resources.cache, TaskStore(pool),
                            KeyCache(KeyStore(pool)), workers, resources.publisher,
                            resources.relay, agents, sampler,
-                           api_registry([sampler], settings.api_workers))
+                           api_registry([sampler], settings.api.workers))
         finally:
             shutdown_tracing()
 

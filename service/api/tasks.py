@@ -69,13 +69,13 @@ class TaskController(Controller):
         settings = services.settings
         if data.agent not in services.agents:
             raise UnknownAgent(data.agent, services.agents)
-        timeout_s = data.timeout_s if data.timeout_s is not None else settings.task_timeout_s
-        if timeout_s > settings.max_task_timeout_s:
+        timeout_s = data.timeout_s if data.timeout_s is not None else settings.tasks.timeout_s
+        if timeout_s > settings.tasks.max_timeout_s:
             raise ValidationException(
-                f"timeout_s {timeout_s:g} is above the limit of {settings.max_task_timeout_s:g}s",
+                f"timeout_s {timeout_s:g} is above the limit of {settings.tasks.max_timeout_s:g}s",
                 extra=[{"source": "body", "key": "timeout_s",
-                        "message": f"must be at most {settings.max_task_timeout_s:g}"}])
-        max_attempts = data.max_attempts or settings.retry_max_attempts
+                        "message": f"must be at most {settings.tasks.max_timeout_s:g}"}])
+        max_attempts = data.max_attempts or settings.tasks.max_attempts
         traceparent, trace_id = current_traceparent()
         new = NewTask(
             agent=data.agent, input=data.input, priority=data.priority,

@@ -15,21 +15,21 @@ from aiormq.exceptions import (
 
 from service.errors import DependencyLoginRefused, DependencyResourceMissing, DependencyUnavailable
 from service.reachability import not_answering, redact, unreachable_reason
-from service.settings import Settings
+from service.settings import BrokerSettings
 
 RABBITMQ_HINT = "Start it with: rabbitmq-server -detached && rabbitmqctl await_startup"
 AMQP_VARIABLE = "ORCH_AMQP_URL"
 AMQP_PORTS = {"amqp": 5672, "amqps": 5671}
 
 
-async def connect(settings: Settings, name: str) -> AbstractRobustConnection:
+async def connect(broker: BrokerSettings, name: str) -> AbstractRobustConnection:
     """A robust connection (reconnects and restores topology and consumers by itself)."""
     try:
         return await aio_pika.connect_robust(
-            settings.amqp_url, client_properties={"connection_name": name}, timeout=10
+            broker.url, client_properties={"connection_name": name}, timeout=10
         )
     except Exception as exc:
-        raise await broker_error(settings.amqp_url, exc) from exc
+        raise await broker_error(broker.url, exc) from exc
 
 
 def _refused_vhost(exc: BaseException) -> bool:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from service.db.migrate import migrated_pool
 from service.db.query import Store
-from service.settings import Settings
+from service.settings import DatabaseSettings
 
 KEY_PREFIX = "orch_"
 DEFAULT_SCOPES = ("tasks:write", "tasks:read")
@@ -52,10 +52,10 @@ class KeyStore(Store):
         return ApiKey(row["id"], row["name"], tuple(row["scopes"])) if row else None
 
 
-async def provision_key(settings: Settings, name: str,
+async def provision_key(database: DatabaseSettings, name: str,
                         scopes: tuple[str, ...] = DEFAULT_SCOPES, key: str | None = None) -> str:
     """Store a key in the configured database (creating and migrating it first); return the
     key in clear (``keys create``, the development key of ``up``, benchmark deployments)."""
-    async with migrated_pool(settings, "keys") as pool:
+    async with migrated_pool(database, "keys") as pool:
         value, _ = await KeyStore(pool).create(name, scopes, key)
         return value

@@ -11,7 +11,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 
 from service.db.pool import Pool, ensure_database, open_pool
-from service.settings import Settings
+from service.settings import DatabaseSettings
 
 _LOCK_ID = 7_310_451_001  # advisory lock: one migrator at a time across processes
 
@@ -41,10 +41,10 @@ async def migrate(pool: Pool) -> list[Migration]:
 
 
 @asynccontextmanager
-async def migrated_pool(settings: Settings, name: str) -> AsyncIterator[Pool]:
+async def migrated_pool(database: DatabaseSettings, name: str) -> AsyncIterator[Pool]:
     """A pool on the configured database, created and migrated first (for short commands)."""
-    await ensure_database(settings)
-    pool = await open_pool(settings, name=name)
+    await ensure_database(database)
+    pool = await open_pool(database, name=name)
     try:
         await migrate(pool)
         yield pool

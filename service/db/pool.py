@@ -16,7 +16,7 @@ from service.errors import (
     one_line,
 )
 from service.reachability import not_answering, redact, unreachable_reason
-from service.settings import Settings
+from service.settings import DatabaseSettings
 
 __all__ = ["POSTGRES_HINT", "Pool", "ensure_database", "open_pool", "postgres_error", "redact"]
 
@@ -32,48 +32,48 @@ Pool = AsyncConnectionPool[AsyncConnection[DictRow]]
 """The pool type every store takes: autocommit connections returning dict rows."""
 
 
-async def open_pool(settings: Settings, name: str = "orchestrator") -> Pool:
+async def open_pool(database: DatabaseSettings, name: str = "orchestrator") -> Pool:
     """Open the pool and prove one connection works, or raise ``DependencyUnavailable``."""
     pool: Pool = AsyncConnectionPool(
-        settings.database_url,
+        database.url,
         connection_class=AsyncConnection[DictRow],
-        min_size=settings.db_pool_min,
-        max_size=settings.db_pool_max,
-        timeout=settings.db_pool_timeout_s,
+        min_size=database.pool_min,
+        max_size=database.pool_max,
+        timeout=database.pool_timeout_s,
         kwargs={"autocommit": True, "row_factory": dict_row, "application_name": name},
         name=name,
         open=False,
     )
     try:
-        await pool.open(wait=True, timeout=settings.db_pool_timeout_s)
+        await pool.open(wait=True, timeout=database.pool_timeout_s)
     except Exception as exc:
         await pool.close()
-        raise await _pool_error(settings, exc) from exc
+        raise await _pool_error(database, exc) from exc
     return pool
 
 
-async def _pool_error(settings: Settings, exc: BaseException) -> DependencyUnavailable:
+async def _pool_error(database: DatabaseSettings, exc: BaseException) -> DependencyUnavailable:
     """Why the pool did not open: its timeout hides the cause, so one plain connection tells."""
     try:
-        conn = await psycopg.AsyncConnection.connect(settings.database_url,
+        conn = await psycopg.AsyncConnection.connect(database.url,
                                                      connect_timeout=CONNECT_TIMEOUT_S)
     except psycopg.Error as direct:
-        return await postgres_error(settings.database_url, direct)
+        return await postgres_error(database.url, direct)
     await conn.close()
-    return DependencyUnavailable("PostgreSQL", redact(settings.database_url),
+    return DependencyUnavailable("PostgreSQL", redact(database.url),
                                  f"check {DATABASE_VARIABLE} and the server's log", _root(exc))
 
 
-async def ensure_database(settings: Settings) -> None:
+async def ensure_database(database: DatabaseSettings) -> None:
     """Create the configured database when the server runs but the database does not exist."""
-    info = conninfo.conninfo_to_dict(settings.database_url)
+    info = conninfo.conninfo_to_dict(database.url)
     dbname = str(info.get("dbname") or "")
-    admin = conninfo.make_conninfo(settings.database_url, dbname="postgres")
+    admin = conninfo.make_conninfo(database.url, dbname="postgres")
     try:
         conn = await psycopg.AsyncConnection.connect(admin, autocommit=True,
                                                      connect_timeout=CONNECT_TIMEOUT_S)
     except psycopg.OperationalError as exc:
-        raise await postgres_error(settings.database_url, exc) from exc
+        raise await postgres_error(database.url, exc) from exc
     async with conn:
         if await _database_exists(conn, dbname):
             return
@@ -83,7 +83,7 @@ async def ensure_database(settings: Settings) -> None:
             if await _database_exists(conn, dbname):  # another process created it meanwhile
                 return
             raise DependencyResourceMissing(
-                "PostgreSQL", redact(settings.database_url), "database", dbname,
+                "PostgreSQL", redact(database.url), "database", dbname,
                 f"create it with a role that may (createdb {dbname}) or fix {DATABASE_VARIABLE}",
                 note=f" (and it could not be created: {one_line(exc)})", cause=exc,
             ) from exc

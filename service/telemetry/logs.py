@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 from loguru import logger
 
-from service.settings import Settings
+from service.settings import TelemetrySettings
 from service.telemetry.tracing import current_ids
 
 CONTEXT_KEYS = ("trace_id", "span_id", "task_id", "agent", "attempt", "worker_id")
@@ -83,19 +83,19 @@ class _InterceptHandler(logging.Handler):
             level, record.getMessage())
 
 
-def configure_logging(settings: Settings, service: str) -> None:
+def configure_logging(telemetry: TelemetrySettings, service: str) -> None:
     """Replace every handler with one sink; call once at process start."""
     logger.remove()
     logger.configure(patcher=_add_context)
-    level = settings.log_level.upper()
-    if settings.log_format == "json":
+    level = telemetry.log_level.upper()
+    if telemetry.log_format == "json":
         logger.add(_json_sink(service), level=level)
     else:
         logger.add(sys.stderr, level=level,
                    format="{time:HH:mm:ss.SSS} {level: <7} " + service
                           + " {name}: {message} {extra}")
-    if settings.log_file:  # JSON lines whatever the terminal shows: for grep and the runbook
-        logger.add(settings.log_file, level=level, format=_json_file_format(service),
+    if telemetry.log_file:  # JSON lines whatever the terminal shows: for grep and the runbook
+        logger.add(telemetry.log_file, level=level, format=_json_file_format(service),
                    rotation="50 MB", retention=2, catch=True)
     logging.basicConfig(handlers=[_InterceptHandler()], level=logging.WARNING, force=True)
     for name in ("uvicorn", "uvicorn.error", "aio_pika", "aiormq", "psycopg", "psycopg.pool"):

@@ -28,14 +28,14 @@ from opentelemetry.trace import (
 )
 
 from catalog import names
-from service.settings import Settings
+from service.settings import TelemetrySettings
 
 TRACER_NAME = "orchestrator"
 _configured = False
 _exported = False
 
 
-def configure_tracing(settings: Settings, service: str,
+def configure_tracing(telemetry: TelemetrySettings, service: str,
                       exporter: SpanExporter | None = None) -> None:
     """Install the tracer provider once per process.
 
@@ -46,26 +46,26 @@ def configure_tracing(settings: Settings, service: str,
     correlated at almost no cost.
     """
     global _configured, _exported
-    if _configured or not settings.tracing_enabled:
+    if _configured or not telemetry.tracing_enabled:
         return
     _configured = True
     exporters: list[tuple[SpanExporter, bool]] = []  # (exporter, batched)
     if exporter is not None:
         exporters.append((exporter, False))
-    if settings.otlp_endpoint:
+    if telemetry.otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        endpoint = settings.otlp_endpoint.rstrip("/")
+        endpoint = telemetry.otlp_endpoint.rstrip("/")
         if not endpoint.endswith("/v1/traces"):
             endpoint += "/v1/traces"
         exporters.append((OTLPSpanExporter(endpoint=endpoint), True))
-    if settings.trace_console:
+    if telemetry.trace_console:
         exporters.append((ConsoleSpanExporter(), False))
     _exported = bool(exporters)
-    ratio = settings.trace_sample_ratio if exporters else 0.0
+    ratio = telemetry.trace_sample_ratio if exporters else 0.0
     resource = Resource.create({"service.name": f"orchestrator-{service}",
                                 "service.namespace": "orchestrator",
-                                "deployment.environment": settings.environment})
+                                "deployment.environment": telemetry.environment})
     provider = TracerProvider(resource=resource,
                               sampler=ParentBased(TraceIdRatioBased(ratio)))
     for span_exporter, batched in exporters:

@@ -27,7 +27,7 @@ from service.cache import Cache
 from service.db.runs import NotClaimed, Run, RunStore, new_run_id
 from service.domain import Task, input_checksum, result_json
 from service.errors import IntegrityError
-from service.settings import Settings
+from service.settings import LlmSettings, TaskSettings
 from service.telemetry.tracing import process_span, tracer
 from service.worker.lifecycle import Lifecycle, RunLogs, RunMetrics, StatusCache
 
@@ -38,18 +38,17 @@ _MAX_ERROR_CHARS = 2000
 class TaskExecutor:
     """Runs deliveries with bounded concurrency and records every outcome."""
 
-    def __init__(self, runs: RunStore, cache: Cache, settings: Settings,
-                 on_outbox_change: Callable[[], None]) -> None:
+    def __init__(self, runs: RunStore, cache: Cache, *, concurrency: int, tasks: TaskSettings,
+                 llm: LlmSettings, on_outbox_change: Callable[[], None]) -> None:
         self.runs = runs
         self.lifecycle = Lifecycle([RunMetrics(), RunLogs(), StatusCache(cache)])
-        self.llm = LlmEndpoint(settings.llm_base_url, settings.llm_api_key, settings.llm_model,
-                               settings.llm_timeout_s)
+        self.llm = LlmEndpoint(llm.base_url, llm.api_key, llm.model, llm.timeout_s)
         self.on_outbox_change = on_outbox_change
         self.default_policy = RetryPolicy(
-            max_attempts=settings.retry_max_attempts, base_delay_s=settings.retry_base_delay_s,
-            max_delay_s=settings.retry_max_delay_s, jitter=settings.retry_jitter,
+            max_attempts=tasks.max_attempts, base_delay_s=tasks.retry_base_delay_s,
+            max_delay_s=tasks.retry_max_delay_s, jitter=tasks.retry_jitter,
         )
-        self.slots = asyncio.Semaphore(settings.concurrency)
+        self.slots = asyncio.Semaphore(concurrency)
         self.handlers: set[asyncio.Task[Any]] = set()
         self.running: dict[str, asyncio.Task[Any]] = {}
         self._cancel_requested: set[str] = set()

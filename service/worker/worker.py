@@ -38,8 +38,8 @@ class Worker:
 
     def __init__(self, settings: Settings, agents: list[str] | None = None,
                  worker_id: str | None = None) -> None:
-        load_agent_modules(settings.agent_modules)
-        chosen = agents or list(settings.agents) or known_agents()
+        load_agent_modules(settings.worker.agent_modules)
+        chosen = agents or list(settings.worker.agents) or known_agents()
         unknown = sorted(set(chosen) - set(known_agents()))
         if unknown:
             raise ValueError(f"unknown agents {unknown}; known agents: {known_agents()}")
@@ -60,35 +60,38 @@ class Worker:
 
     async def _open(self, resources: AsyncExitStack) -> None:
         s = self.settings
-        if s.metrics_enabled:  # first: a busy port fails before anything else is opened
+        if s.telemetry.metrics_enabled:  # first: a busy port fails before anything else is opened
             try:
-                server = serve_agent_metrics(s.metrics_host, s.agent_metrics_port)
+                server = serve_agent_metrics(s.telemetry.metrics_host, s.worker.metrics_port)
             except OSError as exc:
-                raise PortUnavailable("agent metrics", s.metrics_host, s.agent_metrics_port,
+                raise PortUnavailable("agent metrics", s.telemetry.metrics_host,
+                                      s.worker.metrics_port,
                                       "pass --metrics-port with a free port (0 picks one)",
                                       exc) from exc
             resources.callback(server.shutdown)
             self.metrics_port = server.server_port
-            logger.info("agent metrics on http://{}:{}/metrics", s.metrics_host,
+            logger.info("agent metrics on http://{}:{}/metrics", s.telemetry.metrics_host,
                         self.metrics_port)
         resources.callback(self._cancel_handlers)  # runs after the connection is closed
         shared = await resources.enter_async_context(open_resources(
             s, f"agent {self.worker_id}", actor=self.worker_id,
             new_tasks_after_s=AGENT_TAKEOVER_S, probe_slots=self._slots))
         self.pool, self.cache, self.connection = shared.pool, shared.cache, shared.amqp
-        self.executor = TaskExecutor(RunStore(self.pool, self.worker_id), self.cache, s,
-                                     shared.relay.wake)
+        self.executor = TaskExecutor(RunStore(self.pool, self.worker_id), self.cache,
+                                     concurrency=s.worker.concurrency, tasks=s.tasks, llm=s.llm,
+                                     on_outbox_change=shared.relay.wake)
         self.consume_channel = await self.connection.channel()
-        await self.consume_channel.set_qos(prefetch_count=s.prefetch)
-        topology = Topology(self.consume_channel, s.delivery_limit)
+        await self.consume_channel.set_qos(prefetch_count=s.worker.prefetch)
+        topology = Topology(self.consume_channel, s.broker.delivery_limit)
         await topology.declare_core()
         cancel_watch = asyncio.create_task(self.executor.watch_cancellations(),
                                            name="cancel-watch")
         resources.callback(cancel_watch.cancel)
         heartbeat = Heartbeat(
-            self.worker_id, self.agents, s.concurrency, self.cache, WorkerRegistry(self.pool),
-            lambda: self.executor.in_flight, interval_s=s.heartbeat_interval_s,
-            ttl_s=s.heartbeat_ttl_s)
+            self.worker_id, self.agents, s.worker.concurrency, self.cache,
+            WorkerRegistry(self.pool),
+            lambda: self.executor.in_flight, interval_s=s.worker.heartbeat_interval_s,
+            ttl_s=s.worker.heartbeat_ttl_s)
         await heartbeat.beat()
         heartbeat.start()
         resources.push_async_callback(heartbeat.stop)
@@ -100,7 +103,7 @@ class Worker:
             tag = await queue.consume(self.executor.handle)
             self._consumers.append((queue, tag))
         logger.info("worker {} consuming {} (concurrency {}, prefetch {})", self.worker_id,
-                    ",".join(self.agents), s.concurrency, s.prefetch)
+                    ",".join(self.agents), s.worker.concurrency, s.worker.prefetch)
 
     def _cancel_handlers(self) -> None:
         executor = getattr(self, "executor", None)
@@ -118,7 +121,7 @@ class Worker:
     def _slots(self) -> tuple[int, int]:
         executor = getattr(self, "executor", None)  # the probe may sample before it exists
         used = len(executor.running) if executor else 0
-        return used, max(0, self.settings.concurrency - used)
+        return used, max(0, self.settings.worker.concurrency - used)
 
     def request_stop(self) -> None:
         self._stopped.set()
@@ -134,7 +137,7 @@ class Worker:
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Stop consuming, give in-flight work ``grace_s`` to finish, leave the rest unacked."""
-        grace = self.settings.shutdown_grace_s if grace_s is None else grace_s
+        grace = self.settings.worker.shutdown_grace_s if grace_s is None else grace_s
         for queue, tag in self._consumers:
             with contextlib.suppress(Exception):
                 await queue.cancel(tag)
