@@ -13,6 +13,10 @@ from alerts.thresholds import THRESHOLDS
 from catalog.names import DEMO_AGENTS
 
 EVAL_TIME = "45m"
+EVAL_INTERVAL = "5m"
+"""How often the rules are evaluated in the tests (the series have a sample every minute):
+every ``for`` and window of the rules is a multiple of it or shorter than the time they are
+checked at, and five times fewer evaluations keep the tests quick."""
 SLO_EVAL_TIME = "5h"
 _LABEL_REF = re.compile(r"\{\{ \$labels\.(\w+) \}\}")
 
@@ -121,4 +125,4 @@ def promtool_tests(rule_file: str, group: str) -> dict[str, Any]:
     """The promtool test file of one rule group (its rule file alone, so each evaluates only
     its own rules)."""
     tests = threshold_tests() if group == ALERTS_GROUP else slo_tests()
-    return {"rule_files": [rule_file], "evaluation_interval": "1m", "tests": tests}
+    return {"rule_files": [rule_file], "evaluation_interval": EVAL_INTERVAL, "tests": tests}
