@@ -12,7 +12,7 @@ from loadtest import cli as loadtest_cli
 from orchestrator import client as cmd
 from orchestrator import processes
 from service.errors import MissingExtra
-from service.settings import CHECKOUT_ROOT, Settings, SettingsError
+from service.settings import CHECKOUT_ROOT, Settings, SettingsError, unknown_variables
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,6 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    for line in unknown_variables(settings):
+        print(f"warning: {line}", file=sys.stderr)
     try:
         return _dispatch(args, settings)
     except cmd.ApiError as exc:

@@ -8,6 +8,7 @@ telemetry, stack), and each part is handed only to what needs it (``open_pool`` 
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Mapping
 from dataclasses import Field, dataclass, field, fields, replace
@@ -243,6 +244,18 @@ class Settings:
             sections.setdefault(section, {})[attribute] = value
         return replace(self, **top, **{section: replace(getattr(self, section), **values)
                                        for section, values in sections.items()})
+
+
+def unknown_variables(settings: Settings) -> list[str]:
+    """One line per ``ORCH_*`` variable that no setting reads (a typo would do nothing)."""
+    known = [PREFIX + f.metadata["env"] for section in SECTIONS.values()
+             for f in _variables(section)] + [PREFIX + "STATE_DIR"]
+    lines = []
+    for name in sorted(settings.extra):
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        lines.append(f"{name} is not a setting of the orchestrator and is ignored{hint}")
+    return lines
 
 
 class SettingsError(ValueError):

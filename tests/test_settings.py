@@ -17,6 +17,7 @@ from service.settings import (
     Settings,
     SettingsError,
     default_state_dir,
+    unknown_variables,
 )
 
 pytestmark = pytest.mark.unit
@@ -126,3 +127,11 @@ def test_overrides_are_named_as_their_variables_and_an_unknown_name_is_refused()
     assert changed.api.host == Settings().api.host  # the rest of the section is kept
     with pytest.raises(TypeError, match="no setting is read from ORCH_NO_SUCH_THING"):
         Settings().with_overrides(no_such_thing=1)
+
+
+def test_a_variable_no_setting_reads_is_named_with_the_one_meant() -> None:
+    settings = Settings.from_env({"ORCH_API_PROT": "8300", "ORCH_API_PORT": "8301"})
+    assert unknown_variables(settings) == [
+        "ORCH_API_PROT is not a setting of the orchestrator and is ignored"
+        " (did you mean ORCH_API_PORT?)"]
+    assert unknown_variables(Settings.from_env({"ORCH_API_PORT": "8301"})) == []
