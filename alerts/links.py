@@ -14,7 +14,7 @@ from urllib.parse import unquote, urlsplit
 
 from alerts.model import fill
 from catalog.panels import Panel
-from service.settings import Settings
+from service.settings import Settings, WorkerSettings
 
 LOGS = Path("stack") / "logs"
 """Where ``stack up`` keeps each process's JSON log, under the state folder."""
@@ -40,7 +40,8 @@ class Deployment:
         return cls(
             public_url=s.api.public_base_url, grafana_url=s.stack.grafana_url.rstrip("/"),
             api_url=s.api.base_url, prometheus_url=f"http://127.0.0.1:{s.stack.prometheus_port}",
-            agent_metrics_url=f"http://127.0.0.1:{s.worker.metrics_port or 9101}",
+            agent_metrics_url="http://127.0.0.1:"  # port 0 ("any") has no address: the default
+                              f"{s.worker.metrics_port or WorkerSettings().metrics_port}",
             database_url=_without_password(s.database.url),
             redis_url=_without_password(s.redis.url),
             amqp_vhost=unquote(urlsplit(s.broker.url).path.lstrip("/")) or "/",

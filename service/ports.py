@@ -71,9 +71,8 @@ def listening_pids(port: int) -> set[int]:
 
 def holder(port: int) -> Holder | None:
     """The process that listens on ``port``, when this machine lets us see it."""
-    for pid in sorted(listening_pids(port)):
-        return Holder(pid, command_line(pid))
-    return None
+    pids = sorted(listening_pids(port))
+    return Holder(pids[0], command_line(pids[0])) if pids else None
 
 
 def require_free(what: str, host: str, port: int, variable: str) -> None:

@@ -36,9 +36,6 @@ INSTALL_HINT = ("sudo apt-get update && sudo apt-get install -y prometheus"
 BINARIES = {"prometheus": "prometheus", "alertmanager": "prometheus-alertmanager"}
 STARTED_HEADER = "written by `orchestrator stack up` from alerts/ and stack/ at every start"
 
-__all__ = ["NativeStack", "Ports", "StackError", "Timings"]
-
-
 @dataclass(frozen=True)
 class Timings:
     """Scrape/evaluation cadence and alert timings (drills shorten them)."""

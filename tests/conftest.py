@@ -29,6 +29,15 @@ def env(logs_dir: Path) -> Iterator[Env]:
     destroy_env(environment)
 
 
+@pytest.fixture
+def own_env(logs_dir: Path, request: pytest.FixtureRequest) -> Iterator[Env]:
+    """An environment of the test's own; a module tunes it with ``OWN_ENV`` (settings named as
+    their variables without the prefix)."""
+    environment = create_env(logs_dir, **getattr(request.module, "OWN_ENV", {}))
+    yield environment
+    destroy_env(environment)
+
+
 @pytest.fixture(scope="session")
 def api_url(env: Env) -> str:
     return start_api(env)

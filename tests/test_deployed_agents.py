@@ -7,22 +7,17 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.services import ORCHESTRATOR, Env, create_env, destroy_env, start_agent, start_api
+from tests.services import ORCHESTRATOR, Env, start_agent, start_api
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def own_env(logs_dir: Path) -> Iterator[Env]:
-    environment = create_env(logs_dir, deployed_agents="summarize")
-    yield environment
-    destroy_env(environment)
+OWN_ENV = {"deployed_agents": "summarize"}
+"""The settings of this module's ``own_env`` (see conftest)."""
 
 
 def agents_live(api_url: str) -> dict[str, float]:

@@ -7,9 +7,8 @@ import asyncio
 import os
 import socket
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -21,9 +20,7 @@ from tests.proxy import proxy_to
 from tests.services import (
     ORCHESTRATOR,
     Env,
-    create_env,
     create_key,
-    destroy_env,
     ensure_redis,
     free_port,
     redis_answers,
@@ -37,11 +34,8 @@ from tests.tasks import events, kinds, submit, wait_for, wait_for_event
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def own_env(logs_dir: Path) -> Iterator[Env]:
-    environment = create_env(logs_dir, shutdown_grace_s="1")
-    yield environment
-    destroy_env(environment)
+OWN_ENV = {"shutdown_grace_s": "1"}
+"""The settings of this module's ``own_env`` (see conftest)."""
 
 
 @asynccontextmanager

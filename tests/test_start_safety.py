@@ -22,14 +22,7 @@ from service.api.readiness import ForeignServer, answers
 from stack.errors import AlreadyRunning
 from stack.native import NativeStack
 from stack.supervisor import Supervisor, lock_holder, recorded_status
-from tests.services import ORCHESTRATOR, Env, create_env, destroy_env, free_port, start_api
-
-
-@pytest.fixture
-def own_env(logs_dir: Path) -> Iterator[Env]:
-    environment = create_env(logs_dir)
-    yield environment
-    destroy_env(environment)
+from tests.services import ORCHESTRATOR, Env, free_port, start_api
 
 
 @contextlib.contextmanager
