@@ -388,6 +388,56 @@ THRESHOLDS: tuple[Threshold, ...] = (
             escalate=ESCALATE_P2),
         test_series={s(m.OUTBOX_PUBLISH_FAILURES): ("0+10x60", "0+0x60")}),
     Threshold(
+        alert="MessagesLost", metrics=(m.RECONCILED,), scenario=sc.MESSAGE_LOSS,
+        panel=panels.RECONCILED, warning=0, critical=50, for_="0m",
+        expr=(f'sum by (agent) (increase({s(m.RECONCILED)}{{action="republished"}}[15m]))'
+              " > {value}"),
+        summary="{{ $labels.agent }} tasks lost their message: more than {value} republished",
+        description="In the last 15 minutes the reconciler found more than {value} waiting"
+                    " {{ $labels.agent }} tasks whose message the broker no longer held, and"
+                    " published them again.",
+        runbook=Runbook(
+            meaning="Messages vanished from RabbitMQ while their tasks still waited: a purged"
+                    " or deleted queue, a broker that lost its data, a policy that drops"
+                    " messages (max-length, TTL). PostgreSQL is the record, so the reconciler"
+                    " has already published those tasks again.",
+            impact="The tasks ran late (by up to ORCH_RECONCILE_AFTER_S plus two passes); none"
+                    " is lost. A broker that keeps losing messages will lose them again.",
+            diagnose=("{rabbitmqctl} list_queues -p {vhost} name messages consumers",
+                      "{rabbitmqctl} list_policies -p {vhost}",
+                      f"{PSQL} -c \"SELECT task_id, at, worker_id FROM task_events WHERE"
+                      " kind = 'republished' ORDER BY at DESC LIMIT 20\""),
+            mitigate=("Find who purged or deleted the queue (RabbitMQ's log) and stop it; remove"
+                      " any max-length or message-TTL policy on the agent queues.",
+                      "Nothing to replay by hand: the republished tasks run by themselves."),
+            escalate=ESCALATE_P1),
+        test_series={f'{s(m.RECONCILED)}{{agent="echo",action="republished"}}':
+                         ("0+10x60", "0+0x60")},
+        test_labels={"agent": "echo"}),
+    Threshold(
+        alert="TasksRunningPastTimeout", metrics=(m.RUNNING_PAST_TIMEOUT,),
+        scenario=sc.PROCESSING_STALLED, panel=panels.RUNNING_PAST_TIMEOUT, warning=0,
+        for_="5m",
+        expr=f"max by (agent) ({s(m.RUNNING_PAST_TIMEOUT)}) > {{value}}",
+        summary="{{ $labels.agent }} tasks are running past their timeout",
+        description="More than {value} {{ $labels.agent }} tasks have been running over a"
+                    " minute past their own timeout for {for_}.",
+        runbook=Runbook(
+            meaning="A worker enforces every task's timeout, so a task still running long"
+                    " after it is held by a worker that is hung (stopped, deadlocked, swapping)"
+                    " or gone without its broker connection closing.",
+            impact="Those tasks make no progress and hold worker slots; with the worker's"
+                    " prefetch, more tasks wait behind them.",
+            diagnose=("orchestrator tasks --status running --limit 20",
+                      "orchestrator agents",
+                      f"{PSQL} -c \"SELECT worker_id, count(*), min(started_at) FROM tasks"
+                      " WHERE status = 'running' GROUP BY 1\""),
+            mitigate=("Restart the worker named in worker_id (SIGTERM; SIGKILL if it does not"
+                      " react): its unacked messages return to the queue and run again.",),
+            escalate=ESCALATE_P2),
+        test_series={f'{s(m.RUNNING_PAST_TIMEOUT)}{{agent="echo"}}': ("3x60", "0x60")},
+        test_labels={"agent": "echo"}),
+    Threshold(
         alert="DuplicateDeliveriesHigh", metrics=(m.DUPLICATE_DELIVERIES, m.TASKS_STARTED),
         scenario=sc.DUPLICATES, panel=panels.DUPLICATE_RATIO, unit="%", warning=0.05,
         for_="10m",
@@ -483,6 +533,36 @@ THRESHOLDS: tuple[Threshold, ...] = (
             f'{s(m.PROCESS_MAX_FDS)}{{job="{AGENT_JOB}",instance="a:9101"}}':
                 ("1000x60", "1000x60")},
         test_labels={"job": AGENT_JOB, "instance": "a:9101"}),
+    Threshold(
+        alert="DiskSpaceLow", metrics=(m.DISK_FREE, m.DISK_SIZE),
+        scenario=sc.RESOURCE_EXHAUSTION, panel=panels.DISK_FREE, unit="%",
+        warning=0.15, critical=0.05, for_="5m",
+        expr=(f"min by (instance, volume) ({s(m.DISK_FREE)}) /"
+              f" max by (instance, volume) ({s(m.DISK_SIZE)}) < {{value}}"),
+        summary="The {{ $labels.volume }} volume has less than {value} free",
+        description="Less than {value} of the {{ $labels.volume }} volume seen by"
+                    " {{ $labels.instance }} has been free for {for_}.",
+        runbook=Runbook(
+            meaning="A volume the system writes to is filling up: the database's data"
+                    " folder (tables, WAL) or the state folder (logs, metrics files).",
+            impact="A full database volume stops every write: submissions fail with 503 and"
+                    " workers hold their messages. A full state volume loses logs and"
+                    " metrics.",
+            diagnose=("df -h {logs}",
+                      f"{PSQL} -c \"SELECT pg_size_pretty(pg_database_size(current_database()))\"",
+                      f"{PSQL} -c \"SELECT relname, pg_size_pretty(pg_total_relation_size(oid))"
+                      " FROM pg_class WHERE relkind = 'r' ORDER BY pg_total_relation_size(oid)"
+                      " DESC LIMIT 5\"",
+                      "du -sh {logs}"),
+            mitigate=("Free space: remove old logs in the state folder; archive and delete"
+                      " finished tasks; check for a stuck replication slot holding WAL.",
+                      "Grow the volume before it reaches zero; PostgreSQL stops at zero."),
+            escalate=ESCALATE_P2),
+        test_series={f'{s(m.DISK_FREE)}{{volume="database",instance="api:8000"}}':
+                         ("1000x60", "900000x60"),
+                     f'{s(m.DISK_SIZE)}{{volume="database",instance="api:8000"}}':
+                         ("1000000x60", "1000000x60")},
+        test_labels={"volume": "database", "instance": "api:8000"}),
     Threshold(
         alert="EventLoopLagHigh", metrics=(m.EVENT_LOOP_LAG,), scenario=sc.HIGH_LATENCY,
         panel=panels.EVENT_LOOP_LAG, unit="s", warning=0.1, critical=1.0, for_="5m",

@@ -6,7 +6,8 @@ Two kinds of entries:
   sampler, for state that lives outside any one process (tasks by status, queue depth, ...).
 
 Label vocabulary: ``agent``, ``queue``, ``outcome``, ``route``, ``method``, ``status``, plus
-``operation`` (database queries) and ``model`` (AI agents). Never a task id, raw URL or host name.
+``operation`` (database queries), ``model`` (AI agents), ``action`` (reconciler repairs) and
+``volume`` (watched disks, by name). Never a task id, raw URL, path or host name.
 """
 
 from __future__ import annotations
@@ -110,6 +111,11 @@ PUBLISH_DURATION = _histogram("publish_duration_seconds",
                               "Time from publish to the broker's confirm.", ("queue",),
                               HTTP_BUCKETS)
 
+RECONCILED = _counter("reconciled_tasks",
+                      "Tasks the reconciler repaired: republished (their message was lost) or"
+                      " dead_lettered (the broker dead-lettered their message).",
+                      ("agent", "action"))
+
 # --- database ------------------------------------------------------------------------------------
 DB_QUERY_DURATION = _histogram("db_query_duration_seconds", "Time of one database operation.",
                                ("operation",), HTTP_BUCKETS)
@@ -141,6 +147,12 @@ AGENT_SLOTS_AVAILABLE = _gauge("agent_slots_available", "Free task slots in this
 EVENT_LOOP_LAG = _gauge("event_loop_lag_seconds",
                         "How late the event loop ran a timer (worst process).", mode="max")
 
+DISK_FREE = _gauge("disk_free_bytes", "Space left for unprivileged writes on a volume the"
+                   " orchestrator writes to (state folder, database data folder).",
+                   ("volume",), mode="min")
+DISK_SIZE = _gauge("disk_size_bytes", "Size of a volume the orchestrator writes to.",
+                   ("volume",), mode="max")
+
 # --- AI agents -----------------------------------------------------------------------------------
 MODEL_CALLS = _counter("model_calls", "Calls to a language model.", ("agent", "model"))
 MODEL_INPUT_TOKENS = _counter("model_input_tokens", "Prompt tokens sent to a language model.",
@@ -170,6 +182,10 @@ QUEUE_CONSUMERS = Sampled("queue_consumers", "gauge", "Consumers attached to a q
                           ("queue",))
 DEAD_LETTER_MESSAGES = Sampled("dead_letter_messages", "gauge",
                                "Messages in the dead-letter queue.")
+RUNNING_PAST_TIMEOUT = Sampled("tasks_running_past_timeout", "gauge",
+                               "Tasks still running a minute after their timeout: a hung"
+                               " worker, or one whose message the broker gave up on.",
+                               ("agent",))
 AGENTS_LIVE = Sampled("agents_live", "gauge",
                       "Agent worker processes with a fresh heartbeat, by agent type.", ("agent",))
 HEARTBEAT_AGE = Sampled("agent_heartbeat_age_seconds", "gauge",

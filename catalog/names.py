@@ -12,6 +12,9 @@ DEAD_EXCHANGE = "orch.dead"
 """Fanout exchange in front of the dead-letter queue."""
 
 DEAD_LETTER_QUEUE = "orch.dead-letter"
+DEAD_LETTER_RECONCILE_QUEUE = "orch.dead-letter.reconcile"
+"""A second queue on the dead-letter exchange, consumed by the reconciler: messages the broker
+dead-lettered on its own mark their task dead in PostgreSQL."""
 
 CONTROL_EXCHANGE = "orch.control"
 """Fanout exchange for broadcast control messages (cooperative cancel)."""

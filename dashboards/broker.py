@@ -22,7 +22,7 @@ from dashboards.common import (
     timeseries_panel,
 )
 from dashboards.layout import Board
-from dashboards.promql import agg, eq, quantile, sel, sum_rate, var
+from dashboards.promql import agg, eq, quantile, sel, sum_increase, sum_rate, var
 
 QUEUE = var("queue")
 
@@ -90,6 +90,13 @@ def _dead_letters_and_outbox(board: Board) -> None:
                f"p{q * 100:g} {{{{queue}}}}") for q in (0.5, 0.99)],
         unit=SECONDS,
         description="Time from publishing a task to the broker's confirm, by queue."), 8, 8)
+    board.add(timeseries_panel(
+        ap.RECONCILED,
+        [Query(sum_increase(m.RECONCILED, by=("agent", "action")), "{{agent}} {{action}}")],
+        unit=COUNT,
+        description="Tasks the reconciler repaired: republished because the broker no longer"
+                    " held their message (message loss), or marked dead because the broker"
+                    " dead-lettered their message (workers kept dying on them)."), 12, 8)
 
 
 def dashboard() -> db.Dashboard:

@@ -74,6 +74,28 @@ def _files(board: Board) -> None:
         description="Open file descriptors next to the process limit."), 12, 8)
 
 
+def _disks(board: Board) -> None:
+    board.row("Disk space")
+    board.add(timeseries_panel(
+        ap.DISK_FREE,
+        [Query(ratio(agg("min", m.DISK_FREE, INSTANCE, by=("instance", "volume")),
+                     agg("max", m.DISK_SIZE, INSTANCE, by=("instance", "volume"))),
+               "{{instance}} {{volume}}")],
+        unit=RATIO, min_value=0, max_value=1,
+        description="Free space left on each volume the orchestrator writes to (its state"
+                    " folder; PostgreSQL's data folder when the server runs on the same host)."
+                    " A full database volume stops every write; a full state volume stops the"
+                    " logs and the metrics files."), 12, 8)
+    board.add(timeseries_panel(
+        "Free and total disk space",
+        [Query(agg("min", m.DISK_FREE, INSTANCE, by=("instance", "volume")),
+               "{{instance}} {{volume}} free"),
+         Query(agg("max", m.DISK_SIZE, INSTANCE, by=("instance", "volume")),
+               "{{instance}} {{volume}} size")],
+        unit=BYTES, min_value=0,
+        description="Bytes free next to the volume's size."), 12, 8)
+
+
 def _build(board: Board) -> None:
     board.row("Build")
     board.add(table_panel(
@@ -90,5 +112,6 @@ def dashboard() -> db.Dashboard:
                   " API and agent processes.", variables=[variables.instance()])
     _memory_and_cpu(board)
     _files(board)
+    _disks(board)
     _build(board)
     return board.dashboard()

@@ -107,6 +107,12 @@ def _waiting(board: Board) -> None:
         [Query(agg("sum", m.TASKS_IN_PROGRESS, AGENT, by=("agent",)), "{{agent}}")],
         unit=COUNT,
         description="Tasks running in the agent processes now, by agent type."), 8, 8)
+    board.add(timeseries_panel(
+        ap.RUNNING_PAST_TIMEOUT,
+        [Query(agg("max", m.RUNNING_PAST_TIMEOUT, AGENT, by=("agent",)), "{{agent}}")],
+        unit=COUNT,
+        description="Tasks still running over a minute past their own timeout: held by a"
+                    " hung worker. Any value above zero for minutes is an incident."), 8, 8)
 
 
 def _timing(board: Board) -> None:

@@ -1,6 +1,7 @@
 """The resources every orchestrator process holds, opened by one function for the API and the
 agent worker alike: the database pool (migrated), the status cache, the broker connection with
-a confirming publisher, the outbox relay and the telemetry probe. Closed in reverse order."""
+a confirming publisher, the outbox relay, the reconciler and the telemetry probe. Closed in
+reverse order."""
 
 from __future__ import annotations
 
@@ -12,13 +13,19 @@ from aio_pika.abc import AbstractRobustConnection
 
 from service.broker.connection import connect
 from service.broker.publisher import Publisher
+from service.broker.reconciler import Reconciler
 from service.broker.relay import OutboxRelay
 from service.broker.topology import Topology
 from service.cache import Cache
 from service.db.migrate import migrate
 from service.db.outbox import OutboxStore
 from service.db.pool import Pool, open_pool
+from service.db.recovery import RecoveryStore
+from service.db.server import ServerStats
+from service.db.workers import WorkerRegistry
+from service.gauges.disk import DiskGauges, database_is_local, parse_volumes
 from service.gauges.probe import Probe
+from service.lifecycle import standard_lifecycle
 from service.settings import Settings
 
 
@@ -58,8 +65,22 @@ async def open_resources(settings: Settings, name: str, *, actor: str | None = N
                             poll_interval_s=settings.broker.relay_poll_interval_s)
         relay.start()
         stack.push_async_callback(relay.stop)
+        reconciler = Reconciler(
+            RecoveryStore(pool, actor or name), WorkerRegistry(pool), amqp,
+            standard_lifecycle(cache), delivery_limit=settings.broker.delivery_limit,
+            heartbeat_ttl_s=settings.worker.heartbeat_ttl_s,
+            interval_s=settings.broker.reconcile_interval_s,
+            after_s=settings.broker.reconcile_after_s, on_republished=relay.wake)
+        await reconciler.start()
+        stack.push_async_callback(reconciler.stop)
+        disks = DiskGauges({"state": settings.state_dir,
+                            **parse_volumes(settings.telemetry.disk_volumes)})
+        if database_is_local(settings.database.url):
+            data_directory = await ServerStats(pool).data_directory()
+            if data_directory:
+                disks.add("database", data_directory)
         probe = Probe(pool, amqp, cache, settings.telemetry.probe_interval_s, slots=probe_slots,
-                      extra=probe_extra)
+                      extra=probe_extra, disks=disks)
         probe.start()
         stack.push_async_callback(probe.stop)
         yield Resources(pool, cache, amqp, publisher, relay, outbox)

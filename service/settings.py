@@ -44,6 +44,9 @@ class BrokerSettings:
     set by ``stack up`` when it starts a RabbitMQ of its own."""
     relay_poll_interval_s: float = var("RELAY_POLL_INTERVAL_S", 1.0)
     relay_batch_size: int = var("RELAY_BATCH_SIZE", 200)
+    reconcile_interval_s: float = var("RECONCILE_INTERVAL_S", 15.0)
+    reconcile_after_s: float = var("RECONCILE_AFTER_S", 60.0)
+    """A waiting task is published again when its message is gone and it has waited this long."""
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,9 @@ class TelemetrySettings:
     metrics_dir: str = var("METRICS_DIR", "")
     metrics_cache_s: float = var("METRICS_CACHE_S", 2.0)
     probe_interval_s: float = var("PROBE_INTERVAL_S", 1.0)
+    disk_volumes: tuple[str, ...] = var("DISK_VOLUMES", ())
+    """More volumes to watch for free space, as ``name=path`` entries (the state folder and a
+    local database's data folder are watched anyway)."""
     tracing_enabled: bool = var("TRACING_ENABLED", True)
     otlp_endpoint: str = var("OTLP_ENDPOINT", "")
     trace_console: bool = var("TRACE_CONSOLE", False)

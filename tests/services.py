@@ -14,10 +14,13 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import redis
 
@@ -166,6 +169,15 @@ def create_key(env: Env, name: str = "test", scopes: str = "tasks:write,tasks:re
                           "--scopes", scopes], env={**os.environ, **env.environ},
                          capture_output=True, text=True, check=True, timeout=60)
     return out.stdout.strip().splitlines()[-1]
+
+
+@asynccontextmanager
+async def api_client(env: Env, url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the API at ``url`` with a new key of ``env``."""
+    key = create_key(env)
+    async with httpx.AsyncClient(base_url=url, timeout=15,
+                                 headers={"Authorization": f"Bearer {key}"}) as client:
+        yield client
 
 
 def redis_answers() -> bool:

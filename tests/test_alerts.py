@@ -135,7 +135,10 @@ def test_every_metric_an_expression_names_is_in_the_catalog() -> None:
     recorded = {r["record"] for g in rule_groups()["groups"] for r in g["rules"] if "record" in r}
     promql_words = {"sum", "max", "min", "by", "rate", "delta", "increase", "and", "or", "on",
                     "vector", "histogram_quantile", "predict_linear", "count", "label_replace",
-                    "le", "job", "instance", "agent", "queue"}
+                    "le", "job", "instance"}
+    promql_words |= {label for metric in (*metrics.INSTRUMENTED, *metrics.SAMPLED,
+                                          *metrics.EXTERNAL)
+                     for label in metrics.label_names(metric)}
     assert rule_groups()['groups'], "nothing to check"
     for group in rule_groups()["groups"]:
         for rule in group["rules"]:

@@ -7,11 +7,8 @@ import asyncio
 import os
 import socket
 import subprocess
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
-import httpx
 import psycopg
 import pytest
 
@@ -20,7 +17,7 @@ from tests.proxy import proxy_to
 from tests.services import (
     ORCHESTRATOR,
     Env,
-    create_key,
+    api_client,
     ensure_redis,
     free_port,
     redis_answers,
@@ -36,14 +33,6 @@ pytestmark = pytest.mark.integration
 
 OWN_ENV = {"shutdown_grace_s": "1"}
 """The settings of this module's ``own_env`` (see conftest)."""
-
-
-@asynccontextmanager
-async def api_client(env: Env, url: str) -> AsyncIterator[httpx.AsyncClient]:
-    key = create_key(env)
-    async with httpx.AsyncClient(base_url=url, timeout=15,
-                                 headers={"Authorization": f"Bearer {key}"}) as client:
-        yield client
 
 
 async def test_worker_killed_mid_task_the_task_still_completes_exactly_once(

@@ -21,9 +21,17 @@ from service.db.keys import generate_key
 from service.settings import Settings
 from service.telemetry.logs import configure_logging, scrub
 from tests.otlp_receiver import OtlpReceiver, ReceivedSpan, running_otlp_receiver
-from tests.services import Env, Proc, create_env, destroy_env, start_agent, start_api, wait_until
+from tests.services import (
+    Env,
+    Proc,
+    api_client,
+    create_env,
+    destroy_env,
+    start_agent,
+    start_api,
+    wait_until,
+)
 from tests.tasks import submit, wait_for
-from tests.test_faults import api_client
 
 pytestmark = pytest.mark.integration
 
@@ -231,7 +239,7 @@ async def test_log_lines_of_a_task_carry_its_trace_and_task_ids(traced: Traced) 
         assert line["service"] == "agent"
         assert line["worker_id"] == done["worker_id"]
         assert line["level"] == "INFO"
-        assert line["logger"] == "service.worker.lifecycle"  # the log middleware
+        assert line["logger"] == "service.lifecycle"  # the log middleware
         assert line["time"] and line["message"]
     # and the span ids are those of the two deliveries' consumer spans, as exported
     spans = _wait_for_trace(traced.receiver, trace_id)

@@ -1,5 +1,5 @@
-"""Per-process health gauges, refreshed every ``interval_s``: database, pool, broker, Redis and
-event-loop lag. One loop per process (API worker or agent)."""
+"""Per-process health gauges, refreshed every ``interval_s``: database, pool, broker, Redis,
+event-loop lag and free disk space. One loop per process (API worker or agent)."""
 
 from __future__ import annotations
 
@@ -14,13 +14,16 @@ from catalog import metrics
 from service.cache import Cache
 from service.db.pool import Pool
 from service.dependencies import check_postgres, check_rabbitmq, check_redis, is_up
+from service.gauges.disk import DiskGauges
 
 
 class Probe:
     def __init__(self, pool: Pool, amqp: AbstractRobustConnection, cache: Cache,
                  interval_s: float, slots: Callable[[], tuple[int, int]] | None = None,
-                 extra: Callable[[], None] | None = None) -> None:
+                 extra: Callable[[], None] | None = None,
+                 disks: DiskGauges | None = None) -> None:
         self.pool, self.amqp, self.cache = pool, amqp, cache
+        self.disks = disks
         self.interval_s = interval_s
         self.slots = slots
         self.extra = extra
@@ -61,6 +64,8 @@ class Probe:
         metrics.DB_UP.set(await is_up(check_postgres(self.pool, self.interval_s)))
         if self.extra is not None:
             self.extra()
+        if self.disks is not None:
+            self.disks.sample()
         if self.slots is not None:
             used, available_slots = self.slots()
             metrics.AGENT_SLOTS_USED.set(used)

@@ -63,6 +63,9 @@ class StateSampler(Collector):
             out[metrics.TASKS_BY_STATUS][(agent, status)] = count
         for agent in self.agents:  # a known agent with nothing waiting reads 0, not "absent"
             out[metrics.OLDEST_QUEUED_AGE][(agent,)] = 0.0
+            out[metrics.RUNNING_PAST_TIMEOUT][(agent,)] = 0.0
+        for agent, count in (await self.stats.running_past_timeout()).items():
+            out[metrics.RUNNING_PAST_TIMEOUT][(agent,)] = count
         # live workers read 0 only for the types that must have one (a type no deployment
         # runs is absent, so it pages nobody)
         for agent in {*self.deployed_agents, *await self.workers.deployed_types()}:

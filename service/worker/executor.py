@@ -2,7 +2,7 @@
 
 The ack always comes after the outcome is committed; while the database is unreachable the
 delivery is held (not acked, not returned). Each transition is one lifecycle hook: metrics, log
-lines and the status cache are middleware (``service.worker.lifecycle``).
+lines and the status cache are middleware (``service.lifecycle``).
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from service.cache import Cache
 from service.db.runs import NotClaimed, Run, RunStore, new_run_id
 from service.domain import Task, input_checksum, result_json
 from service.errors import IntegrityError
+from service.lifecycle import standard_lifecycle
 from service.settings import LlmSettings, TaskSettings
 from service.telemetry.tracing import process_span, tracer
-from service.worker.lifecycle import Lifecycle, RunLogs, RunMetrics, StatusCache
 
 T = TypeVar("T")
 _MAX_ERROR_CHARS = 2000
@@ -41,7 +41,7 @@ class TaskExecutor:
     def __init__(self, runs: RunStore, cache: Cache, *, concurrency: int, tasks: TaskSettings,
                  llm: LlmSettings, on_outbox_change: Callable[[], None]) -> None:
         self.runs = runs
-        self.lifecycle = Lifecycle([RunMetrics(), RunLogs(), StatusCache(cache)])
+        self.lifecycle = standard_lifecycle(cache)
         self.llm = LlmEndpoint(llm.base_url, llm.api_key, llm.model, llm.timeout_s)
         self.on_outbox_change = on_outbox_change
         self.default_policy = RetryPolicy(

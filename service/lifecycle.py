@@ -153,3 +153,8 @@ class StatusCache(Middleware):
 
     def transition_recorded(self, task: Task) -> None:
         self.cache.put_task(task)
+
+
+def standard_lifecycle(cache: Cache) -> Lifecycle:
+    """Metrics, log lines and the status cache: what every process records per transition."""
+    return Lifecycle([RunMetrics(), RunLogs(), StatusCache(cache)])

@@ -1,0 +1,200 @@
+"""The reconciler: PostgreSQL is the record, so where the broker disagrees with it, repair.
+
+Two repairs, in every process that opens the shared resources (one pass at a time across all of
+them, under an advisory lock):
+
+- **Lost messages.** Per agent type, the tasks that wait to start (published, ``queued`` or a
+  due ``retrying``) are compared with the messages that can hold them: those ready in the agent
+  queue plus those the live workers hold (their reported in-flight deliveries, an upper bound).
+  When fewer messages than tasks remain in two passes in a row, the shortfall of tasks that
+  have waited over ``after_s`` is handed back to the outbox and published again
+  (``orchestrator_reconciled_tasks_total{action="republished"}``).
+- **Broker dead letters.** A message the broker dead-letters on its own (the delivery limit,
+  when workers keep dying on a task; a rejected malformed message) reaches the dead-letter
+  exchange while PostgreSQL still says ``running``. A queue on that exchange is consumed here
+  and each such task goes ``dead`` with the broker's reason
+  (``action="dead_lettered"``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from loguru import logger
+from psycopg_pool import PoolTimeout
+
+from agents.registry import known_agents
+from catalog import metrics, names
+from service.broker.messages import MalformedMessage, decode_task
+from service.db.recovery import RecoveryStore
+from service.db.workers import WorkerRegistry
+from service.lifecycle import Lifecycle
+
+REPUBLISHED = "republished"
+DEAD_LETTERED = "dead_lettered"
+_UNREACHABLE = (psycopg.OperationalError, PoolTimeout)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value or "")
+
+
+def broker_death(headers: dict[str, Any]) -> tuple[str, str] | None:
+    """``(reason, queue)`` of a message the broker dead-lettered, ``None`` for one published
+    to the dead-letter exchange on purpose (a task the workers gave up on)."""
+    reason = _text(headers.get("x-first-death-reason"))
+    if not reason:
+        return None
+    return reason, _text(headers.get("x-first-death-queue"))
+
+
+def death_error(reason: str, queue: str, delivery_limit: int) -> str:
+    if reason == "delivery_limit":
+        return (f"the broker dead-lettered the message after {delivery_limit} deliveries from"
+                f" {queue}: the workers running the task kept stopping before they finished"
+                " (crashed, killed or out of memory)")
+    return f"the broker dead-lettered the message from {queue} ({reason})"
+
+
+class Reconciler:
+    def __init__(self, recovery: RecoveryStore, workers: WorkerRegistry,
+                 amqp: AbstractRobustConnection, lifecycle: Lifecycle, *, delivery_limit: int,
+                 heartbeat_ttl_s: float, interval_s: float, after_s: float,
+                 on_republished: Callable[[], None]) -> None:
+        self.recovery, self.workers, self.amqp = recovery, workers, amqp
+        self.lifecycle = lifecycle
+        self.delivery_limit = delivery_limit
+        self.heartbeat_ttl_s = heartbeat_ttl_s
+        self.interval_s = interval_s
+        self.after_s = after_s
+        self.on_republished = on_republished
+        self._short: dict[str, int] = {}
+        """The shortfall per agent seen by the previous pass."""
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        for agent in known_agents():  # at 0 from the start, so the first repair is an increase
+            for action in (REPUBLISHED, DEAD_LETTERED):
+                metrics.RECONCILED.labels(agent, action)
+        channel = await self.amqp.channel()
+        await channel.set_qos(prefetch_count=50)
+        queue = await channel.declare_queue(names.DEAD_LETTER_RECONCILE_QUEUE, durable=True,
+                                            arguments={"x-queue-type": "quorum"})
+        await queue.bind(names.DEAD_EXCHANGE)
+        await queue.consume(self.on_dead_letter)
+        self._tasks.append(asyncio.create_task(self._loop(), name="reconciler"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            try:
+                await self.reconcile_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("reconciler pass skipped: {}", exc)
+
+    async def reconcile_once(self) -> dict[str, int]:
+        """One pass; returns how many tasks of each agent type were handed back to the outbox
+        (empty when another process holds the pass)."""
+        async with self.recovery.exclusive() as conn:
+            if conn is None:
+                return {}
+            before = await self.recovery.pass_start(conn)
+            agents = list(await self.recovery.waiting_by_agent(conn, before))
+            held = await self._held_by_workers()
+            ready = await self._ready_messages(agents)
+            # counted again after the broker was read: a task claimed meanwhile is not counted
+            waiting = await self.recovery.waiting_by_agent(conn, before)
+            republished: dict[str, int] = {}
+            short_now: dict[str, int] = {}
+            for agent, count in waiting.items():
+                short = count - ready.get(agent, 0) - held.get(agent, 0)
+                if short <= 0:
+                    continue
+                short_now[agent] = short
+                confirmed = min(short, self._short.get(agent, 0))
+                if confirmed <= 0:
+                    continue
+                ids = await self.recovery.stale(conn, agent, self.after_s, confirmed)
+                done = await self.recovery.republish(conn, ids, "message_lost")
+                if done:
+                    republished[agent] = len(done)
+            self._short = short_now
+        for agent, count in republished.items():
+            metrics.RECONCILED.labels(agent, REPUBLISHED).inc(count)
+            logger.bind(agent=agent).warning(
+                "{} queued {} tasks had no message left in the broker; published them again",
+                count, agent)
+        if republished:
+            self.on_republished()
+        return republished
+
+    async def _held_by_workers(self) -> dict[str, int]:
+        held: dict[str, int] = {}
+        for worker in await self.workers.live(self.heartbeat_ttl_s):
+            for agent in worker["agents"]:
+                held[agent] = held.get(agent, 0) + int(worker["in_flight"])
+        return held
+
+    async def _ready_messages(self, agents: list[str]) -> dict[str, int]:
+        """Messages ready in the agents' queues (a queue not declared holds none)."""
+        ready: dict[str, int] = {}
+        for agent in agents:
+            channel = await self.amqp.channel(publisher_confirms=False)
+            try:
+                queue = await channel.declare_queue(names.agent_queue(agent), passive=True)
+                result: Any = queue.declaration_result
+                ready[agent] = int(result.message_count)
+            except Exception:  # not declared yet: nothing in it
+                ready[agent] = 0
+            finally:
+                if not channel.is_closed:
+                    await channel.close()
+        return ready
+
+    async def on_dead_letter(self, message: AbstractIncomingMessage) -> None:
+        """Record a broker dead letter against its task, then ack it (the copy in
+        ``orch.dead-letter`` stays for the operator)."""
+        death = broker_death(dict(message.headers or {}))
+        if death is None:
+            await message.ack()
+            return
+        reason, queue = death
+        task_id, agent = message.message_id or "", queue.removeprefix(names.AGENT_QUEUE_PREFIX)
+        with contextlib.suppress(MalformedMessage):
+            decoded = decode_task(message.body)
+            task_id, agent = decoded.task_id, decoded.agent
+        error = death_error(reason, queue, self.delivery_limit)
+        try:
+            task = await self.recovery.dead_by_broker(
+                task_id, error, {"reason": reason, "by": "broker", "queue": queue})
+        except _UNREACHABLE as exc:
+            logger.warning("broker dead letter of task {} not recorded yet: {}", task_id, exc)
+            await asyncio.sleep(1.0)
+            await message.nack(requeue=True)
+            return
+        except psycopg.DataError:
+            logger.error("broker dead letter with no task id ({}, from {}) kept in {}", reason,
+                         queue, names.DEAD_LETTER_QUEUE)
+            await message.ack()
+            return
+        if task is not None:
+            metrics.RECONCILED.labels(agent, DEAD_LETTERED).inc()
+            self.lifecycle.emit(lambda m: m.dead(task, reason, error))
+            self.lifecycle.emit(lambda m: m.transition_recorded(task))
+        await message.ack()
+
