@@ -7,6 +7,9 @@ from alerts.model import Runbook, Threshold, fill
 from alerts.slos import BURN_RATE_WINDOWS, SLOS, alert_name
 from alerts.thresholds import THRESHOLDS
 
+DOCTOR = "orchestrator doctor"
+"""The first command of every section."""
+
 
 def _levels(threshold: Threshold) -> str:
     return ", ".join(f"{severity.value} ({severity.priority}) at {threshold.formatted(value)}"
@@ -19,8 +22,9 @@ def _section(alert: str, facts: list[tuple[str, str]], runbook: Runbook,
     lines += [f"- **{name}:** {value}" for name, value in facts]
     lines += ["", "**What it means.** " + runbook.meaning, "",
               "**Impact.** " + runbook.impact, "",
-              "**First commands:**", "", "```sh",
-              *map(deployment.command, runbook.diagnose), "```", "",
+              "**First commands** (the doctor walks the troubleshooting trees and names the"
+              " scenario with its evidence; the rest show this alert's signal by hand):", "",
+              "```sh", DOCTOR, *map(deployment.command, runbook.diagnose), "```", "",
               "**Mitigation:**", ""]
     lines += [f"{n}. {step}" for n, step in enumerate(runbook.mitigate, 1)]
     lines += ["", "**Escalation.** " + runbook.escalate, ""]
@@ -38,9 +42,10 @@ def runbook_markdown(header: str, deployment: Deployment = LOCAL) -> str:
              f" `{deployment.logs_dir}`); run them where `orchestrator` is on `PATH` (it uses"
              " `ORCH_API_KEY`, or the key `stack up` made) and as a user `rabbitmqctl` accepts."
              " Replace `TASK_ID`, `AGENT` and `NAME`. They exit 0 on a healthy system; when the"
-             " fault is theirs to show, `orchestrator stack status` exits 1 (a process is"
-             " gone), `pg_isready` 2 (no answer), `curl` 7 (connection refused) and"
-             " `rabbitmqctl` non-zero (broker down).", "",
+             " fault is theirs to show, `orchestrator doctor` exits 1 (findings, ranked, each"
+             " with its runbook section), `orchestrator stack status` 1 (a process is gone),"
+             " `pg_isready` 2 (no answer), `curl` 7 (connection refused) and `rabbitmqctl`"
+             " non-zero (broker down).", "",
              "| alert | levels | scenario |", "|---|---|---|"]
     for t in THRESHOLDS:
         lines.append(f"| [{t.alert}](#{anchor(t.alert)}) | {_levels(t)} |"

@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
                          ("status", "the stack's processes"),
                          ("pages", "pages the inbox received (PagerDuty Events API v2)")):
         stack_sub.add_parser(action, help=text).add_argument("--json", action="store_true")
+    sub.add_parser("doctor", help="walk the troubleshooting trees over the live"
+                   " system: all clear (exit 0) or findings with runbook links (exit 1)")
     sub.add_parser("migrate", help="apply database migrations")
     render = sub.add_parser("render", help="regenerate rules, Alertmanager config, runbook")
     render.add_argument("--root", type=Path, default=CHECKOUT_ROOT,
@@ -130,6 +132,10 @@ def _dispatch(args: argparse.Namespace, s: Settings) -> int:
         changed = render_all(args.root)
         print("\n".join(f"wrote {path}" for path in changed) or "everything is up to date")
         return 0
+    if c == "doctor":
+        from orchestrator.doctor import run_doctor  # loads prometheus-client: not at import
+
+        return run_doctor(s, args.json)
     if c == "loadtest":
         return loadtest_cli.run(args, s)
     if c == "migrate":

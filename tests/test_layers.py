@@ -16,7 +16,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 MAY_IMPORT = {
     "orchestrator": {"catalog", "service", "agents", "alerts", "dashboards", "stack",
-                     "loadtest"},
+                     "loadtest", "operations"},
+    "operations": {"catalog", "service", "alerts", "stack"},
     "loadtest": {"catalog", "service", "alerts"},
     "stack": {"catalog", "service", "alerts"},
     "dashboards": {"catalog", "service", "alerts"},

@@ -1,5 +1,6 @@
-"""Counts over the task table for the scrape-time metrics: tasks by agent and status, and how
-long the oldest due task of each agent has waited."""
+"""Counts over the task tables for the scrape-time metrics and the doctor: tasks by agent and
+status, how long the oldest due task of each agent has waited, tasks past their timeout, and
+what happened recently (events by kind, integrity failures)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,15 @@ _OLDEST_DUE = (
 _PAST_TIMEOUT = (
     "SELECT agent, count(*) AS n FROM tasks WHERE status = 'running'"
     " AND started_at < now() - make_interval(secs => timeout_s + %s) GROUP BY agent"
+)
+_RECENT_EVENTS = (
+    "WITH e AS (SELECT task_id, kind, at FROM task_events ORDER BY id DESC LIMIT %(limit)s)"
+    " SELECT t.agent, e.kind, count(*) AS n FROM e JOIN tasks t ON t.id = e.task_id"
+    " WHERE e.at > now() - make_interval(secs => %(window_s)s) GROUP BY 1, 2"
+)
+_INTEGRITY = (
+    "SELECT count(*) AS n FROM tasks WHERE status = 'dead' AND error LIKE '%%checksum%%'"
+    " AND finished_at > now() - make_interval(secs => %(window_s)s)"
 )
 PAST_TIMEOUT_GRACE_S = 60.0
 """A running task counts as past its timeout this long after it: recording a timed-out attempt
@@ -36,3 +46,19 @@ class TaskStats(Store):
         rows = await self.fetch_all("metrics_past_timeout", _PAST_TIMEOUT,
                                     (PAST_TIMEOUT_GRACE_S,))
         return {row["agent"]: int(row["n"]) for row in rows}
+
+    async def recent_events(self, window_s: float,
+                            scan_limit: int = 100_000) -> dict[str, dict[str, int]]:
+        """``agent -> event kind -> count`` over the last ``window_s`` (reading at most the
+        newest ``scan_limit`` events, so the cost does not grow with the table)."""
+        rows = await self.fetch_all("diagnose_recent_events", _RECENT_EVENTS,
+                                    {"window_s": window_s, "limit": scan_limit})
+        out: dict[str, dict[str, int]] = {}
+        for row in rows:
+            out.setdefault(row["agent"], {})[row["kind"]] = int(row["n"])
+        return out
+
+    async def integrity_failures(self, window_s: float) -> int:
+        """Tasks that went dead in the last ``window_s`` because their input changed."""
+        row = await self.fetch_one("diagnose_integrity", _INTEGRITY, {"window_s": window_s})
+        return int(row["n"]) if row else 0
