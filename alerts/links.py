@@ -24,7 +24,7 @@ LOGS = Path("stack") / "logs"
 class Deployment:
     """The addresses a page's links and the runbook's commands are built from."""
 
-    public_url: str
+    runbook_base: str
     grafana_url: str
     api_url: str
     prometheus_url: str
@@ -38,7 +38,7 @@ class Deployment:
     @classmethod
     def from_settings(cls, s: Settings, *, logs_dir: str | None = None) -> Deployment:
         return cls(
-            public_url=s.api.public_base_url, grafana_url=s.stack.grafana_url.rstrip("/"),
+            runbook_base=s.api.runbook_base_url, grafana_url=s.stack.grafana_url.rstrip("/"),
             api_url=s.api.base_url, prometheus_url=f"http://127.0.0.1:{s.stack.prometheus_port}",
             agent_metrics_url="http://127.0.0.1:"  # port 0 ("any") has no address: the default
                               f"{s.worker.metrics_port or WorkerSettings().metrics_port}",
@@ -49,7 +49,7 @@ class Deployment:
             logs_dir=logs_dir or str(s.state_path / LOGS))
 
     def runbook_url(self, alert: str) -> str:
-        return f"{self.public_url}/runbook#{anchor(alert)}"
+        return f"{self.runbook_base}#{anchor(alert)}"
 
     def dashboard_url(self, panel: Panel) -> str:
         return self.grafana_url + panel.path

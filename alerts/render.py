@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
@@ -26,10 +27,11 @@ def to_yaml(data: object, header: str | None = HEADER) -> str:
     return f"# {header}\n{body}" if header else body
 
 
-def rendered_files() -> dict[str, str]:
-    """Relative path -> content of every generated file."""
+def rendered_files(drills: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Relative path -> content of every generated file (``drills``: alert -> the drill that
+    proves it, for the runbook)."""
     files = {ALERTMANAGER: to_yaml(alertmanager_config()),
-             RUNBOOK: runbook_markdown(HEADER) + "\n"}
+             RUNBOOK: runbook_markdown(HEADER, drills=drills) + "\n"}
     for group, path in RULE_FILES.items():
         files[path] = to_yaml(rule_group(group))
         files[RULE_TESTS[group]] = to_yaml(promtool_tests(f"../rules/{Path(path).name}", group))

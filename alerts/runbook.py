@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from functools import cache
+
+import markdown
+
 from alerts.links import LOCAL, Deployment, anchor
 from alerts.model import Runbook, Threshold, fill
 from alerts.slos import BURN_RATE_WINDOWS, SLOS, alert_name
@@ -17,7 +22,7 @@ def _levels(threshold: Threshold) -> str:
 
 
 def _section(alert: str, facts: list[tuple[str, str]], runbook: Runbook,
-             deployment: Deployment) -> list[str]:
+             deployment: Deployment, drill: str | None) -> list[str]:
     lines = [f"## {alert}", ""]
     lines += [f"- **{name}:** {value}" for name, value in facts]
     lines += ["", "**What it means.** " + runbook.meaning, "",
@@ -28,11 +33,18 @@ def _section(alert: str, facts: list[tuple[str, str]], runbook: Runbook,
               "**Mitigation:**", ""]
     lines += [f"{n}. {step}" for n, step in enumerate(runbook.mitigate, 1)]
     lines += ["", "**Escalation.** " + runbook.escalate, ""]
+    lines += [f"**Drill.** `orchestrator drill run {drill}` injects this fault on a stack of its"
+              " own and checks this alert's page, the doctor's verdict and the resolve." if drill
+              else "**Drill.** None injects this fault yet; promtool tests check the rule on"
+              " synthetic series.", ""]
     return lines
 
 
-def runbook_markdown(header: str, deployment: Deployment = LOCAL) -> str:
-    """The runbook, its links and commands at ``deployment`` (committed: the local defaults)."""
+def runbook_markdown(header: str, deployment: Deployment = LOCAL,
+                     drills: Mapping[str, str] | None = None) -> str:
+    """The runbook, its links and commands at ``deployment`` (committed: the local defaults);
+    ``drills`` names the drill that proves each alert (alert -> drill)."""
+    drills = drills or {}
     lines = [f"<!-- {header} -->", "", "# Orchestrator runbook", "",
              "One section per alert. Every alert's `runbook_url` points at its section here and"
              " its `dashboard_url` at the panel that shows the signal. `critical` alerts page"
@@ -60,7 +72,7 @@ def runbook_markdown(header: str, deployment: Deployment = LOCAL) -> str:
                  ("Scenario", f"{t.scenario.number}. {t.scenario.title} ({t.scenario.priority})"),
                  ("Expression", f"`{fill(t.expr, value='VALUE')}`"),
                  ("Dashboard", f"[{t.panel.title}]({deployment.dashboard_url(t.panel)})")]
-        lines += _section(t.alert, facts, t.runbook, deployment)
+        lines += _section(t.alert, facts, t.runbook, deployment, drills.get(t.alert))
     for slo in SLOS:
         windows = "; ".join(f"{w.severity.value}: {w.factor:g}x over {w.long} and {w.short}"
                             for w in BURN_RATE_WINDOWS)
@@ -68,5 +80,18 @@ def runbook_markdown(header: str, deployment: Deployment = LOCAL) -> str:
                  ("Burn-rate alerts", windows),
                  ("Scenario", f"{slo.scenario.number}. {slo.scenario.title}"),
                  ("Dashboard", f"[{slo.panel.title}]({deployment.dashboard_url(slo.panel)})")]
-        lines += _section(alert_name(slo), facts, slo.runbook, deployment)
+        lines += _section(alert_name(slo), facts, slo.runbook, deployment,
+                          drills.get(alert_name(slo)))
     return "\n".join(lines)
+
+
+@cache
+def runbook_html(header: str, deployment: Deployment,
+                 drills: tuple[tuple[str, str], ...] = ()) -> str:
+    """The runbook as a web page (what ``/runbook`` serves)."""
+    body = markdown.markdown(runbook_markdown(header, deployment, dict(drills)),
+                             extensions=["tables", "fenced_code", "toc"])
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>Orchestrator runbook"
+            "</title><style>body{font-family:sans-serif;max-width:60rem;margin:auto}"
+            "pre{background:#f4f4f4;padding:.5rem}td,th{border:1px solid #ccc;padding:.2rem}"
+            "</style></head><body>" + body + "</body></html>")

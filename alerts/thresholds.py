@@ -31,6 +31,11 @@ API_ROUTES = 'route=~"/v1/.+"'
 MEMORY_LIMIT_BYTES = 1024 * 2**20
 """The memory a process may use before it is killed (the container limit in the stack)."""
 
+DATABASE_ANSWERS = f"(min({s(m.DB_UP)}) == 1)"
+"""Pool alerts hold only while PostgreSQL answers: during an outage requests wait for the pool
+because the server is gone (DatabaseDown says so), and after it they would page for that
+backlog the moment the inhibition lifts."""
+
 PSQL = "{psql}"
 """psql on the deployment's database (the runbook fills in its URL, without the password)."""
 ESCALATE_P1 = ("Page the secondary on-call after 15 minutes without mitigation; the incident "
@@ -118,9 +123,10 @@ THRESHOLDS: tuple[Threshold, ...] = (
             escalate=ESCALATE_P1),
         test_series={f'{s(m.DB_UP)}{{job="{API_JOB}"}}': ("0x60", "1x60")}),
     Threshold(
-        alert="DbPoolUsageHigh", metrics=(m.DB_POOL_USAGE,), scenario=sc.POOL_EXHAUSTION,
+        alert="DbPoolUsageHigh", metrics=(m.DB_POOL_USAGE, m.DB_UP),
+        scenario=sc.POOL_EXHAUSTION,
         panel=panels.DB_POOL_USAGE, unit="%", warning=0.8, critical=0.95, for_="5m",
-        expr=f"max({s(m.DB_POOL_USAGE)}) > {{value}}",
+        expr=f"max({s(m.DB_POOL_USAGE)}) > {{value}} and on () {DATABASE_ANSWERS}",
         summary="Database pool usage above {value}",
         description="A process has used more than {value} of its database pool for {for_}.",
         runbook=Runbook(
@@ -133,11 +139,15 @@ THRESHOLDS: tuple[Threshold, ...] = (
             mitigate=("Cancel runaway queries (SELECT pg_cancel_backend(pid)).",
                       "Raise ORCH_DB_POOL_MAX within max_connections, or add processes."),
             escalate=ESCALATE_P2),
-        test_series={f'{s(m.DB_POOL_USAGE)}{{job="{API_JOB}"}}': ("0.99x60", "0.1x60")}),
+        test_series={f'{s(m.DB_POOL_USAGE)}{{job="{API_JOB}"}}': ("0.99x60", "0.1x60"),
+                     f'{s(m.DB_UP)}{{job="{API_JOB}"}}': ("1x60", "1x60")},
+        quiet_series={f'{s(m.DB_POOL_USAGE)}{{job="{API_JOB}"}}': "0.99x60",
+                      f'{s(m.DB_UP)}{{job="{API_JOB}"}}': "0x60"}),
     Threshold(
-        alert="DbPoolExhausted", metrics=(m.DB_POOL_WAITING,), scenario=sc.POOL_EXHAUSTION,
+        alert="DbPoolExhausted", metrics=(m.DB_POOL_WAITING, m.DB_UP),
+        scenario=sc.POOL_EXHAUSTION,
         panel=panels.DB_POOL_WAITING, critical=0, for_="2m",
-        expr=f"max({s(m.DB_POOL_WAITING)}) > {{value}}",
+        expr=f"max({s(m.DB_POOL_WAITING)}) > {{value}} and on () {DATABASE_ANSWERS}",
         summary="Requests are waiting for database connections",
         description="More than {value} requests have waited for a pool connection for {for_}.",
         runbook=Runbook(
@@ -149,7 +159,10 @@ THRESHOLDS: tuple[Threshold, ...] = (
             mitigate=("Find and cancel long transactions; check for lock waits.",
                       "Restart the affected process if connections leaked."),
             escalate=ESCALATE_P1),
-        test_series={f'{s(m.DB_POOL_WAITING)}{{job="{API_JOB}"}}': ("3x60", "0x60")}),
+        test_series={f'{s(m.DB_POOL_WAITING)}{{job="{API_JOB}"}}': ("3x60", "0x60"),
+                     f'{s(m.DB_UP)}{{job="{API_JOB}"}}': ("1x60", "1x60")},
+        quiet_series={f'{s(m.DB_POOL_WAITING)}{{job="{API_JOB}"}}': "3x60",
+                      f'{s(m.DB_UP)}{{job="{API_JOB}"}}': "0x60"}),
     Threshold(
         alert="RabbitmqDown", metrics=(m.BROKER_UP,), scenario=sc.BROKER_DOWN,
         panel=panels.BROKER_UP, critical=1, for_="1m",
@@ -420,8 +433,8 @@ THRESHOLDS: tuple[Threshold, ...] = (
         for_="5m",
         expr=f"max by (agent) ({s(m.RUNNING_PAST_TIMEOUT)}) > {{value}}",
         summary="{{ $labels.agent }} tasks are running past their timeout",
-        description="More than {value} {{ $labels.agent }} tasks have been running over a"
-                    " minute past their own timeout for {for_}.",
+        description="More than {value} {{ $labels.agent }} tasks have been running 10 s"
+                    " past their own timeout for {for_}.",
         runbook=Runbook(
             meaning="A worker enforces every task's timeout, so a task still running long"
                     " after it is held by a worker that is hung (stopped, deadlocked, swapping)"
@@ -475,11 +488,13 @@ THRESHOLDS: tuple[Threshold, ...] = (
             escalate=ESCALATE_P1),
         test_series={f'{s(m.INTEGRITY_FAILURES)}{{agent="echo"}}': ("0+1x60", "0+0x60")}),
     Threshold(
-        alert="ProcessMemoryGrowing", metrics=(m.PROCESS_RESIDENT_MEMORY,),
+        alert="ProcessMemoryGrowing", metrics=(m.PROCESS_RESIDENT_MEMORY, m.PROCESS_START_TIME),
         scenario=sc.MEMORY_LEAK, panel=panels.MEMORY, unit="bytes",
         warning=MEMORY_LIMIT_BYTES, for_="15m",
         expr=(f'predict_linear({s(m.PROCESS_RESIDENT_MEMORY)}{{job=~"{ORCHESTRATOR_JOBS}"}}'
-              f"[30m], 4 * 3600) > {{value}}"),
+              f"[30m], 4 * 3600) > {{value}}"
+              # a process warming up grows too: judge the trend only after a full window
+              f" and on (job, instance) (time() - {s(m.PROCESS_START_TIME)} > 1200)"),
         summary="{{ $labels.job }} memory will reach {value} within 4 hours",
         description="At its growth over the last 30 minutes, {{ $labels.instance }} reaches"
                     " {value} within 4 hours (trend held for {for_}).",
@@ -492,7 +507,13 @@ THRESHOLDS: tuple[Threshold, ...] = (
                       "Capture a heap profile (tracemalloc) before restarting if possible."),
             escalate=ESCALATE_P2),
         test_series={f'{s(m.PROCESS_RESIDENT_MEMORY)}{{job="{AGENT_JOB}",instance="a:9101"}}':
-                         ("100000000+5000000x60", "100000000x60")},
+                         ("100000000+5000000x60", "100000000x60"),
+                     f'{s(m.PROCESS_START_TIME)}{{job="{AGENT_JOB}",instance="a:9101"}}':
+                         ("0x60", "0x60")},
+        quiet_series={  # started 40 minutes in: still warming up at the evaluation
+            f'{s(m.PROCESS_RESIDENT_MEMORY)}{{job="{AGENT_JOB}",instance="a:9101"}}':
+                "100000000+5000000x60",
+            f'{s(m.PROCESS_START_TIME)}{{job="{AGENT_JOB}",instance="a:9101"}}': "2400x60"},
         test_labels={"job": AGENT_JOB, "instance": "a:9101"}),
     Threshold(
         alert="ProcessMemoryHigh", metrics=(m.PROCESS_RESIDENT_MEMORY,),

@@ -183,7 +183,7 @@ QUEUE_CONSUMERS = Sampled("queue_consumers", "gauge", "Consumers attached to a q
 DEAD_LETTER_MESSAGES = Sampled("dead_letter_messages", "gauge",
                                "Messages in the dead-letter queue.")
 RUNNING_PAST_TIMEOUT = Sampled("tasks_running_past_timeout", "gauge",
-                               "Tasks still running a minute after their timeout: a hung"
+                               "Tasks still running 10 s after their timeout: a hung"
                                " worker, or one whose message the broker gave up on.",
                                ("agent",))
 AGENTS_LIVE = Sampled("agents_live", "gauge",
@@ -196,13 +196,16 @@ HEARTBEAT_AGE = Sampled("agent_heartbeat_age_seconds", "gauge",
 PROCESS_RESIDENT_MEMORY = External("process_resident_memory_bytes", "gauge",
                                    "Resident memory of the process (API: all server processes).")
 PROCESS_CPU = External("process_cpu_seconds_total", "counter", "CPU time used.")
+PROCESS_START_TIME = External("process_start_time_seconds", "gauge",
+                              "When the process started (Unix time).")
 PROCESS_OPEN_FDS = External("process_open_fds", "gauge", "Open file descriptors.")
 PROCESS_MAX_FDS = External("process_max_fds", "gauge", "The file-descriptor limit.")
 GC_COLLECTIONS = External("python_gc_collections_total", "counter",
                          "Garbage collections by generation.", ("generation",))
 UP = External("up", "gauge", "1 when Prometheus scraped the target (written by Prometheus).",
               ("job", "instance"), exposed=False)
-EXTERNAL: tuple[External, ...] = (PROCESS_RESIDENT_MEMORY, PROCESS_CPU, PROCESS_OPEN_FDS,
+EXTERNAL: tuple[External, ...] = (PROCESS_RESIDENT_MEMORY, PROCESS_CPU, PROCESS_START_TIME,
+                                  PROCESS_OPEN_FDS,
                                   PROCESS_MAX_FDS, GC_COLLECTIONS, UP)
 
 SAMPLED: tuple[Sampled, ...] = tuple(v for v in tuple(globals().values())

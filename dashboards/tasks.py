@@ -111,7 +111,7 @@ def _waiting(board: Board) -> None:
         ap.RUNNING_PAST_TIMEOUT,
         [Query(agg("max", m.RUNNING_PAST_TIMEOUT, AGENT, by=("agent",)), "{{agent}}")],
         unit=COUNT,
-        description="Tasks still running over a minute past their own timeout: held by a"
+        description="Tasks still running 10 s past their own timeout: held by a"
                     " hung worker. Any value above zero for minutes is an incident."), 8, 8)
 
 

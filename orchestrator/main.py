@@ -43,6 +43,15 @@ def build_parser() -> argparse.ArgumentParser:
         stack_sub.add_parser(action, help=text).add_argument("--json", action="store_true")
     sub.add_parser("doctor", help="walk the troubleshooting trees over the live"
                    " system: all clear (exit 0) or findings with runbook links (exit 1)")
+    drill = sub.add_parser("drill", help="inject each incident's real fault on a stack of its"
+                           " own and check the page, the doctor and the resolve")
+    drill_sub = drill.add_subparsers(dest="drill_command", required=True, metavar="ACTION")
+    drill_sub.add_parser("list", help="the drills, one per incident scenario")
+    drill_run = drill_sub.add_parser("run", help="run drills (exit 1 when one fails)")
+    drill_run.add_argument("names", nargs="*", metavar="NAME")
+    drill_run.add_argument("--all", action="store_true", help="every drill")
+    drill_run.add_argument("--parallel", type=int, default=1,
+                           help="drill stacks to run side by side (default 1)")
     sub.add_parser("migrate", help="apply database migrations")
     render = sub.add_parser("render", help="regenerate rules, Alertmanager config, runbook")
     render.add_argument("--root", type=Path, default=CHECKOUT_ROOT,
@@ -136,6 +145,12 @@ def _dispatch(args: argparse.Namespace, s: Settings) -> int:
         from orchestrator.doctor import run_doctor  # loads prometheus-client: not at import
 
         return run_doctor(s, args.json)
+    if c == "drill":
+        from orchestrator import drill as drill_cmd  # loads prometheus-client: not at import
+
+        if args.drill_command == "list":
+            return drill_cmd.list_drills(args.json)
+        return drill_cmd.run(s, args.names, args.all, args.parallel, args.json)
     if c == "loadtest":
         return loadtest_cli.run(args, s)
     if c == "migrate":

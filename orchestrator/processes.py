@@ -196,6 +196,9 @@ def _up(settings: Settings, agent_processes: int, supervisor: Supervisor, starte
         return 2
     overrides = {"ORCH_STATE_DIR": settings.state_dir,
                  "ORCH_LOG_FORMAT": settings.telemetry.log_format}
+    if with_stack and not settings.api.runbook_url:  # served where the pages come from
+        overrides["ORCH_RUNBOOK_URL"] = (f"http://127.0.0.1:{settings.stack.page_inbox_port}"
+                                         "/runbook")
     if with_stack:  # services not running are started with data of their own
         own, problems = ensure_own(settings.stack_dir)
         for problem in problems:
@@ -225,9 +228,9 @@ def _up(settings: Settings, agent_processes: int, supervisor: Supervisor, starte
                          env={**env, "ORCH_LOG_FILE": str(logs / f"{name}.log")})
     supervisor.wait_until(lambda: answers(settings.api.base_url, instance=instance), 60,
                           f"the API to answer at {settings.api.base_url}")
-    urls = {"API": settings.api.base_url}
+    urls = {"API": settings.api.base_url, "Runbook": settings.api.runbook_base_url}
     lines = [("API", f"{settings.api.base_url}  (OpenAPI {settings.api.base_url}/schema)"),
-             ("Runbook", f"{settings.api.public_base_url}/runbook")]
+             ("Runbook", settings.api.runbook_base_url)]
     if with_stack:
         native = monitoring_stack(settings, agent_processes)
         native.start(supervisor)
@@ -278,6 +281,7 @@ def _path_hint() -> str:
 
 def monitoring_stack(settings: Settings, agent_processes: int) -> NativeStack:
     from alerts.links import Deployment
+    from operations.drills.drills import drills_by_alert
     from stack.native import NativeStack, Ports, Timings
     from stack.services import enable_rabbitmq_metrics
 
@@ -292,8 +296,10 @@ def monitoring_stack(settings: Settings, agent_processes: int) -> NativeStack:
                     settings.stack.page_inbox_port),
         routing_key=settings.stack.pagerduty_routing_key or "0" * 32,
         deployment=Deployment.from_settings(settings),
+        runbook_drills=tuple(drills_by_alert().items()),
         timings=Timings(scrape_interval=settings.stack.scrape_interval,
                         rule_for=settings.stack.alert_for_override or None,
+                        rule_window=settings.stack.alert_window_override or None,
                         group_wait=settings.stack.alert_group_wait,
                         group_interval=settings.stack.alert_group_interval))
 

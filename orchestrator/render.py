@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from alerts import render as alerts_render
+from operations.drills.drills import drills_by_alert
 from service.errors import MissingExtra
 from stack import render as stack_render
 
@@ -16,7 +17,7 @@ def all_rendered_files() -> dict[str, str]:
         from dashboards import render as dashboards_render
     except ImportError as exc:
         raise MissingExtra("orchestrator render (the dashboards)", "render", exc) from exc
-    return {**alerts_render.rendered_files(), **stack_render.rendered_files(),
+    return {**alerts_render.rendered_files(drills_by_alert()), **stack_render.rendered_files(),
             **dashboards_render.rendered_files()}
 
 

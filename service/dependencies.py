@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import redis.asyncio as aioredis
 import redis.exceptions
 from aio_pika.abc import AbstractRobustConnection
+from psycopg_pool import PoolTimeout
 
 from service.broker.connection import connect
 from service.db.pool import Pool, ensure_database
@@ -83,15 +84,40 @@ async def reach_redis(redis: RedisSettings) -> None:
         await client.aclose()
 
 
+class PoolExhausted(ConnectionError):
+    """PostgreSQL may answer, but every connection of this process's pool is in use."""
+
+
 async def check_postgres(pool: Pool, timeout_s: float) -> None:
-    async with pool.connection(timeout=timeout_s) as conn:
-        await conn.execute("SELECT 1")
+    """``SELECT 1`` through the pool; ``PoolExhausted`` when no connection came free in time
+    while the pool was at its maximum (the server is not the problem)."""
+    try:
+        async with pool.connection(timeout=timeout_s) as conn:
+            await conn.execute("SELECT 1")
+    except PoolTimeout as exc:
+        stats = pool.get_stats()
+        if stats.get("pool_available", 0) == 0 and stats.get("pool_size", 0) >= pool.max_size:
+            raise PoolExhausted(
+                f"every one of the pool's {pool.max_size} connections is in use"
+                f" ({stats.get('requests_waiting', 0)} requests waiting)") from exc
+        raise
+
+
+async def postgres_answers(pool: Pool, timeout_s: float) -> None:
+    """Reachability, not capacity: an exhausted pool still counts as PostgreSQL up (its own
+    alert, DbPoolExhausted, names that)."""
+    try:
+        await check_postgres(pool, timeout_s)
+    except PoolExhausted:
+        return
 
 
 async def check_rabbitmq(amqp: AbstractRobustConnection, *, open_channel: bool = True) -> None:
     """The connection is open (and, with ``open_channel``, a channel opens on it)."""
     if amqp.is_closed:
-        raise ConnectionError("connection to RabbitMQ is closed (reconnecting)")
+        raise ConnectionError("connection to RabbitMQ is closed")
+    if not amqp.connected.is_set():  # a robust connection stays open while it reconnects
+        raise ConnectionError("connection to RabbitMQ lost (reconnecting)")
     if open_channel:
         channel = await amqp.channel(publisher_confirms=False)
         await channel.close()

@@ -68,6 +68,21 @@ class Lifecycle:
                 logger.exception("{} failed in a lifecycle hook", type(each).__name__)
 
 
+AGENT_COUNTERS = (metrics.TASKS_SUBMITTED, metrics.TASKS_STARTED, metrics.TASKS_SUCCEEDED,
+                  metrics.TASKS_FAILED, metrics.TASKS_RETRIED, metrics.TASKS_DEAD_LETTERED,
+                  metrics.TASKS_CANCELLED, metrics.DUPLICATE_DELIVERIES,
+                  metrics.INTEGRITY_FAILURES)
+
+
+def zero_agent_counters(agents: list[str]) -> None:
+    """Every per-agent counter at 0 from the start: Prometheus reads a counter's first sample as
+    its starting point, so a counter that first appears at 1 would show no increase, and an
+    alert on ``increase``/``rate`` would miss the first incident."""
+    for counter in AGENT_COUNTERS:
+        for agent in agents:
+            counter.labels(agent)
+
+
 class RunMetrics(Middleware):
     """The task metrics of the catalog, by agent."""
 

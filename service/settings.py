@@ -67,6 +67,10 @@ class ApiSettings:
     public_url: str = var("PUBLIC_URL", "")
     """Where people reach the API, and so the runbook at ``/runbook``: the base of every
     alert's runbook link (default: the API host and port)."""
+    runbook_url: str = var("RUNBOOK_URL", "")
+    """Where the runbook is served: the base of every alert's runbook link (default: the API's
+    ``/runbook`` at the public URL; ``stack up`` points it at its page inbox, which stays up
+    when the API is down)."""
     instance_id: str = var("INSTANCE_ID", "")
     """Set by the process that starts an API server; the server reports it in its health
     answers, so the starter knows the server answering is the one it started."""
@@ -84,6 +88,11 @@ class ApiSettings:
     def public_base_url(self) -> str:
         """Where people reach the API (``ORCH_PUBLIC_URL``, else host and port)."""
         return self.public_url.rstrip("/") or f"http://{_local_host(self.host)}:{self.port}"
+
+    @property
+    def runbook_base_url(self) -> str:
+        """The runbook page every alert links to (``ORCH_RUNBOOK_URL``, else the API's)."""
+        return self.runbook_url.rstrip("/") or f"{self.public_base_url}/runbook"
 
 
 @dataclass(frozen=True)
@@ -155,6 +164,8 @@ class StackSettings:
     scrape_interval: str = var("STACK_SCRAPE_INTERVAL", "5s")
     alert_for_override: str = var("ALERT_FOR_OVERRIDE", "")
     """Drills only: replace every alert's ``for:`` in the native stack (e.g. ``10s``)."""
+    alert_window_override: str = var("ALERT_WINDOW_OVERRIDE", "")
+    """Drills only: replace the range of the threshold alerts' selectors (e.g. ``30s``)."""
     alert_group_wait: str = var("ALERT_GROUP_WAIT", "10s")
     alert_group_interval: str = var("ALERT_GROUP_INTERVAL", "1m")
     grafana_url: str = var("GRAFANA_URL", "http://127.0.0.1:3000")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import re
 import shutil
 import subprocess
 import sys
@@ -23,7 +24,8 @@ import httpx
 from alerts.alertmanager import alertmanager_config
 from alerts.links import LOCAL, Deployment
 from alerts.render import to_yaml
-from alerts.rules import rule_groups
+from alerts.rules import ALERTS_GROUP, rule_groups
+from alerts.runbook import runbook_html
 from service.ports import listening_pids
 from service.procinfo import command_line
 from stack.errors import StackError
@@ -36,6 +38,10 @@ INSTALL_HINT = ("sudo apt-get update && sudo apt-get install -y prometheus"
 BINARIES = {"prometheus": "prometheus", "alertmanager": "prometheus-alertmanager"}
 STARTED_HEADER = "written by `orchestrator stack up` from alerts/ and stack/ at every start"
 
+RANGE = re.compile(r"\[\d+[smhd]\]")
+"""A range selector of a PromQL expression."""
+
+
 @dataclass(frozen=True)
 class Timings:
     """Scrape/evaluation cadence and alert timings (drills shorten them)."""
@@ -43,6 +49,10 @@ class Timings:
     scrape_interval: str = "5s"
     rule_for: str | None = None
     """Replace every alert's ``for:`` (drills); ``None`` keeps the rules as rendered."""
+    rule_window: str | None = None
+    """Replace the range of every threshold alert's ``[5m]``-style selector (drills: a
+    ``rate`` over 10 minutes would hold an alert 10 minutes after the fault is gone); the SLO
+    burn-rate windows and the memory trend's window are kept."""
     group_wait: str = "10s"
     group_interval: str = "1m"
 
@@ -67,6 +77,8 @@ class NativeStack:
     timings: Timings = field(default_factory=Timings)
     routing_key: str = "0" * 32
     deployment: Deployment = LOCAL
+    runbook_drills: tuple[tuple[str, str], ...] = ()
+    """Alert -> the drill that proves it, for the runbook the inbox serves."""
     supervisor: Supervisor = field(default_factory=lambda: Supervisor(None, grace_s=10))
     ui_paths: dict[str, str | None] = field(default_factory=dict)
 
@@ -91,16 +103,25 @@ class NativeStack:
 
     def rules(self) -> dict[str, Any]:
         rules = copy.deepcopy(rule_groups(self.deployment))
-        if self.timings.rule_for is not None:
-            for group in rules["groups"]:
-                for rule in group["rules"]:
-                    if "for" in rule:
-                        rule["for"] = self.timings.rule_for
+        for group in rules["groups"]:
+            for rule in group["rules"]:
+                if self.timings.rule_for is not None and "for" in rule:
+                    rule["for"] = self.timings.rule_for
+                if (self.timings.rule_window is not None and "alert" in rule
+                        and group["name"] == ALERTS_GROUP
+                        and "predict_linear" not in rule["expr"]):  # a trend needs its window
+                    rule["expr"] = RANGE.sub(f"[{self.timings.rule_window}]", rule["expr"])
         return rules
+
+    @property
+    def runbook_file(self) -> Path:
+        return self.state_dir / "runbook.html"
 
     def write_configs(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         _write_yaml(self.state_dir / "rules.yml", self.rules())
+        self.runbook_file.write_text(runbook_html(STARTED_HEADER, self.deployment,
+                                                  self.runbook_drills))
         key_file = self.state_dir / "pagerduty-routing-key"
         key_file.write_text(self.routing_key + "\n")
         key_file.chmod(0o600)
@@ -120,7 +141,8 @@ class NativeStack:
         state, ports = self.state_dir, self.ports
         return {
             "page-inbox": [sys.executable, "-m", "stack.page_inbox", "--port",
-                           str(ports.page_inbox), "--store", str(self.pages_file)],
+                           str(ports.page_inbox), "--store", str(self.pages_file),
+                           "--runbook", str(self.runbook_file)],
             "alertmanager": [
                 BINARIES["alertmanager"], f"--config.file={state / 'alertmanager.yml'}",
                 f"--storage.path={state / 'alertmanager-data'}",

@@ -74,12 +74,14 @@ def start_postgres(state: Path, port: int) -> OwnInstance:
                        {})
 
 
-def start_redis(state: Path, port: int) -> OwnInstance:
+def start_redis(state: Path, port: int, *, debug: bool = False) -> OwnInstance:
+    """``debug``: allow ``DEBUG`` from loopback (drills hang it with ``DEBUG SLEEP``)."""
     home = state / "redis"
     home.mkdir(parents=True, exist_ok=True)
     _run(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(home),
           "--daemonize", "yes", "--pidfile", str(home / "redis.pid"), "--logfile",
-          str(home / "redis.log"), "--save", "", "--appendonly", "no"], "starting Redis")
+          str(home / "redis.log"), "--save", "", "--appendonly", "no",
+          *(["--enable-debug-command", "local"] if debug else [])], "starting Redis")
     return OwnInstance("Redis", port, f"redis://127.0.0.1:{port}/0",
                        ["redis-cli", "-p", str(port), "shutdown", "nosave"], {})
 

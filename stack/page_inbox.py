@@ -1,7 +1,9 @@
 """A local page inbox that speaks the PagerDuty Events API v2, so a developer sees the pages
-Alertmanager sends (``orchestrator stack pages``). Also takes the chat webhook's posts.
+Alertmanager sends (``orchestrator stack pages``). Also takes the chat webhook's posts, and
+serves the runbook the pages link to (``/runbook``): it stays up when the API is down.
 
-    python -m stack.page_inbox --port 9094 --store .orchestrator/stack/pages.jsonl
+    python -m stack.page_inbox --port 9094 --store .orchestrator/stack/pages.jsonl \
+        --runbook .orchestrator/stack/runbook.html
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ class Inbox:
             time.sleep(0.1)
 
 
-def make_handler(store: Path) -> type[BaseHTTPRequestHandler]:
+def make_handler(store: Path, runbook: Path | None = None) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
@@ -107,6 +109,13 @@ def make_handler(store: Path) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             if self.path == "/pages":
                 self._answer(200, list(read_pages(store)))
+            elif self.path.split("?")[0] == "/runbook" and runbook is not None:
+                page = runbook.read_bytes()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
             else:
                 self._answer(200, {"status": "ok"})
 
@@ -129,9 +138,10 @@ def make_handler(store: Path) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def serve(host: str, port: int, store: Path) -> ThreadingHTTPServer:
+def serve(host: str, port: int, store: Path,
+          runbook: Path | None = None) -> ThreadingHTTPServer:
     store.parent.mkdir(parents=True, exist_ok=True)
-    return ThreadingHTTPServer((host, port), make_handler(store))
+    return ThreadingHTTPServer((host, port), make_handler(store, runbook))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,8 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9094)
     parser.add_argument("--store", type=Path, required=True)
+    parser.add_argument("--runbook", type=Path, help="the runbook page to serve at /runbook")
     args = parser.parse_args(argv)
-    server = serve(args.host, args.port, args.store)
+    server = serve(args.host, args.port, args.store, args.runbook)
     print(f"page inbox on http://{args.host}:{server.server_address[1]}{EVENTS_PATH}",
           flush=True)
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())

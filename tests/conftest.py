@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fake_llm import FakeLLM, running_fake_llm
+from operations.drills.fake_llm import FakeLLM, running_fake_llm
 from tests.services import Env, Proc, create_env, create_key, destroy_env, start_agent, start_api
 
 # The session worker serves every agent but ``sleep``: tests that need a held task use ``sleep``

@@ -24,6 +24,7 @@ import httpx
 import psycopg
 import redis
 
+from operations.drills.harness import wait_until as poll_until
 from service.api.readiness import LIVE, wait_until_answers
 from service.ports import free_port
 from service.settings import Settings
@@ -206,14 +207,8 @@ def stop_redis() -> None:
 
 
 def wait_until(predicate: Any, timeout_s: float = 20, interval_s: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"condition not met within {timeout_s}s")
-        time.sleep(interval_s)
+    """The drills' poll, at the tests' pace."""
+    return poll_until(predicate, timeout_s, "condition", interval_s)
 
 
 async def deliver_again(env: Env, task_id: str, agent: str = "echo") -> None:

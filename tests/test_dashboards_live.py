@@ -33,10 +33,10 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
+from operations.drills.fake_llm import FakeLLM
+from operations.drills.proxy import CuttableProxy, proxy_to
 from stack.native import NativeStack, Ports, Timings
 from stack.services import enable_rabbitmq_metrics
-from tests.fake_llm import FakeLLM
-from tests.proxy import CuttableProxy, proxy_to
 from tests.services import (
     Env,
     corrupt_input,

@@ -12,8 +12,8 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 
+from operations.drills.proxy import proxy_to
 from service.db.migrate import available_migrations
-from tests.proxy import proxy_to
 from tests.services import (
     ORCHESTRATOR,
     Env,

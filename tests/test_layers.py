@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MAY_IMPORT = {
     "orchestrator": {"catalog", "service", "agents", "alerts", "dashboards", "stack",
                      "loadtest", "operations"},
-    "operations": {"catalog", "service", "alerts", "stack"},
+    "operations": {"catalog", "service", "agents", "alerts", "stack"},
     "loadtest": {"catalog", "service", "alerts"},
     "stack": {"catalog", "service", "alerts"},
     "dashboards": {"catalog", "service", "alerts"},

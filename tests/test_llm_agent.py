@@ -12,7 +12,7 @@ from agents.builtin.llm import llm
 from agents.context import LlmEndpoint, TaskContext
 from agents.errors import AgentError, NonRetryableError
 from agents.registry import get_agent
-from tests.fake_llm import FakeLLM, running_fake_llm
+from operations.drills.fake_llm import FakeLLM, running_fake_llm
 
 pytestmark = pytest.mark.unit
 

@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from catalog import names
-from tests.fake_llm import FakeLLM
+from operations.drills.fake_llm import FakeLLM
 from tests.services import Env, deliver_again
 from tests.tasks import events, kinds, submit, wait_for, wait_for_event
 

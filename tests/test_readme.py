@@ -136,7 +136,8 @@ def test_the_readme_first_command_pages_you_from_a_fresh_clone(clone: Clone) -> 
     status = json.loads(clone.orchestrator("stack", "status", "--json").stdout)
     assert status["folder"] == str(clone.folder / ".orchestrator" / "stack")  # absolute, its own
     api, prometheus = settings.api.base_url, f"http://127.0.0.1:{settings.stack.prometheus_port}"
-    assert f"{api}/runbook" in banner
+    runbook_base = f"http://127.0.0.1:{settings.stack.page_inbox_port}/runbook"
+    assert f"Runbook:      {runbook_base}" in banner  # served by the inbox: up without the API
 
     # Then Prometheus has loaded every generated rule, and found the Alertmanager
     loaded = httpx.get(f"{prometheus}/api/v1/rules", timeout=5).json()["data"]["groups"]
@@ -189,7 +190,7 @@ def test_the_readme_first_command_pages_you_from_a_fresh_clone(clone: Clone) -> 
     fault_to_page = entry["received_at"] - stopped_at
     page = entry["event"]
     details = page["payload"]["custom_details"]
-    assert details["runbook_url"] == f"{settings.api.public_base_url}/runbook#agentsmissing"
+    assert details["runbook_url"] == f"{runbook_base}#agentsmissing"
     assert page["payload"]["severity"] == "critical"
     for agent in ("echo", "fail", "llm", "sleep", "summarize"):
         assert f"No live {agent} worker" in page["payload"]["summary"]

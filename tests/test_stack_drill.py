@@ -118,8 +118,9 @@ def test_stopping_the_agent_pages_and_starting_one_resolves(drill: Drill) -> Non
         fault_to_page = page["received_at"] - fault_at
         details = page["event"]["payload"]["custom_details"]
         assert page["event"]["payload"]["severity"] == "critical"
-        # on the moved port: the link follows the API's address
-        assert details["runbook_url"] == f"{drill.api}/runbook#agentsmissing"
+        # on the moved port: the link is the page inbox's runbook (it stays up without the API)
+        inbox_url = f"http://127.0.0.1:{drill.environ['ORCH_PAGE_INBOX_PORT']}"
+        assert details["runbook_url"] == f"{inbox_url}/runbook#agentsmissing"
         section = httpx.get(details["runbook_url"], timeout=5)
         assert section.status_code == 200 and 'id="agentsmissing"' in section.text
         # and the alerts that are consequences of a missing worker do not fire beside it

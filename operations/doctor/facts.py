@@ -10,6 +10,7 @@ free space of the volumes written to.
 from __future__ import annotations
 
 import asyncio
+import logging
 import statistics
 import time
 from collections.abc import Awaitable
@@ -43,7 +44,8 @@ SOURCE_TIMEOUT_S = 6.0
 HTTP_TIMEOUT_S = 3.0
 RECENT_WINDOW_S = 600.0
 """'Recently' for event counts (failure ratio, dead letters, duplicates, republished)."""
-LONG_TRANSACTION_S = 30.0
+LONG_TRANSACTION_S = 10.0
+"""A transaction open longer holds its connection (and its locks) too long for this system."""
 
 
 @dataclass
@@ -82,6 +84,7 @@ class TaskFacts:
     live_workers: list[dict[str, Any]] = field(default_factory=list)
     deployed: list[str] = field(default_factory=list)
     known: bool = False
+    error: str = ""
 
 
 @dataclass
@@ -182,14 +185,14 @@ async def _api(settings: Settings) -> ApiFacts:
     return facts
 
 
-async def _database(settings: Settings) -> tuple[DatabaseFacts, TaskFacts]:
-    db, tasks = DatabaseFacts(), TaskFacts()
+async def _database(settings: Settings, db: DatabaseFacts, tasks: TaskFacts) -> None:
+    """Fill ``db`` and ``tasks`` as the answers come (a timeout keeps what was learned)."""
     small = replace(settings.database, pool_min=1, pool_max=2, pool_timeout_s=3.0)
     try:
         pool = await open_pool(small, name="orchestrator doctor")
     except Exception as exc:
         db.error = one_line(exc)
-        return db, tasks
+        return
     try:
         db.reachable = True
         rounds = []
@@ -219,13 +222,12 @@ async def _database(settings: Settings) -> tuple[DatabaseFacts, TaskFacts]:
                                  *settings.worker.deployed_agents})
         tasks.known = True
     except psycopg.errors.UndefinedTable:
-        db.error = (f"database {small.url.rsplit('/', 1)[-1]} has no orchestrator tables (not"
-                    " migrated yet: orchestrator migrate, or start the API)")
+        tasks.error = (f"database {small.url.rsplit('/', 1)[-1]} has no orchestrator tables"
+                       " (not migrated yet: orchestrator migrate, or start the API)")
     except Exception as exc:
-        db.error = db.error or one_line(exc)
+        tasks.error = one_line(exc)
     finally:
         await pool.close()
-    return db, tasks
 
 
 async def _broker(settings: Settings, agents: list[str]) -> BrokerFacts:
@@ -351,12 +353,20 @@ async def gather(settings: Settings, timeout_s: float = SOURCE_TIMEOUT_S) -> Fac
     """Every fact, gathered concurrently; a source that fails or hangs leaves its error, and
     the whole run takes at most about ``timeout_s``."""
     started = time.perf_counter()
+    for library in ("psycopg.pool", "aio_pika", "aiormq"):  # their errors are facts here
+        logging.getLogger(library).setLevel(logging.CRITICAL)
 
     async def database() -> tuple[DatabaseFacts, TaskFacts]:
+        db, tasks = DatabaseFacts(), TaskFacts()
         try:
-            return await _bounded("PostgreSQL", _database(settings), timeout_s)
+            await _bounded("PostgreSQL", _database(settings, db, tasks), timeout_s)
         except TimeoutError as exc:
-            return DatabaseFacts(error=str(exc)), TaskFacts()
+            if db.reachable:  # it answered, then a query waited (a lock, a saturated server)
+                tasks.error = (f"the task tables did not answer within {timeout_s:g}s (locked,"
+                               " or the server is saturated)")
+            else:
+                db.error = str(exc)
+        return db, tasks
 
     database_task = asyncio.create_task(database())
 

@@ -15,6 +15,7 @@ from operations.doctor.engine import Diagnosis, Finding, walk
 from operations.doctor.facts import Facts, gather
 from operations.doctor.trees import TREES, stalled_agents
 from service.settings import Settings
+from stack.supervisor import load_record
 
 ALERT_SCENARIOS: dict[str, Scenario] = {
     **{t.alert: t.scenario for t in THRESHOLDS},
@@ -61,6 +62,9 @@ async def diagnose(settings: Settings) -> Report:
     facts = await gather(settings)
     diagnosis = walk(TREES, facts)
     explain_firing(facts, diagnosis)
+    record = load_record(settings.stack_dir)
+    if record is not None and "Runbook" in record.urls and not settings.api.runbook_url:
+        settings = settings.with_overrides(runbook_url=record.urls["Runbook"])  # the stack's
     return Report(facts, diagnosis, Deployment.from_settings(settings))
 
 

@@ -12,7 +12,7 @@ from alerts.thresholds import MEMORY_LIMIT_BYTES, THRESHOLDS
 from catalog import metrics, names
 from catalog.metrics import series_name
 from operations.doctor.engine import Ask, Check, Fork, Tree, Unknown, Verdict
-from operations.doctor.facts import Facts
+from operations.doctor.facts import Facts, ProcessFacts
 
 STALLED_AFTER_S = 60.0
 """A due task waiting this long to start counts as stalled."""
@@ -46,7 +46,8 @@ def _mib(value: float) -> str:
 
 def _need_tasks(facts: Facts) -> None:
     if not facts.tasks.known:
-        raise Unknown(f"without PostgreSQL's facts ({facts.database.error or 'none'})")
+        why = facts.tasks.error or facts.database.error or "none"
+        raise Unknown(f"without PostgreSQL's facts ({why})")
 
 
 def api_unreachable(facts: Facts) -> list[str]:
@@ -66,6 +67,14 @@ def database_unreachable(facts: Facts) -> list[str]:
     if facts.database.reachable:
         return []
     return [f"PostgreSQL: {facts.database.error}"]
+
+
+def database_answers(facts: Facts) -> list[str]:
+    if not facts.database.reachable:
+        return []
+    return [f"PostgreSQL answers the doctor (SELECT 1 in"
+            f" {(facts.database.latency_s or 0) * 1000:.1f} ms): the API's pool is the"
+            " bottleneck, not the server"]
 
 
 def pool_strained(facts: Facts) -> list[str]:
@@ -180,7 +189,7 @@ def queues_without_consumers(facts: Facts) -> list[str]:
 
 def running_past_timeout(facts: Facts) -> list[str]:
     _need_tasks(facts)
-    return [f"{agent}: {count} tasks still running a minute past their timeout"
+    return [f"{agent}: {count} tasks still running 10 s past their timeout"
             for agent, count in sorted(facts.tasks.running_past_timeout.items()) if count]
 
 
@@ -241,9 +250,14 @@ def disks_filling(facts: Facts) -> list[str]:
             if u.free_ratio < limit("DiskSpaceLow")]
 
 
+def _orchestrator(facts: Facts) -> list[ProcessFacts]:
+    """The stack's API and agent processes (the alerts watch those, not Prometheus')."""
+    return [p for p in facts.processes if p.running and p.name.startswith(("api", "agent"))]
+
+
 def fds_exhausting(facts: Facts) -> list[str]:
     return [f"{p.name} (pid {p.pid}): {p.open_fds} of {p.max_fds} file descriptors open"
-            for p in facts.processes
+            for p in _orchestrator(facts)
             if p.open_fds is not None and p.max_fds
             and p.open_fds / p.max_fds > limit("FileDescriptorsExhausting")]
 
@@ -252,11 +266,17 @@ def memory_high(facts: Facts) -> list[str]:
     most = limit("ProcessMemoryHigh")
     return [f"{p.name} (pid {p.pid}): {_mib(p.resident_bytes)} resident (alert at"
             f" {_mib(most)} of a {_mib(MEMORY_LIMIT_BYTES)} limit)"
-            for p in facts.processes if p.resident_bytes is not None and p.resident_bytes > most]
+            for p in _orchestrator(facts)
+            if p.resident_bytes is not None and p.resident_bytes > most]
 
 
 def stack_processes_gone(kind: str) -> Check:
+    """A stack process of ``kind`` exited and nothing took its place (the API does not answer;
+    an agent type has no live worker)."""
     def check(facts: Facts) -> list[str]:
+        replaced = facts.api.live if kind == "api" else not agents_without_workers(facts)
+        if replaced:
+            return []
         return [f"the stack's {p.name} (pid {p.pid}) is not running"
                 for p in facts.processes if not p.running and p.name.startswith(kind)]
     return check
@@ -330,7 +350,8 @@ TREES: tuple[Tree, ...] = (
         "Is the API unreachable?", api_unreachable, yes=API_DOWN,
         no=Fork((
             Ask("Does /health/ready report PostgreSQL down?", dependency_down("postgresql"),
-                yes=DATABASE_DOWN),
+                yes=Ask("Does PostgreSQL answer the doctor itself?", database_answers,
+                        yes=POOL_LOAD, no=DATABASE_DOWN)),
             Ask("Does /health/ready report RabbitMQ down?", dependency_down("rabbitmq"),
                 yes=BROKER_DOWN),
             Ask("Does /health/ready report Redis down?", dependency_down("redis"),

@@ -21,6 +21,7 @@ from service.db.task_stats import TaskStats
 from service.db.tasks import TaskStore
 from service.db.workers import WorkerRegistry
 from service.gauges.sampler import StateSampler
+from service.lifecycle import zero_agent_counters
 from service.resources import open_resources
 from service.settings import Settings
 from service.telemetry.exposition import api_registry, mark_build
@@ -60,6 +61,7 @@ async def open_services(settings: Settings, name: str = "api") -> AsyncIterator[
                                settings.worker.heartbeat_ttl_s, settings.telemetry.metrics_cache_s,
                                settings.worker.deployed_agents)
         mark_build("api")
+        zero_agent_counters(agents)
         try:
             await resources.cache.ping()
             yield Services(settings, pool, amqp, resources.cache, TaskStore(pool),

@@ -25,9 +25,9 @@ _INTEGRITY = (
     "SELECT count(*) AS n FROM tasks WHERE status = 'dead' AND error LIKE '%%checksum%%'"
     " AND finished_at > now() - make_interval(secs => %(window_s)s)"
 )
-PAST_TIMEOUT_GRACE_S = 60.0
+PAST_TIMEOUT_GRACE_S = 10.0
 """A running task counts as past its timeout this long after it: recording a timed-out attempt
-takes milliseconds, so by then its worker is hung or gone."""
+takes milliseconds, so by then its worker is hung or gone (or the database was down)."""
 
 
 class TaskStats(Store):
@@ -42,7 +42,7 @@ class TaskStats(Store):
         return {row["agent"]: float(row["age_s"]) for row in rows}
 
     async def running_past_timeout(self) -> dict[str, int]:
-        """``agent -> count`` of tasks running over a minute past their timeout."""
+        """``agent -> count`` of tasks running ``PAST_TIMEOUT_GRACE_S`` past their timeout."""
         rows = await self.fetch_all("metrics_past_timeout", _PAST_TIMEOUT,
                                     (PAST_TIMEOUT_GRACE_S,))
         return {row["agent"]: int(row["n"]) for row in rows}

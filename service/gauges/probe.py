@@ -13,7 +13,7 @@ from loguru import logger
 from catalog import metrics
 from service.cache import Cache
 from service.db.pool import Pool
-from service.dependencies import check_postgres, check_rabbitmq, check_redis, is_up
+from service.dependencies import check_rabbitmq, check_redis, is_up, postgres_answers
 from service.gauges.disk import DiskGauges
 
 
@@ -61,7 +61,7 @@ class Probe:
             metrics.DB_CONNECTION_ERRORS.inc(errors)
         metrics.BROKER_UP.set(await is_up(check_rabbitmq(self.amqp, open_channel=False)))
         metrics.REDIS_UP.set(await is_up(check_redis(self.cache)))
-        metrics.DB_UP.set(await is_up(check_postgres(self.pool, self.interval_s)))
+        metrics.DB_UP.set(await is_up(postgres_answers(self.pool, self.interval_s)))
         if self.extra is not None:
             self.extra()
         if self.disks is not None:

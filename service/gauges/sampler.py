@@ -7,6 +7,7 @@ Computed from PostgreSQL and RabbitMQ when ``/metrics`` is scraped, at most once
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -37,13 +38,22 @@ class StateSampler(Collector):
         self._values: dict[Sampled, dict[tuple[str, ...], float]] = {}
         self._at = 0.0
         self._lock = asyncio.Lock()
+        self._running: asyncio.Task[None] | None = None
 
-    async def refresh(self, timeout_s: float = 2.0) -> None:
-        """Re-read the state unless it is fresh; a slow or absent dependency keeps the previous
-        values rather than stalling the scrape (its own ``*_up`` gauge shows the trouble)."""
+    async def refresh(self, timeout_s: float = 2.0, wait_s: float = 0.5) -> None:
+        """Re-read the state unless it is fresh, waiting at most ``wait_s`` for it: a slow or
+        absent dependency keeps the previous values rather than stalling the scrape past its
+        timeout (its own ``*_up`` gauge shows the trouble). One re-read at a time, each bounded
+        by ``timeout_s``."""
+        if time.monotonic() - self._at < self.max_age_s:
+            return
+        if self._running is None or self._running.done():
+            self._running = asyncio.create_task(self._refresh(timeout_s), name="state-sampler")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._running), wait_s)
+
+    async def _refresh(self, timeout_s: float) -> None:
         async with self._lock:
-            if time.monotonic() - self._at < self.max_age_s:
-                return
             values: dict[Sampled, dict[tuple[str, ...], float]] = {m: {} for m in metrics.SAMPLED}
             try:
                 results = await asyncio.wait_for(asyncio.gather(

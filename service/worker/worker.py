@@ -19,6 +19,7 @@ from service.broker.topology import Topology
 from service.db.runs import RunStore
 from service.db.workers import WorkerRegistry
 from service.errors import PortUnavailable
+from service.lifecycle import zero_agent_counters
 from service.resources import open_resources
 from service.settings import Settings
 from service.telemetry.exposition import mark_build, serve_agent_metrics
@@ -96,6 +97,7 @@ class Worker:
         heartbeat.start()
         resources.push_async_callback(heartbeat.stop)
         mark_build("agent")
+        zero_agent_counters(self.agents)
         control = await topology.declare_control_queue(self.worker_id)
         await control.consume(self._on_control, no_ack=True)
         for agent in self.agents:

@@ -1,4 +1,5 @@
-"""A TCP proxy the tests can cut: a real network failure between a process and a real server."""
+"""A TCP proxy that drills and tests can cut or slow down: a real network failure (or a slow
+link) between a process and a real server."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ from collections.abc import Iterator
 
 class CuttableProxy:
     """Forwards 127.0.0.1:<port> to a target; ``cut()`` drops every connection and refuses new
-    ones until ``restore()``."""
+    ones until ``restore()``; ``delay_s`` holds every chunk that long in each direction (a slow
+    link: a round trip takes twice as long more)."""
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
         self.port = 0
         self._open = True
+        self.delay_s = 0.0
         self._writers: set[asyncio.StreamWriter] = set()
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -69,16 +72,19 @@ class CuttableProxy:
             writer.transport.abort()
             return
         self._writers.update((writer, up_writer))
-        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
         self._writers.difference_update((writer, up_writer))
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    with contextlib.suppress(OSError, asyncio.IncompleteReadError):
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    writer.transport.abort()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            while data := await reader.read(65536):
+                if self.delay_s:
+                    await asyncio.sleep(self.delay_s)
+                writer.write(data)
+                await writer.drain()
+        writer.transport.abort()
 
 
 @contextlib.contextmanager

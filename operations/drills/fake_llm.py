@@ -1,4 +1,5 @@
-"""A local fake of the OpenAI chat-completions API for tests (stdlib only).
+"""A local fake of the OpenAI chat-completions API for tests and drills (stdlib only): the model
+API is an outside SaaS that cannot be reached from here, so this speaks its protocol.
 
 The reply is deterministic: content is ``"echo: " + <last user message>``, and token counts
 are whitespace-separated word counts. Every request is recorded for assertions.
@@ -126,18 +127,23 @@ def _handler(fake: FakeLLM) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+def serve_fake_llm(port: int = 0) -> tuple[FakeLLM, ThreadingHTTPServer]:
+    """Serve the fake on 127.0.0.1:``port`` (0: any) in a background thread until
+    ``server.shutdown()``."""
+    fake = FakeLLM()
+    server = ThreadingHTTPServer(("127.0.0.1", port), _handler(fake))
+    fake.base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
+                     name="fake-llm", daemon=True).start()
+    return fake, server
+
+
 @contextmanager
 def running_fake_llm() -> Iterator[FakeLLM]:
     """Run the fake on 127.0.0.1 (ephemeral port) in a background thread for the block."""
-    fake = FakeLLM()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
-    fake.base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
-                              name="fake-llm", daemon=True)
-    thread.start()
+    fake, server = serve_fake_llm()
     try:
         yield fake
     finally:
         server.shutdown()
         server.server_close()
-        thread.join(timeout=5)
