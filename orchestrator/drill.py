@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 
 from operations.drills.drills import BY_NAME, DRILLS
@@ -33,12 +34,15 @@ def run(settings: Settings, names: list[str], run_all: bool, parallel: int,
     chosen = list(DRILLS) if run_all else [BY_NAME[n] for n in names]
     root = settings.state_path / "drills" / time.strftime("%Y%m%d-%H%M%S")
     print(f"running {len(chosen)} drills on {parallel} drill stacks of their own"
-          f" (logs in {root})", flush=True)
+          f" (logs and the report in {root})", file=sys.stderr if as_machine else sys.stdout,
+          flush=True)
 
     def progress(outcome: Outcome) -> None:
         if not as_machine:
             print(f"  {outcome.drill}: {'pass' if outcome.passed else 'FAIL'}", flush=True)
 
     outcomes = run_drills(chosen, root, parallel=parallel, on_result=progress)
+    (root / "report.txt").write_text(table(outcomes) + "\n")
+    (root / "report.json").write_text(json.dumps(as_json(outcomes), indent=2) + "\n")
     print(json.dumps(as_json(outcomes), indent=2) if as_machine else table(outcomes))
     return 0 if outcomes and all(o.passed for o in outcomes) else 1

@@ -46,8 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     drill = sub.add_parser("drill", help="inject each incident's real fault on a stack of its"
                            " own and check the page, the doctor and the resolve")
     drill_sub = drill.add_subparsers(dest="drill_command", required=True, metavar="ACTION")
-    drill_sub.add_parser("list", help="the drills, one per incident scenario")
+    drill_list = drill_sub.add_parser("list", help="the drills, one per incident scenario")
     drill_run = drill_sub.add_parser("run", help="run drills (exit 1 when one fails)")
+    for child in (drill_list, drill_run):  # after the action too; SUPPRESS keeps a --json
+        child.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                           help="machine-readable output")  # given before it
     drill_run.add_argument("names", nargs="*", metavar="NAME")
     drill_run.add_argument("--all", action="store_true", help="every drill")
     drill_run.add_argument("--parallel", type=int, default=1,

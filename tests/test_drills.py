@@ -38,7 +38,8 @@ def test_every_drill_passes_on_stacks_of_its_own() -> None:
     done = subprocess.run([*ORCHESTRATOR, "drill", "run", "--all", "--parallel", "3", "--json"],
                           capture_output=True, text=True, timeout=1800,
                           env={k: v for k, v in os.environ.items() if not k.startswith("ORCH_")})
-    report = json.loads(done.stdout[done.stdout.index("{"):])
+    assert done.stdout.startswith("{"), done.stderr[-3000:]
+    report = json.loads(done.stdout)
     failed = {d["drill"]: d["problems"] for d in report["drills"] if not d["passed"]}
     rows = [f"{d['scenario']:>2} {d['drill']:20} page {d['fault_to_page_s']}s,"
             f" doctor {d['doctor']}, resolve {d['recovery_to_resolve_s']}s"
