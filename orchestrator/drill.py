@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
+from types import FrameType
 
 from operations.drills.drills import BY_NAME, DRILLS
 from operations.drills.runner import Outcome, as_json, run_drills, table
 from service.settings import Settings
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 def list_drills(as_machine: bool) -> int:
@@ -41,6 +47,7 @@ def run(settings: Settings, names: list[str], run_all: bool, parallel: int,
         if not as_machine:
             print(f"  {outcome.drill}: {'pass' if outcome.passed else 'FAIL'}", flush=True)
 
+    signal.signal(signal.SIGTERM, _stop)  # stops every drill stack, as Ctrl-C does
     outcomes = run_drills(chosen, root, parallel=parallel, on_result=progress)
     (root / "report.txt").write_text(table(outcomes) + "\n")
     (root / "report.json").write_text(json.dumps(as_json(outcomes), indent=2) + "\n")

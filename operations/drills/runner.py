@@ -137,11 +137,14 @@ def run_drills(drills: Sequence[Drill], root: Path, parallel: int = 1,
     lanes = [list(drills[i::parallel]) for i in range(max(1, parallel))]
     results: dict[str, Outcome] = {}
     lock = threading.Lock()
+    stacks: list[DrillStack] = []
 
     def lane(index: int, assigned: list[Drill]) -> None:
         if not assigned:
             return
         stack = DrillStack(root / f"stack-{index + 1}")
+        with lock:
+            stacks.append(stack)
         try:
             stack.start()
         except Exception as exc:
@@ -166,9 +169,15 @@ def run_drills(drills: Sequence[Drill], root: Path, parallel: int = 1,
     threads = [threading.Thread(target=lane, args=(i, assigned), name=f"drill-lane-{i}")
                for i, assigned in enumerate(lanes)]
     for thread in threads:
+        thread.daemon = True  # a stop (Ctrl-C, SIGTERM) takes the stacks down below
         thread.start()
-    for thread in threads:
-        thread.join()
+    try:
+        for thread in threads:
+            thread.join()
+    except BaseException:
+        for stack in stacks:
+            stack.stop()
+        raise
     return [results[d.name] for d in drills if d.name in results]
 
 
