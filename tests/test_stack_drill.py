@@ -58,7 +58,7 @@ def drill(logs_dir: Path, tmp_path: Path) -> Iterator[Drill]:
                "ORCH_PROMETHEUS_PORT": str(prometheus_port),
                "ORCH_ALERTMANAGER_PORT": str(free_port()),
                "ORCH_PAGE_INBOX_PORT": str(free_port()),
-               "ORCH_STACK_SCRAPE_INTERVAL": "1s", "ORCH_ALERT_FOR_OVERRIDE": "5s",
+               "ORCH_STACK_SCRAPE_INTERVAL": "1s", "ORCH_ALERT_FOR_OVERRIDE": "10s",
                "ORCH_ALERT_GROUP_WAIT": "1s", "ORCH_ALERT_GROUP_INTERVAL": "5s",
                "ORCH_LOG_FORMAT": "human"}
     log = env.logs / "stack-up.log"
@@ -158,7 +158,7 @@ def test_stopping_the_agent_pages_and_starting_one_resolves(drill: Drill) -> Non
             agent.terminate()
             agent.wait(30)
     print(f"\nstack start-up {drill.startup_s:.1f}s; fault -> page {fault_to_page:.1f}s;"
-          f" recovery -> resolve {recovery_to_resolve:.1f}s (for: 5s, scrape 1s)")
+          f" recovery -> resolve {recovery_to_resolve:.1f}s (for: 10s, scrape 1s)")
 
     # And exactly one page was sent for the incident
     triggers = [e for e in inbox.events() if e["event_action"] == "trigger"]

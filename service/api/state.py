@@ -59,7 +59,7 @@ async def open_services(settings: Settings, name: str = "api") -> AsyncIterator[
         workers = WorkerRegistry(pool)
         sampler = StateSampler(TaskStats(pool), resources.outbox, workers, amqp, agents,
                                settings.worker.heartbeat_ttl_s, settings.telemetry.metrics_cache_s,
-                               settings.worker.deployed_agents)
+                               settings.worker.deployed_agents, cache=resources.cache)
         mark_build("api")
         zero_agent_counters(agents)
         try:

@@ -19,6 +19,7 @@ from prometheus_client.registry import Collector
 
 from catalog import metrics, names
 from catalog.metrics import Sampled
+from service.cache import Cache
 from service.db.outbox import OutboxStore
 from service.db.task_stats import TaskStats
 from service.db.workers import WorkerRegistry
@@ -29,10 +30,12 @@ class StateSampler(Collector):
 
     def __init__(self, stats: TaskStats, outbox: OutboxStore, workers: WorkerRegistry,
                  amqp: AbstractRobustConnection, agents: list[str], heartbeat_ttl_s: float,
-                 max_age_s: float, deployed_agents: tuple[str, ...] = ()) -> None:
+                 max_age_s: float, deployed_agents: tuple[str, ...] = (),
+                 cache: Cache | None = None) -> None:
         self.stats, self.outbox, self.workers, self.amqp = stats, outbox, workers, amqp
         self.agents = agents
         self.deployed_agents = deployed_agents
+        self.cache = cache
         self.heartbeat_ttl_s = heartbeat_ttl_s
         self.max_age_s = max_age_s
         self._values: dict[Sampled, dict[tuple[str, ...], float]] = {}
@@ -89,6 +92,14 @@ class StateSampler(Collector):
         for row in await self.workers.by_agent(self.heartbeat_ttl_s):
             out[metrics.AGENTS_LIVE][(row["agent"],)] = row["live"]
             out[metrics.HEARTBEAT_AGE][(row["agent"],)] = float(row["oldest_beat_s"])
+        beats = await self.cache.heartbeats() if self.cache is not None else None
+        if beats is not None:  # Redis says who is live (its keys expire); PostgreSQL only
+            live = out[metrics.AGENTS_LIVE]  # mirrors it, late after its own outage
+            for labels in live:
+                live[labels] = 0.0
+            for beat in beats:
+                for name in beat.get("agents", []):
+                    live[(name,)] = live.get((name,), 0.0) + 1
 
     async def _queues(self, out: dict[Sampled, dict[tuple[str, ...], float]]) -> None:
         channel = await self.amqp.channel(publisher_confirms=False)
