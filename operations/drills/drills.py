@@ -10,7 +10,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import aio_pika
@@ -38,7 +38,6 @@ class Drill:
     """Consequences that may notify beside them; any other critical alert fails the drill."""
     what: str = ""
     needs_root: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _kill(pid: int, sig: signal.Signals = signal.SIGKILL) -> None:

@@ -7,7 +7,6 @@ ports, with drill timings (every ``for:`` 10 s, threshold windows 30 s, scrape 1
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -362,6 +361,3 @@ def runbook_answers(url: str) -> bool:
         return False
     return page.status_code == 200 and f'id="{url.rsplit("#", 1)[-1]}"' in page.text
 
-
-def dump(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=1, default=str))
