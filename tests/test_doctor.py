@@ -24,12 +24,12 @@ from operations.doctor.facts import (
     Facts,
     MonitoringFacts,
     ProcessFacts,
+    QueueFacts,
     RedisFacts,
     TaskFacts,
 )
 from operations.doctor.report import ALERT_SCENARIOS, Report, explain_firing, human
 from operations.doctor.trees import TREES
-from service.broker.topology import QueueStats
 from service.gauges.disk import Usage
 from service.ports import free_port
 from tests.services import ORCHESTRATOR, Env, start_agent, start_api
@@ -50,8 +50,8 @@ def healthy() -> Facts:
                         live_workers=[{"worker_id": "w1", "agents": ["echo"], "in_flight": 0,
                                        "concurrency": 16}]),
         broker=BrokerFacts(reachable=True, queues={
-            names.agent_queue("echo"): QueueStats(0, 1),
-            names.DEAD_LETTER_QUEUE: QueueStats(0, 0)}),
+            names.agent_queue("echo"): QueueFacts(0, 1),
+            names.DEAD_LETTER_QUEUE: QueueFacts(0, 0)}),
         redis=RedisFacts(reachable=True, latency_s=0.0003),
         monitoring=MonitoringFacts(),
         processes=[ProcessFacts("api", 10, True, 80 * 2**20, 40, 1024)],
@@ -70,7 +70,7 @@ def _no_worker(f: Facts) -> None:
 
 def _not_consuming(f: Facts) -> None:
     _stalled(f)
-    f.broker.queues[names.agent_queue("echo")] = QueueStats(30, 0)
+    f.broker.queues[names.agent_queue("echo")] = QueueFacts(30, 0)
 
 
 def _slots_full(f: Facts) -> None:

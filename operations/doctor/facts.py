@@ -25,7 +25,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from catalog import metrics, names
 from catalog.metrics import series_name
-from service.broker.topology import QueueStats, queue_stats
 from service.db.outbox import OutboxStore
 from service.db.pool import open_pool
 from service.db.server import ServerStats
@@ -89,9 +88,15 @@ class TaskFacts:
 
 
 @dataclass
+class QueueFacts:
+    ready: int
+    consumers: int
+
+
+@dataclass
 class BrokerFacts:
     reachable: bool = False
-    queues: dict[str, QueueStats] = field(default_factory=dict)
+    queues: dict[str, QueueFacts] = field(default_factory=dict)
     error: str = ""
 
 
@@ -235,8 +240,18 @@ async def _broker(settings: Settings, agents: list[str]) -> BrokerFacts:
         return facts
     facts.reachable = True
     try:
-        facts.queues = await queue_stats(
-            connection, [*map(names.agent_queue, agents), names.DEAD_LETTER_QUEUE])
+        for queue_name in [*map(names.agent_queue, agents), names.DEAD_LETTER_QUEUE]:
+            channel = await connection.channel(publisher_confirms=False)
+            try:
+                queue = await channel.declare_queue(queue_name, passive=True)
+                result: Any = queue.declaration_result
+                facts.queues[queue_name] = QueueFacts(int(result.message_count),
+                                                      int(result.consumer_count))
+            except Exception:  # not declared: no queue to report
+                continue
+            finally:
+                if not channel.is_closed:
+                    await channel.close()
     finally:
         await connection.close()
     return facts

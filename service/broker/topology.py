@@ -9,13 +9,9 @@
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
 
 from aio_pika import ExchangeType
-from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, AbstractQueue
-from aiormq.exceptions import ChannelNotFoundEntity
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 
 from catalog import names
 
@@ -87,30 +83,3 @@ class Topology:
                                                  auto_delete=True)
         await queue.bind(self.exchanges[names.CONTROL_EXCHANGE])
         return queue
-
-
-@dataclass(frozen=True)
-class QueueStats:
-    ready: int
-    """Messages ready (not delivered to a consumer)."""
-    consumers: int
-
-
-async def queue_stats(connection: AbstractConnection,
-                      queue_names: Iterable[str]) -> dict[str, QueueStats]:
-    """Ready messages and consumers of each queue that exists (a passive declare each, on a
-    channel of its own: RabbitMQ closes the channel of a queue that does not exist). Any
-    other error, such as a lost connection, is raised."""
-    found: dict[str, QueueStats] = {}
-    for name in queue_names:
-        channel = await connection.channel(publisher_confirms=False)
-        try:
-            queue = await channel.declare_queue(name, passive=True)
-            result: Any = queue.declaration_result
-            found[name] = QueueStats(int(result.message_count), int(result.consumer_count))
-        except ChannelNotFoundEntity:
-            continue
-        finally:
-            if not channel.is_closed:
-                await channel.close()
-    return found

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Iterable
+from typing import Any
 
 from aio_pika.abc import AbstractRobustConnection
 from loguru import logger
@@ -18,7 +19,6 @@ from prometheus_client.registry import Collector
 
 from catalog import metrics, names
 from catalog.metrics import Sampled
-from service.broker.topology import queue_stats
 from service.cache import Cache
 from service.db.outbox import OutboxStore
 from service.db.task_stats import TaskStats
@@ -102,12 +102,17 @@ class StateSampler(Collector):
                     live[(name,)] = live.get((name,), 0.0) + 1
 
     async def _queues(self, out: dict[Sampled, dict[tuple[str, ...], float]]) -> None:
-        wanted = [*map(names.agent_queue, self.agents), names.DEAD_LETTER_QUEUE]
-        for queue_name, stats in (await queue_stats(self.amqp, wanted)).items():
-            out[metrics.QUEUE_MESSAGES][(queue_name,)] = stats.ready
-            out[metrics.QUEUE_CONSUMERS][(queue_name,)] = stats.consumers
-            if queue_name == names.DEAD_LETTER_QUEUE:
-                out[metrics.DEAD_LETTER_MESSAGES][()] = stats.ready
+        channel = await self.amqp.channel(publisher_confirms=False)
+        try:
+            for queue_name in [*map(names.agent_queue, self.agents), names.DEAD_LETTER_QUEUE]:
+                queue = await channel.declare_queue(queue_name, passive=True)
+                result: Any = queue.declaration_result
+                out[metrics.QUEUE_MESSAGES][(queue_name,)] = result.message_count
+                out[metrics.QUEUE_CONSUMERS][(queue_name,)] = result.consumer_count
+                if queue_name == names.DEAD_LETTER_QUEUE:
+                    out[metrics.DEAD_LETTER_MESSAGES][()] = result.message_count
+        finally:
+            await channel.close()
 
     def collect(self) -> Iterable[Metric]:
         for metric in metrics.SAMPLED:
