@@ -51,7 +51,8 @@ def problems(event: Any) -> list[str]:
 def read_pages(store: Path) -> Iterator[dict[str, Any]]:
     """Every stored entry: ``{"received_at", "kind": pagerduty|chat|rejected, "event"}``."""
     if store.exists():
-        for line in store.read_text().splitlines():
+        text = store.read_text()
+        for line in text[:text.rfind("\n") + 1].splitlines():  # a line being written waits
             if line.strip():
                 yield json.loads(line)
 
@@ -83,6 +84,8 @@ class Inbox:
 
 
 def make_handler(store: Path, runbook: Path | None = None) -> type[BaseHTTPRequestHandler]:
+    writing = threading.Lock()
+
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
@@ -120,9 +123,9 @@ def make_handler(store: Path, runbook: Path | None = None) -> type[BaseHTTPReque
                 self._answer(200, {"status": "ok"})
 
         def _store(self, kind: str, body: Any) -> None:
-            with store.open("a") as out:
-                out.write(json.dumps({"received_at": time.time(), "kind": kind,
-                                      "event": body}) + "\n")
+            line = json.dumps({"received_at": time.time(), "kind": kind, "event": body}) + "\n"
+            with writing, store.open("a") as out:  # one whole line at a time
+                out.write(line)
 
         def _answer(self, status: int, body: Any) -> None:
             data = json.dumps(body).encode()

@@ -69,7 +69,7 @@ def _api_up(stack: DrillStack, state: dict[str, Any]) -> None:
 def _hold_lock(stack: DrillStack, state: dict[str, Any]) -> None:
     conn = psycopg.connect(stack.direct_database_url, autocommit=False)
     conn.execute("LOCK TABLE tasks IN ACCESS EXCLUSIVE MODE")
-    state["conn"] = conn
+    state["conn"], state["backend_pid"] = conn, conn.info.backend_pid
     stop = threading.Event()
     state["stop"] = stop
 
@@ -87,9 +87,9 @@ def _hold_lock(stack: DrillStack, state: dict[str, Any]) -> None:
 
 
 def _end_lock(stack: DrillStack, state: dict[str, Any]) -> None:
-    """The runbook's step: find the long transaction and terminate its backend."""
-    pid = state["conn"].info.backend_pid
-    stack.psql(f"SELECT pg_terminate_backend({pid})")
+    """The runbook's step: find the long transaction and terminate its backend (again when a
+    failed drill mitigates a second time)."""
+    stack.psql(f"SELECT pg_terminate_backend({state['backend_pid']})")
     state["stop"].set()
     for thread in state["threads"]:
         thread.join(10)
