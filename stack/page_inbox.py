@@ -78,8 +78,9 @@ class Inbox:
                 if predicate(entry["event"]):
                     return entry
             if time.monotonic() > deadline:
-                raise TimeoutError(f"no matching page within {timeout_s}s; got"
-                                   f" {[e.get('event_action') for e in self.events()]}")
+                got = [f"{e.get('event_action')} {(e.get('payload') or {}).get('summary', '')}"
+                       for e in self.events()]
+                raise TimeoutError(f"no matching page within {timeout_s}s; got {got}")
             time.sleep(0.1)
 
 

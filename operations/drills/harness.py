@@ -56,6 +56,9 @@ def wait_until(predicate: Callable[[], Any], timeout_s: float = 20.0, what: str 
         time.sleep(interval_s)
 
 
+BOOT_TIMEOUT_S = 180
+
+
 @dataclass
 class Services:
     """The drill stack's own PostgreSQL, Redis and RabbitMQ, each restartable."""
@@ -73,13 +76,23 @@ class Services:
         port = self.ports.setdefault(name, free_port())
         instance = self.STARTERS[name](self.home, port)
         self.running[name] = instance
-        wait_until(lambda: answers(port), 90, f"{name} on 127.0.0.1:{port}")
-        if name == "RabbitMQ":  # answers on its port before it accepts logins
-            wait_until(lambda: subprocess.run(
-                ["rabbitmqctl", "-q", "-n", instance.env["ORCH_RABBITMQ_NODE"],
-                 "await_startup"], capture_output=True, timeout=60).returncode == 0, 90,
-                "RabbitMQ to finish booting")
+        try:  # three stacks booting at once on two cores: RabbitMQ alone can take a minute
+            wait_until(lambda: answers(port), BOOT_TIMEOUT_S, f"{name} on 127.0.0.1:{port}")
+            if name == "RabbitMQ":  # answers on its port before it accepts logins
+                wait_until(lambda: subprocess.run(
+                    ["rabbitmqctl", "-q", "-n", instance.env["ORCH_RABBITMQ_NODE"],
+                     "await_startup", "--timeout", "60"], capture_output=True,
+                    timeout=75).returncode == 0, BOOT_TIMEOUT_S, "RabbitMQ to finish booting")
+        except (TimeoutError, subprocess.TimeoutExpired) as exc:
+            raise TimeoutError(f"{exc}; its log ends:\n{self.log_tail(name)}") from exc
         return instance
+
+    def log_tail(self, name: str, lines: int = 20) -> str:
+        """The last lines of the service's own log files (why it did not come up)."""
+        folder = self.home / name.lower()
+        logs = sorted(folder.rglob("*.log"), key=lambda p: p.stat().st_mtime)[-2:]
+        return "\n".join(line for log in logs
+                         for line in log.read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self, name: str) -> None:
         instance = self.running.pop(name, None)
