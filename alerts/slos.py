@@ -4,7 +4,6 @@ three days or a slow 1x burn holds."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from prometheus_client.utils import floatToGoString
@@ -15,6 +14,7 @@ from alerts.thresholds import API_ROUTES, ESCALATE_P1, PRODUCTION_AGENTS, PSQL
 from catalog import metrics as m
 from catalog import names, panels
 from catalog.metrics import series_name as s
+from service.durations import duration_s
 
 QUEUE_WAIT_TARGET_S = 10.0
 """A task should start within this many seconds of becoming due (a bucket bound of the
@@ -118,12 +118,6 @@ def raw_error_ratio(slo: Slo, window: str) -> str:
             f" / ({fill(slo.total, window=window)})")
 
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
 def window_seconds(window: str) -> float:
     """``"30m"`` -> 1800."""
-    found = re.fullmatch(r"(\d+)([smhdw])", window)
-    if not found:
-        raise ValueError(f"not a Prometheus duration: {window!r}")
-    return int(found.group(1)) * _UNITS[found.group(2)]
+    return duration_s(window)

@@ -78,6 +78,13 @@ HTTP_REQUEST_DURATION = _histogram("http_request_duration_seconds",
                                    "Time to answer an HTTP request.", ("route", "method"),
                                    HTTP_BUCKETS)
 HTTP_IN_FLIGHT = _gauge("http_requests_in_flight", "HTTP requests being answered now.")
+RATE_LIMITED = _counter("rate_limited_requests",
+                        "Requests refused with 429, by the limit reached: rate (the tenant's"
+                        " request rate), active_tasks (its unfinished tasks) or auth_failures"
+                        " (failed authentications of one client address).", ("limit",))
+RATE_LIMITER_FAIL_OPEN = _counter("rate_limiter_fail_open",
+                                  "Requests let through unchecked because Redis, which holds"
+                                  " the rate limits, could not answer.")
 
 # --- task lifecycle (by agent type) --------------------------------------------------------------
 TASKS_SUBMITTED = _counter("tasks_submitted", "Tasks accepted by the API.", ("agent",))

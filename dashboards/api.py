@@ -1,4 +1,5 @@
-"""API: requests by route and status, errors, latency percentiles and distribution, in-flight."""
+"""API: requests by route and status, errors, latency percentiles and distribution, in-flight,
+and the requests the limits refused."""
 
 from __future__ import annotations
 
@@ -85,10 +86,29 @@ def _latency_detail(board: Board) -> None:
         description="99th percentile answer time per /v1 route: which route is slow."), 12, 8)
 
 
+def _limits(board: Board) -> None:
+    board.row("Limits")
+    board.add(timeseries_panel(
+        "Requests refused by limit (429)",
+        [Query(sum_rate(m.RATE_LIMITED, by=("limit",)), "{{limit}}")],
+        unit=REQUESTS_PER_SECOND,
+        description="429 answers by the limit reached: a tenant's request rate, its cap of"
+                    " unfinished tasks, or failed authentications of one client address."
+                    " Which tenant: the API's warning lines."), 12, 8)
+    board.add(timeseries_panel(
+        "Requests let through unchecked",
+        [Query(sum_rate(m.RATE_LIMITER_FAIL_OPEN), "failing open")],
+        unit=REQUESTS_PER_SECOND,
+        description="Requests admitted without a rate check because Redis, which holds the"
+                    " limits, could not answer (the limiter fails open; /health/ready says"
+                    " so to admin keys)."), 12, 8)
+
+
 def dashboard() -> db.Dashboard:
     board = Board(ap.API, "api", "Requests, errors and latency of the HTTP API.",
                   variables=[variables.route()])
     _traffic(board)
     _errors_and_latency(board)
     _latency_detail(board)
+    _limits(board)
     return board.dashboard()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import sys
 import time
@@ -164,6 +165,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     """Run the load test (or the capacity search) the options describe; the exit code."""
     from loadtest.findmax import SearchConfig, find_max
     from loadtest.generator import run_load
+    from loadtest.keys import load_key
     from loadtest.prometheus import server_view
     from loadtest.report import build_report, write_report
     from loadtest.summary import print_summary
@@ -175,7 +177,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     search_result = None
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+    with load_key(config.url, config.api_key, settings.operator_key) as key, \
+            asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        config = dataclasses.replace(config, api_key=key)
         if args.find_max:
             search = SearchConfig(start=args.rate, step=args.find_step or args.rate,
                                   stage_s=args.stage_duration, max_rate=args.find_limit,

@@ -21,7 +21,7 @@ class ApiError(Exception):
 
 class Client:
     def __init__(self, settings: Settings) -> None:
-        key = settings.api.key or _dev_key(settings)
+        key = settings.operator_key
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.http = httpx.Client(base_url=settings.api.base_url, headers=headers, timeout=30)
 
@@ -106,11 +106,3 @@ def retry(client: Client, task_id: str, as_json: bool) -> int:
     task = client.call("POST", f"/v1/tasks/{task_id}/retry")
     print_json(task) if as_json else print_task(task)
     return 0
-
-
-def _dev_key(settings: Settings) -> str:
-    """The key ``orchestrator up`` made for this state folder, when there is one."""
-    try:
-        return settings.dev_key_file.read_text().strip()
-    except OSError:
-        return ""

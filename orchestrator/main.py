@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from loadtest import cli as loadtest_cli
 from orchestrator import client as cmd
+from orchestrator import keys as keys_cmd
 from orchestrator import processes
 from service.errors import MissingExtra
 from service.settings import CHECKOUT_ROOT, Settings, SettingsError, unknown_variables
@@ -60,11 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--root", type=Path, default=CHECKOUT_ROOT,
                         help="the project checkout to write into (default: this one)")
 
-    keys = sub.add_parser("keys", help="manage API keys")
-    keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
-    create = keys_sub.add_parser("create", help="create an API key and print it once")
-    create.add_argument("name")
-    create.add_argument("--scopes", default="tasks:write,tasks:read")
+    keys_cmd.add_arguments(sub.add_parser("keys", help="API keys: create, list, revoke,"
+                                                       " rotate"))
 
     submit = sub.add_parser("submit", help="submit a task")
     submit.add_argument("agent")
@@ -159,14 +156,7 @@ def _dispatch(args: argparse.Namespace, s: Settings) -> int:
     if c == "migrate":
         return processes.run_migrate(s) if processes.preflight(s) else 2
     if c == "keys":
-        if not processes.preflight(s):
-            return 2
-        scopes = tuple(x.strip() for x in args.scopes.split(",") if x.strip())
-        from service.db.keys import provision_key  # not at import time: see run_api
-
-        key = asyncio.run(provision_key(s.database, args.name, scopes))
-        print(key if not args.json else f'{{"name": "{args.name}", "key": "{key}"}}')
-        return 0
+        return keys_cmd.run(s, args) if processes.preflight(s) else 2
     if c == "agents" and args.agents_command == "retire":
         return processes.retire_agent(s, args.name) if processes.preflight(s) else 2
     client = cmd.Client(s)

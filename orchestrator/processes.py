@@ -42,8 +42,7 @@ def run_api(settings: Settings) -> int:
     """Serve the API. Metrics use prometheus-client's multiprocess mode in a folder of this
     instance's own (shared with its server workers, removed at exit), so nothing may import
     that package before this."""
-    import uvicorn
-
+    from orchestrator.serving import serve_api
     from service.telemetry.multiproc import claim_multiprocess_dir, release_multiprocess_dir
 
     configure_logging(settings.telemetry, service="api")
@@ -62,10 +61,7 @@ def run_api(settings: Settings) -> int:
     # (so the folder is removed) instead of ending the process on the spot
     signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        uvicorn.run("orchestrator.asgi:create_asgi_app", factory=True, host=settings.api.host,
-                    port=settings.api.port, workers=settings.api.workers, loop="uvloop",
-                    http="httptools", access_log=False, log_level="warning", log_config=None,
-                    timeout_graceful_shutdown=int(settings.worker.shutdown_grace_s))
+        serve_api(settings)
     except SystemExit:
         if bind_error(settings.api.host, settings.api.port) is None:
             raise
@@ -156,6 +152,26 @@ def dev_key(settings: Settings) -> str:
     return key
 
 
+def _provision_dev_key(settings: Settings) -> str | None:
+    """The development key, live in the database: a revoked one is never revived, the
+    runner makes a new one instead (``None``: the revoked one is ORCH_DEV_API_KEY)."""
+    from service.db.keys import provision_dev_key
+
+    key = dev_key(settings)
+    if asyncio.run(provision_dev_key(settings.database, key)):
+        return key
+    if settings.api.dev_key:
+        print("error: ORCH_DEV_API_KEY was revoked; unset it (a new development key is then"
+              " made) or set another", file=sys.stderr)
+        return None
+    settings.dev_key_file.unlink()
+    key = dev_key(settings)
+    asyncio.run(provision_dev_key(settings.database, key))
+    print(f"the development key was revoked: a new one is in {settings.dev_key_file}",
+          file=sys.stderr)
+    return key
+
+
 def run_up(settings: Settings, agent_processes: int, *, with_stack: bool = False) -> int:
     """API, agents and outbox relay on local defaults (and, ``with_stack``, Prometheus,
     Alertmanager and the page inbox), until Ctrl-C or SIGTERM; then everything stops.
@@ -209,9 +225,9 @@ def _up(settings: Settings, agent_processes: int, supervisor: Supervisor, starte
     settings = Settings.from_env({**os.environ, **overrides})
     if not preflight(settings):
         return 2
-    from service.db.keys import provision_key
-
-    key = asyncio.run(provision_key(settings.database, "dev", key=dev_key(settings)))
+    key = _provision_dev_key(settings)
+    if key is None:
+        return 2
     instance = uuid.uuid4().hex[:12]
     env = {**os.environ, **overrides}
     logs = settings.stack_dir / "logs"
@@ -288,7 +304,7 @@ def monitoring_stack(settings: Settings, agent_processes: int) -> NativeStack:
     rabbitmq = ["127.0.0.1:15692"] if enable_rabbitmq_metrics() else []
     return NativeStack(
         state_dir=settings.stack_dir,
-        api_targets=[f"127.0.0.1:{settings.api.port}"],
+        api_targets=[f"127.0.0.1:{settings.api.metrics_port or settings.api.port}"],
         agent_targets=[f"127.0.0.1:{settings.worker.metrics_port + i}"
                        for i in range(agent_processes)],
         rabbitmq_targets=rabbitmq,

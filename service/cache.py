@@ -39,10 +39,10 @@ class Cache:
     """Status cache (read-through, version-guarded writes) and heartbeat keys."""
 
     def __init__(self, redis: RedisSettings, backoff_s: float = 1.0) -> None:
-        self.client: aioredis.Redis = aioredis.Redis.from_url(
-            redis.url, socket_timeout=0.5, socket_connect_timeout=0.5,
-            health_check_interval=10,
-        )
+        pool = aioredis.BlockingConnectionPool.from_url(
+            redis.url, max_connections=redis.max_connections, timeout=1.0, socket_timeout=0.5,
+            socket_connect_timeout=0.5, health_check_interval=10)
+        self.client: aioredis.Redis = aioredis.Redis.from_pool(pool)  # owns it: closes it
         self.keys = RedisKeys(redis.prefix)
         self.final_ttl_s = redis.status_ttl_s
         self.active_ttl_s = redis.active_status_ttl_s
@@ -64,7 +64,7 @@ class Cache:
         try:
             await self.client.ping()
         except Exception as exc:
-            self._mark_down(exc)
+            self.mark_down(exc)
             return False
         self._down_until, self.last_error = 0.0, None
         return True
@@ -143,10 +143,10 @@ class Cache:
         try:
             return await op()
         except Exception as exc:
-            self._mark_down(exc)
+            self.mark_down(exc)
             return fallback
 
-    def _mark_down(self, exc: BaseException) -> None:
+    def mark_down(self, exc: BaseException) -> None:
         if self.last_error is None:
             logger.warning("Redis unavailable, continuing without cache: {}", exc)
         self.last_error = str(exc) or type(exc).__name__

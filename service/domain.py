@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -11,6 +10,8 @@ from typing import Any
 import msgspec
 
 from agents.errors import NonRetryableError
+from service.canonical import canonical_bytes, stored_json
+from service.errors import InputTooLarge, ResultTooLarge
 
 
 class TaskStatus(StrEnum):
@@ -40,6 +41,7 @@ class Task(msgspec.Struct, kw_only=True):
     agent: str
     status: TaskStatus
     input: Any
+    tenant: str = ""
     priority: int
     attempts: int
     max_attempts: int
@@ -74,9 +76,27 @@ class TaskEvent(msgspec.Struct, kw_only=True):
 
 
 def input_checksum(payload: Any) -> str:
-    """SHA-256 of the input in canonical JSON: stored with the task, verified before each run."""
-    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    """SHA-256 of the input in canonical JSON, the form PostgreSQL stores (``service.canonical``):
+    stored with the task, verified before each run."""
+    return hashlib.sha256(canonical_bytes(payload)).hexdigest()
+
+
+def input_intact(task: Task) -> bool:
+    """The task's input, as read back from PostgreSQL, still matches the checksum taken at
+    submission: the check a worker makes before each run."""
+    return input_checksum(task.input) == task.input_checksum
+
+
+def storable_input(payload: Any, max_bytes: int) -> Any:
+    """A submitted input in the form PostgreSQL stores it (what is hashed is what is stored).
+
+    Raises ``InputTooLarge`` when that form is more than ``max_bytes``: ``1e308`` is 5 bytes in
+    a request body and 309 digits stored.
+    """
+    stored = stored_json(payload)
+    if stored.size > max_bytes:
+        raise InputTooLarge(stored.size, max_bytes)
+    return stored.value
 
 
 _encode_json = msgspec.json.Encoder().encode
@@ -87,15 +107,19 @@ def json_text(value: Any) -> str:
     return _encode_json(value).decode()
 
 
-def result_json(result: Any) -> str:
+def result_json(result: Any, max_bytes: int | None = None) -> str:
     """An agent's result as the JSON text stored in the task row.
 
-    Raises ``NonRetryableError`` when the result has no JSON form: running the task again
-    would return the same kind of value.
+    Raises ``NonRetryableError`` when the result has no JSON form, and ``ResultTooLarge`` when
+    it is more than ``max_bytes`` as stored: running the task again would return the same kind
+    of value.
     """
     try:
-        return json_text(result)
-    except (TypeError, ValueError, OverflowError) as exc:
+        stored = stored_json(result)
+    except (TypeError, ValueError, OverflowError, RecursionError) as exc:
         raise NonRetryableError(
             f"the agent's result ({type(result).__name__}) cannot be stored as JSON: {exc}"
         ) from exc
+    if max_bytes is not None and stored.size > max_bytes:
+        raise ResultTooLarge(stored.size, max_bytes)
+    return stored.text

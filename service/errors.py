@@ -123,3 +123,40 @@ class IdempotencyConflict(OrchestratorError):
 
 class IntegrityError(NonRetryableError):
     """Stored task data no longer matches its checksum (data corruption); never retried."""
+
+
+class InputTooLarge(OrchestratorError):
+    """A task's input is larger than the body limit once PostgreSQL has stored it (413)."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size, self.limit = size, limit
+        super().__init__(
+            f"the input is {size} bytes as PostgreSQL stores it (numbers written out in full:"
+            f" 1e308 is 309 digits), above the limit of {limit} bytes (ORCH_MAX_BODY_BYTES on"
+            " the server); send a smaller input, or very large or small numbers as strings")
+
+
+class ResultTooLarge(NonRetryableError):
+    """An agent's result is larger than ``ORCH_MAX_RESULT_BYTES`` as stored; never retried."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size, self.limit = size, limit
+        super().__init__(f"the agent's result is {size} bytes, above the limit of {limit}"
+                         " bytes (ORCH_MAX_RESULT_BYTES); return less, or store the data"
+                         " elsewhere and return a reference to it")
+
+
+class KeyProblem(OrchestratorError):
+    """An API key cannot be created, found or changed as asked (``status``: the HTTP one)."""
+
+    def __init__(self, message: str, status: int = 422) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+class TooManyRequests(OrchestratorError):
+    """A limit of the tenant (or of the client address) is reached: 429 with ``headers``."""
+
+    def __init__(self, message: str, headers: dict[str, str]) -> None:
+        self.headers = headers
+        super().__init__(message)

@@ -22,14 +22,16 @@ CHECKOUT_ROOT = Path(__file__).resolve().parent.parent
 WILDCARD_HOSTS = ("", "0.0.0.0", "::", "[::]")
 
 
-def var(name: str, default: Any) -> Any:
-    """A settings field read from ``ORCH_<name>``."""
-    return field(default=default, metadata={"env": name})
+def var(name: str, default: Any, *, secret: bool = False) -> Any:
+    """A settings field read from ``ORCH_<name>``; a ``secret`` one is masked in every ``repr``
+    and ``str`` of the settings (a URL keeps all but its password), its value unchanged."""
+    return field(default=default, metadata={"env": name, "secret": secret})
 
 
 @dataclass(frozen=True)
 class DatabaseSettings:
-    url: str = var("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/orchestrator")
+    url: str = var("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/orchestrator",
+                   secret=True)
     pool_min: int = var("DB_POOL_MIN", 2)
     pool_max: int = var("DB_POOL_MAX", 20)
     pool_timeout_s: float = var("DB_POOL_TIMEOUT_S", 5.0)
@@ -37,7 +39,7 @@ class DatabaseSettings:
 
 @dataclass(frozen=True)
 class BrokerSettings:
-    url: str = var("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+    url: str = var("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/", secret=True)
     delivery_limit: int = var("DELIVERY_LIMIT", 5)
     node: str = var("RABBITMQ_NODE", "")
     """The RabbitMQ node name for ``rabbitmqctl -n`` in runbook commands (empty: its default);
@@ -51,10 +53,13 @@ class BrokerSettings:
 
 @dataclass(frozen=True)
 class RedisSettings:
-    url: str = var("REDIS_URL", "redis://127.0.0.1:6379/0")
+    url: str = var("REDIS_URL", "redis://127.0.0.1:6379/0", secret=True)
     prefix: str = var("REDIS_PREFIX", "orch:")
     status_ttl_s: int = var("STATUS_CACHE_TTL_S", 3600)
     active_status_ttl_s: int = var("STATUS_CACHE_ACTIVE_TTL_S", 10)
+    max_connections: int = var("REDIS_MAX_CONNECTIONS", 64)
+    """The client's connection pool per process (redis-py's default of 2**31 is no bound;
+    a pool that runs out waits up to a second instead of failing the cache)."""
 
 
 @dataclass(frozen=True)
@@ -74,10 +79,25 @@ class ApiSettings:
     instance_id: str = var("INSTANCE_ID", "")
     """Set by the process that starts an API server; the server reports it in its health
     answers, so the starter knows the server answering is the one it started."""
-    key: str = var("API_KEY", "")
+    key: str = var("API_KEY", "", secret=True)
     """The key the CLI sends."""
-    dev_key: str = var("DEV_API_KEY", "")
+    dev_key: str = var("DEV_API_KEY", "", secret=True)
     max_body_bytes: int = var("MAX_BODY_BYTES", 1_048_576)
+    max_header_bytes: int = var("MAX_HEADER_BYTES", 65_536)
+    """The request line and headers together; more gets 431 and the connection closed."""
+    header_timeout_s: float = var("HEADER_TIMEOUT_S", 10.0)
+    """A request whose headers have not all arrived by then gets 408 and is closed."""
+    max_connections: int = var("MAX_CONNECTIONS", 1000)
+    """Concurrent connections per server process; beyond them new requests get 503."""
+    max_json_depth: int = var("MAX_JSON_DEPTH", 64)
+    """Deepest nesting of arrays and objects a request body may have (400 beyond)."""
+    list_max_bytes: int = var("LIST_MAX_BYTES", 4_194_304)
+    """Byte budget of one page of ``GET /v1/tasks`` with ``include``: the page ends early."""
+    metrics_port: int = var("API_METRICS_PORT", 0)
+    """Serve ``/metrics`` on this port of ``ORCH_METRICS_HOST`` instead of the API port (0:
+    on the API port)."""
+    key_cache_ttl_s: float = var("KEY_CACHE_TTL_S", 1.0)
+    """How long a process trusts a key it looked up: a revoked key stops working by then."""
 
     @property
     def base_url(self) -> str:
@@ -88,6 +108,13 @@ class ApiSettings:
     def public_base_url(self) -> str:
         """Where people reach the API (``ORCH_PUBLIC_URL``, else host and port)."""
         return self.public_url.rstrip("/") or f"http://{_local_host(self.host)}:{self.port}"
+
+    def metrics_url(self, metrics_host: str) -> str:
+        """Where the API's ``/metrics`` is: its own port when ``ORCH_API_METRICS_PORT`` is
+        set (on ``metrics_host``), else the API's."""
+        if self.metrics_port:
+            return f"http://{_local_host(metrics_host)}:{self.metrics_port}/metrics"
+        return f"{self.base_url}/metrics"
 
     @property
     def runbook_base_url(self) -> str:
@@ -105,6 +132,26 @@ class TaskSettings:
     retry_base_delay_s: float = var("RETRY_BASE_DELAY_S", 1.0)
     retry_max_delay_s: float = var("RETRY_MAX_DELAY_S", 300.0)
     retry_jitter: float = var("RETRY_JITTER", 0.2)
+    idempotency_ttl_s: float = var("IDEMPOTENCY_TTL_S", 86400.0)
+    """An idempotency key answers with its task for this long; later it starts a new task."""
+    max_result_bytes: int = var("MAX_RESULT_BYTES", 1_048_576)
+    """An agent result larger than this (as stored JSON) fails the task, without retries."""
+
+
+@dataclass(frozen=True)
+class LimitSettings:
+    """What one tenant may do, per API key's tenant (a key may override its own)."""
+
+    rate: str = var("RATE_LIMIT", "200/s")
+    """Requests per tenant, ``N/s``, ``N/min`` or ``N/h`` (a token bucket in Redis)."""
+    burst: int = var("RATE_LIMIT_BURST", 400)
+    """Requests a tenant may send at once before the rate applies."""
+    max_active_tasks: int = var("TENANT_MAX_ACTIVE_TASKS", 20_000)
+    """Unfinished (queued, retrying, running) tasks per tenant; submits beyond get 429."""
+    auth_failures: str = var("AUTH_FAILURE_LIMIT", "30/min")
+    """Failed authentications per client address before 429."""
+    max_priority: int = var("MAX_PRIORITY_WITHOUT_SCOPE", 5)
+    """Priorities above this need the ``tasks:priority`` scope."""
 
 
 @dataclass(frozen=True)
@@ -125,8 +172,8 @@ class WorkerSettings:
 
 @dataclass(frozen=True)
 class LlmSettings:
-    base_url: str = var("LLM_BASE_URL", "http://127.0.0.1:11434/v1")
-    api_key: str = var("LLM_API_KEY", "")
+    base_url: str = var("LLM_BASE_URL", "http://127.0.0.1:11434/v1", secret=True)
+    api_key: str = var("LLM_API_KEY", "", secret=True)
     model: str = var("LLM_MODEL", "gpt-4o-mini")
     timeout_s: float = var("LLM_TIMEOUT_S", 60.0)
 
@@ -146,7 +193,7 @@ class TelemetrySettings:
     """More volumes to watch for free space, as ``name=path`` entries (the state folder and a
     local database's data folder are watched anyway)."""
     tracing_enabled: bool = var("TRACING_ENABLED", True)
-    otlp_endpoint: str = var("OTLP_ENDPOINT", "")
+    otlp_endpoint: str = var("OTLP_ENDPOINT", "", secret=True)
     trace_console: bool = var("TRACE_CONSOLE", False)
     trace_sample_ratio: float = var("TRACE_SAMPLE_RATIO", 1.0)
     """Share of traces recorded when spans are exported (new traces; children follow)."""
@@ -160,7 +207,7 @@ class StackSettings:
     prometheus_port: int = var("PROMETHEUS_PORT", 9090)
     alertmanager_port: int = var("ALERTMANAGER_PORT", 9093)
     page_inbox_port: int = var("PAGE_INBOX_PORT", 9094)
-    pagerduty_routing_key: str = var("PAGERDUTY_ROUTING_KEY", "")
+    pagerduty_routing_key: str = var("PAGERDUTY_ROUTING_KEY", "", secret=True)
     scrape_interval: str = var("STACK_SCRAPE_INTERVAL", "5s")
     alert_for_override: str = var("ALERT_FOR_OVERRIDE", "")
     """Drills only: replace every alert's ``for:`` in the native stack (e.g. ``10s``)."""
@@ -174,8 +221,9 @@ class StackSettings:
 
 SECTIONS: dict[str, type] = {
     "database": DatabaseSettings, "broker": BrokerSettings, "redis": RedisSettings,
-    "api": ApiSettings, "tasks": TaskSettings, "worker": WorkerSettings, "llm": LlmSettings,
-    "telemetry": TelemetrySettings, "stack": StackSettings,
+    "api": ApiSettings, "tasks": TaskSettings, "limits": LimitSettings,
+    "worker": WorkerSettings, "llm": LlmSettings, "telemetry": TelemetrySettings,
+    "stack": StackSettings,
 }
 
 
@@ -204,13 +252,14 @@ class Settings:
     redis: RedisSettings = field(default_factory=RedisSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     tasks: TaskSettings = field(default_factory=TaskSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     llm: LlmSettings = field(default_factory=LlmSettings)
     telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
     stack: StackSettings = field(default_factory=StackSettings)
     state_dir: str = field(default_factory=lambda: default_state_dir(os.environ))
     """``ORCH_STATE_DIR``, absolute: a relative value is taken from the folder it is read in."""
-    extra: Mapping[str, str] = field(default_factory=dict)
+    extra: Mapping[str, str] = field(default_factory=dict, metadata={"secret": True})
     """``ORCH_*`` variables no setting reads (kept to be reported, never silently used)."""
 
     @classmethod
@@ -244,6 +293,17 @@ class Settings:
         return self.state_path / "dev-api-key"
 
     @property
+    def operator_key(self) -> str:
+        """The key the CLI and the doctor send: ``ORCH_API_KEY``, else the development key
+        ``up`` made for this state folder (empty when there is neither)."""
+        if self.api.key:
+            return self.api.key
+        try:
+            return self.dev_key_file.read_text().strip()
+        except OSError:
+            return ""
+
+    @property
     def stack_dir(self) -> Path:
         """The native stack's folder: configs, data, logs, the pid record and the lock."""
         return self.state_path / "stack"
@@ -261,6 +321,36 @@ class Settings:
             sections.setdefault(section, {})[attribute] = value
         return replace(self, **top, **{section: replace(getattr(self, section), **values)
                                        for section, values in sections.items()})
+
+
+def _masked_repr(self: Any) -> str:
+    """The dataclass ``repr``, with the secret fields as ``_shown`` makes them."""
+    shown = []
+    for f in fields(self):
+        if f.repr:
+            value = getattr(self, f.name)
+            shown.append(f"{f.name}={_shown(value) if f.metadata.get('secret') else repr(value)}")
+    return f"{type(self).__qualname__}({', '.join(shown)})"
+
+
+def _shown(value: Any) -> str:
+    """A secret as ``repr`` shows it: a URL without its password, a mapping without its values,
+    anything else as ``'***'``; an empty one stays empty (``repr`` still tells set from unset)."""
+    if not value:
+        return repr(value)
+    if isinstance(value, Mapping):
+        return repr(dict.fromkeys(value, "***"))
+    scheme, sep, rest = str(value).partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not sep:
+        return repr("***")
+    if at and ":" in creds:
+        return repr(f"{scheme}://{creds.split(':', 1)[0]}:***@{host}")
+    return repr(value)
+
+
+for _section in (*SECTIONS.values(), Settings):  # every section, so ``secret=True`` suffices
+    setattr(_section, "__repr__", _masked_repr)  # noqa: B010 (mypy refuses assigning a method)
 
 
 def unknown_variables(settings: Settings) -> list[str]:

@@ -3,11 +3,14 @@ test is marked ``unit`` (no service, process or network) or ``integration``."""
 
 from __future__ import annotations
 
+import logging
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from loguru import logger
 
 from operations.drills.fake_llm import FakeLLM, running_fake_llm
 from tests.services import Env, Proc, create_env, create_key, destroy_env, start_agent, start_api
@@ -15,6 +18,19 @@ from tests.services import Env, Proc, create_env, create_key, destroy_env, start
 # The session worker serves every agent but ``sleep``: tests that need a held task use ``sleep``
 # with a worker of their own (or none, to keep a task queued).
 SESSION_AGENTS = "echo,fail,summarize,llm"
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """Whatever a test configures of loguru and the standard logging is undone after it."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    logger.remove()
+    logger.configure(patcher=None)
+    logger.add(sys.stderr)
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")

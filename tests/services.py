@@ -80,6 +80,8 @@ def create_env(logs: Path, **overrides: str) -> Env:
         "ORCH_AGENT_METRICS_PORT": "0",
         "ORCH_PROBE_INTERVAL_S": "0.5",
         "ORCH_METRICS_CACHE_S": "0",
+        "ORCH_RATE_LIMIT": "10000/s",  # the suite's own traffic; limits are tested with keys'
+        "ORCH_RATE_LIMIT_BURST": "10000",
         "ORCH_STATE_DIR": str(logs / name / "state"),
         **{f"ORCH_{k.upper()}": v for k, v in overrides.items()},
     }
@@ -165,17 +167,22 @@ def start_agent(env: Env, *args: str, environ: dict[str, str] | None = None) -> 
     return proc
 
 
-def create_key(env: Env, name: str = "test", scopes: str = "tasks:write,tasks:read") -> str:
-    out = subprocess.run([*ORCHESTRATOR, "keys", "create", name,
-                          "--scopes", scopes], env={**os.environ, **env.environ},
+def create_key(env: Env, name: str | None = None, scopes: str = "tasks:write,tasks:read",
+               *options: str, tenant: str = "test") -> str:
+    """A new key (``orchestrator keys create``); the tests' keys share the tenant ``test``
+    unless told otherwise."""
+    out = subprocess.run([*ORCHESTRATOR, "keys", "create", name or f"test-{uuid.uuid4().hex[:8]}",
+                          "--scopes", scopes, "--tenant", tenant, *options],
+                         env={**os.environ, **env.environ},
                          capture_output=True, text=True, check=True, timeout=60)
     return out.stdout.strip().splitlines()[-1]
 
 
 @asynccontextmanager
-async def api_client(env: Env, url: str) -> AsyncIterator[httpx.AsyncClient]:
+async def api_client(env: Env, url: str,
+                     scopes: str = "tasks:write,tasks:read") -> AsyncIterator[httpx.AsyncClient]:
     """A client of the API at ``url`` with a new key of ``env``."""
-    key = create_key(env)
+    key = create_key(env, None, scopes)
     async with httpx.AsyncClient(base_url=url, timeout=15,
                                  headers={"Authorization": f"Bearer {key}"}) as client:
         yield client

@@ -86,14 +86,20 @@ async def test_read_only_key_can_read_but_submitting_is_403_naming_the_scope(
     assert (await client.post("/v1/tasks", json={"agent": "echo"})).status_code == 202
 
 
-async def test_health_endpoints_need_no_key(anonymous: httpx.AsyncClient) -> None:
+async def test_health_endpoints_need_no_key_and_show_details_to_admins_only(
+        env: Env, anonymous: httpx.AsyncClient, api_key: str) -> None:
     live = await anonymous.get("/health/live")
     assert live.status_code == 200 and live.json()["status"] == "ok"
     assert set(live.json()) == {"status", "instance"}
     ready = await anonymous.get("/health/ready")
     assert ready.status_code == 200, ready.text
-    assert ready.json()["status"] == "ready"
-    assert set(ready.json()["dependencies"]) == {"postgresql", "rabbitmq", "redis"}
+    assert set(ready.json()) == {"status", "instance"} and ready.json()["status"] == "ready"
+    plain = await anonymous.get("/health/ready", headers={"Authorization": f"Bearer {api_key}"})
+    assert set(plain.json()) == {"status", "instance"}
+    admin = {"Authorization": f"Bearer {create_key(env, scopes='admin')}"}
+    detailed = (await anonymous.get("/health/ready", headers=admin)).json()
+    assert set(detailed["dependencies"]) == {"postgresql", "rabbitmq", "redis"}
+    assert detailed["rate_limits"] == "enforced"
 
 
 async def test_openapi_schema_needs_no_key_and_lists_the_task_endpoints(
@@ -160,6 +166,17 @@ async def test_malformed_json_is_400_saying_the_body_is_not_json(
         response = await client.post("/v1/tasks", content=raw,
                                      headers={"Content-Type": "application/json"})
         assert "request body is not valid JSON" in problem(response, 400)["detail"]
+
+
+async def test_a_body_that_is_not_declared_json_is_415_saying_which_content_type(
+        client: httpx.AsyncClient) -> None:
+    for content_type in ("application/x-www-form-urlencoded", "text/plain", None):
+        headers = {"Content-Type": content_type} if content_type else {}
+        response = await client.post("/v1/tasks", content=b'{"agent": "echo"}', headers=headers)
+        assert "Content-Type: application/json" in problem(response, 415)["detail"]
+    vendor = await client.post("/v1/tasks", content=b'{"agent": "echo"}',
+                               headers={"Content-Type": "application/merge-patch+json"})
+    assert vendor.status_code == 202
 
 
 async def test_empty_body_is_400_saying_a_json_object_is_needed(
@@ -432,9 +449,9 @@ async def test_task_read_has_every_field_and_the_defaults_from_settings(
 
 async def test_task_read_keeps_the_given_priority_attempts_and_timeout(
         client: httpx.AsyncClient) -> None:
-    accepted = await submit(client, "echo", None, priority=7, max_attempts=5, timeout_s=12.5)
+    accepted = await submit(client, "echo", None, priority=5, max_attempts=5, timeout_s=12.5)
     task = (await client.get(f"/v1/tasks/{accepted['id']}")).json()
-    assert (task["priority"], task["max_attempts"], task["timeout_s"]) == (7, 5, 12.5)
+    assert (task["priority"], task["max_attempts"], task["timeout_s"]) == (5, 5, 12.5)
     assert task["input"] is None
 
 

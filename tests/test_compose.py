@@ -3,6 +3,7 @@ and a file docker-compose accepts."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -79,3 +80,25 @@ def test_docker_compose_accepts_the_file() -> None:
     result = subprocess.run([binary, "-f", str(COMPOSE), "config", "--quiet"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def test_every_published_port_is_bound_to_loopback() -> None:
+    published = [(name, str(port)) for name, service in services().items()
+                 for port in service.get("ports", [])]  # type: ignore[attr-defined]
+    assert published, "nothing to check"
+    for name, port in published:
+        assert port.startswith("127.0.0.1:"), f"{name} publishes {port} on every interface"
+
+
+def test_credentials_come_from_the_env_file_with_local_defaults() -> None:
+    """Every password in the file is a ``${VAR:-default}`` that stack/.env can set, and
+    env.example names each such variable."""
+    text = COMPOSE.read_text()
+    secrets = ("POSTGRES_PASSWORD", "RABBITMQ_USER", "RABBITMQ_PASSWORD", "PAGERDUTY_ROUTING_KEY")
+    example = (STACK / "env.example").read_text()
+    for variable in secrets:
+        assert f"${{{variable}:-" in text, variable
+        assert f"\n{variable}=" in example, variable
+    for url in re.findall(r"(?:postgresql|amqp)://[^\s]+", text):
+        user_and_password = urlsplit(url.replace("${", "{").replace(":-", "=")).netloc
+        assert "{" in user_and_password.split("@")[0], f"hard-coded credentials in {url}"

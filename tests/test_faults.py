@@ -32,6 +32,7 @@ pytestmark = pytest.mark.integration
 
 
 OWN_ENV = {"shutdown_grace_s": "1"}
+ADMIN = "tasks:write,tasks:read,admin"  # readiness details are for admins
 """The settings of this module's ``own_env`` (see conftest)."""
 
 
@@ -67,7 +68,7 @@ async def test_tasks_accepted_while_the_broker_link_is_down_are_published_when_i
         # every process reaches RabbitMQ through the proxy (each one runs an outbox relay)
         url = start_api(own_env, environ=own_env.with_vars(amqp_url=amqp))
         start_agent(own_env, "--agents", "echo", environ=own_env.with_vars(amqp_url=amqp))
-        async with api_client(own_env, url) as client:
+        async with api_client(own_env, url, ADMIN) as client:
             warm = await submit(client, "echo", "warm-up")
             assert (await wait_for(client, warm["id"]))["status"] == "succeeded"
             # Given the connections to RabbitMQ are broken
@@ -95,7 +96,7 @@ async def test_tasks_accepted_while_the_broker_link_is_down_are_published_when_i
 async def test_submit_and_status_keep_working_while_redis_is_stopped(own_env: Env) -> None:
     url = start_api(own_env)
     start_agent(own_env, "--agents", "echo")
-    async with api_client(own_env, url) as client:
+    async with api_client(own_env, url, ADMIN) as client:
         cached = await submit(client, "echo", "before")
         await wait_for(client, cached["id"])
         try:
@@ -112,6 +113,10 @@ async def test_submit_and_status_keep_working_while_redis_is_stopped(own_env: En
             assert ready.status_code == 200
             assert ready.json()["status"] == "degraded"
             assert ready.json()["dependencies"]["redis"]["status"] == "down"
+            # and that the rate limits let requests through unchecked, counted
+            assert ready.json()["rate_limits"] == "failing open"
+            api = next(p for p in own_env.processes if p.log_path.name.startswith("api-"))
+            assert "rate limits are not enforced" in api.output()
             agents = (await client.get("/v1/agents")).json()
             assert agents["source"] == "postgresql"
             echo = next(a for a in agents["agents"] if a["name"] == "echo")

@@ -28,8 +28,8 @@ async def pool(env: Env, api_url: str) -> AsyncIterator[Pool]:  # api_url: schem
 
 async def new_task(pool: Pool) -> str:
     task, _ = await TaskStore(pool).submit(NewTask(
-        agent="sleep", input={"seconds": 1}, priority=0, max_attempts=3, timeout_s=10,
-        checksum=input_checksum({"seconds": 1})))
+        agent="sleep", input={"seconds": 1}, tenant="test", priority=0, max_attempts=3,
+        timeout_s=10, checksum=input_checksum({"seconds": 1})))
     return task.id
 
 

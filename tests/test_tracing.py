@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -245,18 +244,6 @@ async def test_log_lines_of_a_task_carry_its_trace_and_task_ids(traced: Traced) 
     spans = _wait_for_trace(traced.receiver, trace_id)
     consumers = sorted((s for s in spans if s.kind == CONSUMER), key=lambda s: s.start_ns)
     assert [line["span_id"] for line in lines] == [c.span_id for c in consumers]
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    logger.remove()
-    logger.configure(patcher=None)
-    logger.add(sys.stderr)
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def test_secrets_are_scrubbed_from_log_messages(capsys: pytest.CaptureFixture[str],

@@ -27,7 +27,9 @@ async def sleep(payload: Any, ctx: TaskContext) -> dict[str, Any]:
 @agent("fail")
 async def fail(payload: Any, ctx: TaskContext) -> dict[str, Any]:
     """Fail on purpose: ``{"until_attempt": k}`` succeeds from attempt k on,
-    ``{"always": true}`` always fails (retryable), ``{"non_retryable": true}`` fails for good."""
+    ``{"always": true}`` always fails (retryable), ``{"non_retryable": true}`` fails for good
+    (with ``"message"`` as its error: the one error text taken from the input, on request; the
+    runtime scrubs and bounds it like any other)."""
     if _field(payload, "non_retryable", False):
         raise NonRetryableError(str(_field(payload, "message", "fail agent: non-retryable")))
     until = _field(payload, "until_attempt", None)

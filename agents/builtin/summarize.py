@@ -113,5 +113,13 @@ async def summarize(payload: Any, ctx: TaskContext) -> dict[str, Any]:
     k = payload.get("sentences", 3)
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise NonRetryableError(
-            f'summarize: "sentences" must be a whole number >= 1 (default 3), got {k!r}')
+            f'summarize: "sentences" must be a whole number >= 1 (default 3), got '
+            f"{_kind(k)}")
     return summarize_text(text, k)
+
+
+def _kind(value: Any) -> str:
+    """What a bad input value is, without the value (an error text may be logged and stored)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return "a number below 1"
+    return type(value).__name__

@@ -160,7 +160,10 @@ async def _bounded(what: str, work: Awaitable[T], timeout_s: float) -> T:
 async def _api(settings: Settings) -> ApiFacts:
     facts = ApiFacts()
     base = settings.api.base_url
-    async with httpx.AsyncClient(base_url=base, timeout=HTTP_TIMEOUT_S) as client:
+    key = settings.operator_key  # an admin key gets the readiness details
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    async with httpx.AsyncClient(base_url=base, timeout=HTTP_TIMEOUT_S,
+                                 headers=headers) as client:
         try:
             facts.live = (await client.get("/health/live")).status_code == 200
             started = time.perf_counter()
@@ -171,7 +174,8 @@ async def _api(settings: Settings) -> ApiFacts:
             facts.failing = {name: str(dep.get("error") or "down")
                              for name, dep in answer.get("dependencies", {}).items()
                              if dep.get("status") != "up"}
-            page = (await client.get("/metrics")).text
+            page = (await client.get(
+                settings.api.metrics_url(settings.telemetry.metrics_host))).text
         except (httpx.HTTPError, ValueError) as exc:
             facts.error = f"{base}: {one_line(exc) or type(exc).__name__}"
             return facts

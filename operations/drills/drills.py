@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import threading
 import time
@@ -167,19 +168,25 @@ def _add_capacity(stack: DrillStack, state: dict[str, Any]) -> None:
 # --- 8 a corrupted row ------------------------------------------------------------------------
 
 def _corrupt(stack: DrillStack, state: dict[str, Any]) -> None:
-    """Change the stored input of tasks waiting for their retry, behind the API's back."""
-    ids = stack.submit("fail", {"until_attempt": 2}, count=3)
-    wait_until(lambda: all(stack.task(i)["status"] == "retrying" for i in ids), 20,
-               "the tasks to wait for their retry")
-    stack.psql("UPDATE tasks SET input = '{\"until_attempt\": 9}' WHERE id IN ("
-               + ",".join(f"'{i}'" for i in ids) + ")")
+    """Change the stored input of tasks waiting for their retry, behind the API's back (each
+    fails twice, so there are two retry waits to catch it in)."""
+    ids = stack.submit("fail", {"until_attempt": 3}, count=3)
+    corrupted: set[str] = set()
+    listed = ",".join(f"'{i}'" for i in ids)
+
+    def corrupt_the_waiting() -> bool:
+        out = stack.psql("UPDATE tasks SET input = '{\"until_attempt\": 9}' WHERE id IN"
+                         f" ({listed}) AND status = 'retrying' RETURNING id")
+        corrupted.update(re.findall(r"[0-9a-f]{8}-[0-9a-f-]{27}", out))
+        return corrupted == set(ids)
+    wait_until(corrupt_the_waiting, 30, "the tasks to wait for their retry", interval_s=0.05)
     state["ids"] = ids
 
 
 def _restore_rows(stack: DrillStack, state: dict[str, Any]) -> None:
     """The runbook's step: restore the rows (here: their submitted input) and requeue."""
     ids = ",".join(f"'{i}'" for i in state["ids"])
-    stack.psql(f"UPDATE tasks SET input = '{{\"until_attempt\": 2}}' WHERE id IN ({ids})")
+    stack.psql(f"UPDATE tasks SET input = '{{\"until_attempt\": 3}}' WHERE id IN ({ids})")
     with stack.client() as client:
         for task_id in state["ids"]:
             client.post(f"/v1/tasks/{task_id}/retry")

@@ -9,11 +9,12 @@ from litestar import Request, get
 
 from agents.registry import get_agent
 from catalog import names
+from service.api.openapi import problems
 from service.api.schemas import AgentsOut, AgentType
 from service.api.state import Services
 
 
-@get("/v1/agents", opt={"scope": "tasks:read"}, tags=["agents"],
+@get("/v1/agents", opt={"scope": "tasks:read"}, tags=["agents"], responses=problems(),
      summary="Agent types and live workers (Redis heartbeats; PostgreSQL when Redis is down)")
 async def list_agents(request: Request[Any, Any, Any]) -> AgentsOut:
     services: Services = request.app.state.services
@@ -29,7 +30,8 @@ async def list_agents(request: Request[Any, Any, Any]) -> AgentsOut:
         spec = get_agent(name)
         types.append(AgentType(name, spec.description if spec else "", names.agent_queue(name),
                                per_agent[name]))
-    return AgentsOut(types, sorted(workers, key=lambda w: str(w.get("worker_id"))), source)
+    shown = workers if request.state.api_key.is_admin else []  # hosts and pids: operators'
+    return AgentsOut(types, sorted(shown, key=lambda w: str(w.get("worker_id"))), source)
 
 
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:

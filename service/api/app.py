@@ -12,13 +12,18 @@ from typing import Any, cast
 
 from litestar import Litestar, Router
 from litestar.datastructures import State
-from litestar.openapi import OpenAPIConfig
 
+from agents.registry import load_agent_modules
+from service.api.admin_keys import CreateKey, KeysController
 from service.api.agents import list_agents
+from service.api.allow import answer_options
 from service.api.auth import require_api_key
 from service.api.errors import EXCEPTION_HANDLERS
 from service.api.health import live, ready
-from service.api.metrics import metrics_endpoint
+from service.api.json_depth import JsonDepthLimit
+from service.api.metrics import MetricsPort, metrics_endpoint
+from service.api.openapi import SECURITY, declare_rules, openapi_config
+from service.api.schemas import SubmitTask
 from service.api.state import services_lifespan
 from service.api.tasks import TaskController
 from service.settings import Settings, get_settings
@@ -29,20 +34,27 @@ from service.telemetry.tracing import configure_tracing, spans_exported
 
 def create_app(settings: Settings | None = None, extra_handlers: Sequence[Any] = ()) -> Litestar:
     settings = settings or get_settings()
-    v1 = Router(path="/", route_handlers=[TaskController, list_agents], guards=[require_api_key])
+    v1 = Router(path="/", route_handlers=[TaskController, KeysController, list_agents],
+                guards=[require_api_key], security=SECURITY)
     handlers: list[Any] = [v1, live, ready, *extra_handlers]
     if settings.telemetry.metrics_enabled:
         handlers.append(metrics_endpoint)
-    return Litestar(
+    app = Litestar(
         route_handlers=handlers,
         lifespan=[services_lifespan(settings)],
         state=State({"instance": settings.api.instance_id}),
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.api.max_body_bytes,
-        openapi_config=OpenAPIConfig(title="Agent orchestrator", version="0.1.0",
-                                     path="/schema"),
+        middleware=[JsonDepthLimit(settings.api.max_json_depth),
+                    *([MetricsPort(settings.api.metrics_port)] if settings.api.metrics_port
+                      else [])],
+        openapi_config=openapi_config(),
+        before_request=answer_options,
         debug=False,
     )
+    declare_rules(app.openapi_schema, load_agent_modules(settings.worker.agent_modules),
+                  settings.tasks.max_timeout_s, bodies=(SubmitTask, CreateKey))
+    return app
 
 
 def asgi_app(extra_handlers: Sequence[Any] = ()) -> ASGIApp:

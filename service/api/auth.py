@@ -1,4 +1,5 @@
-"""API-key authentication for ``/v1``: ``Authorization: Bearer <key>``."""
+"""API-key authentication for ``/v1``: ``Authorization: Bearer <key>``, with the tenant's
+rate limit and the failed-authentication limit of the client address."""
 
 from __future__ import annotations
 
@@ -12,12 +13,12 @@ from service.db.keys import ApiKey, KeyStore, digest
 
 
 class KeyCache:
-    """Key look-ups cached in the process (valid keys 30 s, unknown ones 5 s)."""
+    """Key look-ups cached in the process for ``ttl_s`` (``ORCH_KEY_CACHE_TTL_S``, 1 s): a
+    revoked or expired key stops working in every API process within that time."""
 
-    def __init__(self, store: KeyStore, ttl_s: float = 30.0, negative_ttl_s: float = 5.0) -> None:
+    def __init__(self, store: KeyStore, ttl_s: float = 1.0) -> None:
         self.store = store
         self.ttl_s = ttl_s
-        self.negative_ttl_s = negative_ttl_s
         self._entries: dict[str, tuple[ApiKey | None, float]] = {}
 
     async def lookup(self, key: str) -> ApiKey | None:
@@ -27,16 +28,30 @@ class KeyCache:
         if cached is not None and cached[1] > now:
             return cached[0]
         found = await self.store.lookup(key)
-        ttl = self.ttl_s if found else self.negative_ttl_s
         if len(self._entries) > 10_000:
             self._entries.clear()
-        self._entries[slot] = (found, now + ttl)
+        self._entries[slot] = (found, now + self.ttl_s)
         return found
 
 
 async def require_api_key(connection: ASGIConnection, handler: BaseRouteHandler) -> None:  # type: ignore[type-arg]
     """Guard: a valid key with the scope the route asks for (``opt={"scope": ...}``)."""
-    header = connection.headers.get("authorization")
+    services = connection.app.state.services
+    address = connection.client.host if connection.client else "unknown"
+    await services.limits.refuse_blocked(address)
+    try:
+        found = await _authenticate(connection.headers.get("authorization"), services.keys)
+    except NotAuthorizedException:
+        await services.limits.failed_authentication(address)
+        raise
+    scope = handler.opt.get("scope")
+    if scope and scope not in found.scopes and not found.is_admin:
+        raise PermissionDeniedException(f"API key {found.name!r} lacks the scope {scope!r}")
+    await services.limits.admit(found)
+    connection.state.api_key = found
+
+
+async def _authenticate(header: str | None, keys: KeyCache) -> ApiKey:
     if not header:
         raise NotAuthorizedException(
             "missing API key: send 'Authorization: Bearer <key>' (create one with"
@@ -44,10 +59,7 @@ async def require_api_key(connection: ASGIConnection, handler: BaseRouteHandler)
     scheme, _, key = header.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise NotAuthorizedException("malformed Authorization header: use 'Bearer <key>'")
-    found = await connection.app.state.services.keys.lookup(key.strip())
+    found = await keys.lookup(key.strip())
     if found is None:
-        raise NotAuthorizedException("invalid or revoked API key")
-    scope = handler.opt.get("scope")
-    if scope and scope not in found.scopes:
-        raise PermissionDeniedException(f"API key {found.name!r} lacks the scope {scope!r}")
-    connection.state.api_key = found
+        raise NotAuthorizedException("invalid, revoked or expired API key")
+    return found

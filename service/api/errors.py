@@ -16,26 +16,40 @@ from psycopg_pool import PoolTimeout
 from service.errors import (
     DependencyUnavailable,
     IdempotencyConflict,
+    InputTooLarge,
     InvalidTransition,
+    KeyProblem,
     OrchestratorError,
     TaskNotFound,
+    TooManyRequests,
     UnknownAgent,
 )
+from service.telemetry.scrub import scrub
 
 _STATUS_OF: dict[type[OrchestratorError], int] = {
     TaskNotFound: 404,
     UnknownAgent: 422,
     InvalidTransition: 409,
     IdempotencyConflict: 409,
+    InputTooLarge: 413,
     DependencyUnavailable: 503,
+    TooManyRequests: 429,
 }
+
+
+INTERNAL_ERROR = "internal error; the incident has been logged"
 
 
 def problem(status: int, detail: str, errors: list[dict[str, Any]] | None = None,
             **extra: Any) -> Response[dict[str, Any]]:
-    body: dict[str, Any] = {"status": status, "detail": detail, **extra}
+    """The error body: scrubbed (a detail may echo what the client sent, secrets too), and a
+    500 never says more than ``INTERNAL_ERROR`` (no exception text, no traceback)."""
+    if status == 500:
+        detail, errors, extra = INTERNAL_ERROR, None, {}
+    body: dict[str, Any] = {"status": status, "detail": scrub(detail), **extra}
     if errors:
-        body["errors"] = errors
+        body["errors"] = [{key: scrub(value) if isinstance(value, str) else value
+                           for key, value in error.items()} for error in errors]
     return Response(body, status_code=status, media_type=MediaType.JSON)
 
 
@@ -78,6 +92,8 @@ def _client_detail(request: Request[Any, Any, Any], exc: HTTPException) -> str:
 
 
 def http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    if exc.status_code == 500:
+        return unexpected_error(request, exc)
     detail = _client_detail(request, exc)
     errors = _field_errors(exc.extra)
     if isinstance(exc, ValidationException) and errors:
@@ -90,13 +106,17 @@ def http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Respo
 
 
 def orchestrator_error(request: Request[Any, Any, Any], exc: OrchestratorError) -> Response[Any]:
-    status = next((code for kind, code in _STATUS_OF.items() if isinstance(exc, kind)), 400)
+    status = exc.status if isinstance(exc, KeyProblem) else next(
+        (code for kind, code in _STATUS_OF.items() if isinstance(exc, kind)), 400)
     extra: dict[str, Any] = {}
     if isinstance(exc, UnknownAgent):
         extra["known_agents"] = exc.known
     if isinstance(exc, IdempotencyConflict):
         extra["task_id"] = exc.task_id
-    return problem(status, str(exc), **extra)
+    response = problem(status, str(exc), **extra)
+    if isinstance(exc, TooManyRequests):
+        response.headers.update(exc.headers)
+    return response
 
 
 def database_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
@@ -118,7 +138,7 @@ def unstorable_value(request: Request[Any, Any, Any], exc: psycopg.DataError) ->
 def unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     logger.opt(exception=exc).error("unhandled error serving {} {}", request.method,
                                     request.url.path)
-    return problem(500, "internal error; the incident has been logged")
+    return problem(500, INTERNAL_ERROR)
 
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {

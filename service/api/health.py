@@ -8,12 +8,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from litestar import Request, Response, get
+from litestar.openapi.datastructures import ResponseSpec
 
 from service.api.schemas import DependencyHealth, Readiness
 from service.api.state import Services
 from service.dependencies import check_postgres, check_rabbitmq, check_redis
 
 _PROBE_TIMEOUT_S = 2.0
+_PROBE_SHARED_S = 1.0
 
 
 @get("/health/live", tags=["health"],
@@ -23,20 +25,44 @@ async def live(request: Request[Any, Any, Any]) -> dict[str, str]:
 
 
 @get("/health/ready", tags=["health"],
-     summary="503 when PostgreSQL or RabbitMQ is unusable; Redis down is 'degraded' (200)")
+     summary="503 when PostgreSQL or RabbitMQ is unusable; Redis down is 'degraded' (200)",
+     responses={503: ResponseSpec(Readiness, generate_examples=False,
+                                  description="PostgreSQL or RabbitMQ is unusable")},
+     description="Each dependency's status and latency, and whether the rate limits are"
+                 " enforced, are shown to admin keys only; the probe is shared for 1 s.")
 async def ready(request: Request[Any, Any, Any]) -> Response[Readiness]:
     services: Services = request.app.state.services
-    postgres, rabbitmq, redis = await asyncio.gather(
-        _probe(lambda: check_postgres(services.pool, _PROBE_TIMEOUT_S)),
-        _probe(lambda: check_rabbitmq(services.amqp)),
-        _probe(lambda: check_redis(services.cache)),
-    )
-    deps = {"postgresql": postgres, "rabbitmq": rabbitmq, "redis": redis}
+    deps = await _dependencies(request.app.state, services)
     instance = request.app.state.instance
-    if postgres.status != "up" or rabbitmq.status != "up":
-        return Response(Readiness("unavailable", deps, instance), status_code=503)
-    return Response(Readiness("degraded" if redis.status != "up" else "ready", deps, instance),
-                    status_code=200)
+    if deps["postgresql"].status != "up" or deps["rabbitmq"].status != "up":
+        status, code = "unavailable", 503
+    else:
+        status, code = ("degraded" if deps["redis"].status != "up" else "ready"), 200
+    if not await _is_admin(request, services):
+        return Response(Readiness(status, instance), status_code=code)
+    limits = "enforced" if services.limits.failing_open_since is None else "failing open"
+    return Response(Readiness(status, instance, deps, limits), status_code=code)
+
+
+async def _dependencies(state: Any, services: Services) -> dict[str, DependencyHealth]:
+    """One probe of every dependency per ``_PROBE_SHARED_S``, shared by the requests then."""
+    cached = getattr(state, "readiness_probe", None)
+    if cached is None or time.monotonic() - cached[0] >= _PROBE_SHARED_S:
+        cached = (time.monotonic(), asyncio.ensure_future(asyncio.gather(
+            _probe(lambda: check_postgres(services.pool, _PROBE_TIMEOUT_S)),
+            _probe(lambda: check_rabbitmq(services.amqp)),
+            _probe(lambda: check_redis(services.cache)))))
+        state.readiness_probe = cached
+    postgres, rabbitmq, redis = await asyncio.shield(cached[1])
+    return {"postgresql": postgres, "rabbitmq": rabbitmq, "redis": redis}
+
+
+async def _is_admin(request: Request[Any, Any, Any], services: Services) -> bool:
+    scheme, _, key = (request.headers.get("authorization") or "").partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        return False
+    found = await services.keys.lookup(key.strip())
+    return found is not None and found.is_admin
 
 
 async def _probe(check: Callable[[], Awaitable[None]]) -> DependencyHealth:

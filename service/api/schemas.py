@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import msgspec
 
+from service.api.openapi import STORABLE_JSON, documented
 from service.domain import Task, TaskEvent, TaskStatus
 
 Priority = Annotated[int, msgspec.Meta(ge=0, le=9, description="0 (default) to 9")]
@@ -18,7 +19,7 @@ class SubmitTask(msgspec.Struct, forbid_unknown_fields=True):
     """A task submission."""
 
     agent: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
-    input: Any = None
+    input: Annotated[Any, documented(all_of=[STORABLE_JSON])] = None
     priority: Priority = 0
     max_attempts: Attempts | None = None
     timeout_s: Timeout | None = None
@@ -31,16 +32,22 @@ class Links(msgspec.Struct):
     retry: str
 
 
+_BODIES = ("input", "result")
+
+
 class TaskOut(msgspec.Struct, kw_only=True):
     id: str
     agent: str
+    tenant: str
     status: TaskStatus
-    input: Any
+    input: Any | msgspec.UnsetType = msgspec.UNSET
+    """Left out of list items unless ``include=input``."""
     priority: int
     attempts: int
     max_attempts: int
     timeout_s: float
-    result: Any | None
+    result: Any | msgspec.UnsetType = msgspec.UNSET  # Any: null too (oneOf must not overlap)
+    """Left out of list items unless ``include=result``."""
     error: str | None
     trace_id: str | None
     idempotency_key: str | None
@@ -54,9 +61,12 @@ class TaskOut(msgspec.Struct, kw_only=True):
     links: Links
 
     @classmethod
-    def of(cls, task: Task) -> TaskOut:
+    def of(cls, task: Task, bodies: tuple[str, ...] = _BODIES) -> TaskOut:
+        """The task as served; ``bodies`` names which of input and result it carries (a list
+        leaves both out unless asked)."""
         base = f"/v1/tasks/{task.id}"
-        fields = {f: getattr(task, f) for f in cls.__struct_fields__ if f != "links"}
+        fields = {f: getattr(task, f) for f in cls.__struct_fields__
+                  if f != "links" and (f not in _BODIES or f in bodies)}
         return cls(**fields, links=Links(base, f"{base}/events", f"{base}/cancel",
                                          f"{base}/retry"))
 
@@ -92,6 +102,9 @@ class DependencyHealth(msgspec.Struct):
 
 class Readiness(msgspec.Struct):
     status: str  # "ready" | "degraded" | "unavailable"
-    dependencies: dict[str, DependencyHealth]
     instance: str
     """The server instance that answered (``ORCH_INSTANCE_ID``, set by whoever started it)."""
+    dependencies: dict[str, DependencyHealth] | msgspec.UnsetType = msgspec.UNSET
+    """Admin keys only."""
+    rate_limits: str | msgspec.UnsetType = msgspec.UNSET
+    """Admin keys only: "enforced", or "failing open" while Redis cannot answer."""

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from agents.registry import load_agent_modules
 from service.api.auth import KeyCache
+from service.api.limits import TenantLimits
 from service.broker.publisher import Publisher
 from service.broker.relay import OutboxRelay
 from service.cache import Cache
@@ -45,6 +46,7 @@ class Services:
     agents: list[str]
     sampler: StateSampler
     registry: CollectorRegistry
+    limits: TenantLimits
 
 
 @asynccontextmanager
@@ -64,10 +66,12 @@ async def open_services(settings: Settings, name: str = "api") -> AsyncIterator[
         zero_agent_counters(agents)
         try:
             await resources.cache.ping()
-            yield Services(settings, pool, amqp, resources.cache, TaskStore(pool),
-                           KeyCache(KeyStore(pool)), workers, resources.publisher,
-                           resources.relay, agents, sampler,
-                           api_registry([sampler], settings.api.workers))
+            yield Services(settings, pool, amqp, resources.cache,
+                           TaskStore(pool, settings.tasks.idempotency_ttl_s),
+                           KeyCache(KeyStore(pool), settings.api.key_cache_ttl_s), workers,
+                           resources.publisher, resources.relay, agents, sampler,
+                           api_registry([sampler], settings.api.workers),
+                           TenantLimits(settings.limits, resources.cache, TaskStats(pool)))
         finally:
             shutdown_tracing()
 

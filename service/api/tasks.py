@@ -2,26 +2,38 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
+import re
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
-from litestar.exceptions import ValidationException
+from litestar.exceptions import PermissionDeniedException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import OpenAPIFormat
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
 from catalog import metrics
+from service.api.openapi import problems
 from service.api.schemas import EventsOut, SubmitTask, TaskOut, TaskPage
 from service.api.state import Services
+from service.db.keys import ApiKey
 from service.db.tasks import NewTask
-from service.domain import Task, TaskStatus, input_checksum
+from service.domain import Task, TaskStatus, input_checksum, json_text, storable_input
 from service.errors import UnknownAgent
 from service.telemetry.tracing import current_traceparent
 
 _MAX_IDEMPOTENCY_KEY = 200
+_CURSOR = r"[0-9]{1,16}-[0-9a-f]{32}"
+"""A page's ``next_cursor``: the creation time of its last task (microseconds since 1970)
+and that task's id. Every string of this form is a cursor (the page after that point)."""
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_BODIES = ("input", "result")
+_BODY = f"({'|'.join(_BODIES)})"
+_INCLUDE = f"{_BODY}(,{_BODY})*"
+
+TaskId = Annotated[str, Parameter(schema_extra={"format": OpenAPIFormat.UUID})]
 
 
 def parse_task_id(raw: str) -> str:
@@ -36,17 +48,27 @@ def parse_task_id(raw: str) -> str:
 
 
 def encode_cursor(task: Task) -> str:
-    return base64.urlsafe_b64encode(f"{task.created_at.isoformat()}|{task.id}".encode()).decode()
+    micros = (task.created_at - _EPOCH) // timedelta(microseconds=1)
+    return f"{micros}-{uuid.UUID(task.id).hex}"
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        at, _, task_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        return datetime.fromisoformat(at), str(uuid.UUID(task_id))
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+    if not re.fullmatch(_CURSOR, cursor):
         raise ValidationException(
             "invalid cursor: pass the next_cursor value of a previous page unchanged",
-            extra=[{"source": "query", "key": "cursor", "message": "not a cursor"}]) from None
+            extra=[{"source": "query", "key": "cursor", "message": "not a cursor"}])
+    micros, _, task_id = cursor.partition("-")
+    return _EPOCH + timedelta(microseconds=int(micros)), str(uuid.UUID(task_id))
+
+
+def _key(request: Request[Any, Any, Any]) -> ApiKey:
+    key: ApiKey = request.state.api_key  # set by the guard on every /v1 route
+    return key
+
+
+def _visible(request: Request[Any, Any, Any]) -> str | None:
+    """The tenant whose tasks the caller may see (``None``: an admin sees all)."""
+    return _key(request).visible_tenant
 
 
 def _task_response(task: Task, status_code: int, **headers: str) -> Response[TaskOut]:
@@ -59,6 +81,9 @@ class TaskController(Controller):
     tags = ["tasks"]
 
     @post("/", status_code=HTTP_202_ACCEPTED, opt={"scope": "tasks:write"},
+          responses={**problems(409, 413, 415, 422), 200: ResponseSpec(
+              TaskOut, generate_examples=False, description="The task an earlier submission"
+              " with the same Idempotency-Key and body created (Idempotent-Replayed: true)")},
           summary="Submit a task", description="Stored durably before the answer; 202 Accepted.")
     async def submit(
         self, request: Request[Any, Any, Any], data: SubmitTask,
@@ -69,16 +94,24 @@ class TaskController(Controller):
         settings = services.settings
         if data.agent not in services.agents:
             raise UnknownAgent(data.agent, services.agents)
+        key = _key(request)
+        ceiling = settings.limits.max_priority
+        if data.priority > ceiling and "tasks:priority" not in key.scopes and not key.is_admin:
+            raise PermissionDeniedException(
+                f"priority {data.priority} needs the scope 'tasks:priority' (without it the"
+                f" highest is {ceiling}); ask an operator for a key with it")
         timeout_s = data.timeout_s if data.timeout_s is not None else settings.tasks.timeout_s
         if timeout_s > settings.tasks.max_timeout_s:
             raise ValidationException(
                 f"timeout_s {timeout_s:g} is above the limit of {settings.tasks.max_timeout_s:g}s",
                 extra=[{"source": "body", "key": "timeout_s",
                         "message": f"must be at most {settings.tasks.max_timeout_s:g}"}])
+        await services.limits.admit_task(key)
         max_attempts = data.max_attempts or settings.tasks.max_attempts
         traceparent, trace_id = current_traceparent()
+        data.input = storable_input(data.input, settings.api.max_body_bytes)  # as stored, or 413
         new = NewTask(
-            agent=data.agent, input=data.input, priority=data.priority,
+            agent=data.agent, input=data.input, tenant=key.tenant, priority=data.priority,
             max_attempts=max_attempts, timeout_s=timeout_s,
             checksum=input_checksum(data.input),
             idempotency_key=idempotency_key, trace_id=trace_id, traceparent=traceparent,
@@ -91,47 +124,62 @@ class TaskController(Controller):
         services.cache.put_task(task)
         return _task_response(task, HTTP_202_ACCEPTED)
 
-    @get("/{task_id:str}", opt={"scope": "tasks:read"}, summary="Get a task")
-    async def get_task(self, request: Request[Any, Any, Any], task_id: str) -> TaskOut:
+    @get("/{task_id:str}", opt={"scope": "tasks:read"}, summary="Get a task",
+         responses=problems(404))
+    async def get_task(self, request: Request[Any, Any, Any], task_id: TaskId) -> TaskOut:
         services: Services = request.app.state.services
-        task_id = parse_task_id(task_id)
+        task_id, tenant = parse_task_id(task_id), _visible(request)
         task = await services.cache.get_task(task_id)
-        if task is None:
-            task = await services.tasks.get(task_id)
+        if task is None or (tenant is not None and task.tenant != tenant):
+            task = await services.tasks.get(task_id, tenant)  # another tenant's: 404
             services.cache.put_task(task)
         return TaskOut.of(task)
 
-    @get("/", opt={"scope": "tasks:read"}, summary="List tasks, newest first")
+    @get("/", opt={"scope": "tasks:read"}, summary="List tasks, newest first",
+         responses=problems(422))
     async def list_tasks(
         self, request: Request[Any, Any, Any],
         status: TaskStatus | None = None,
         agent: str | None = None,
         limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
-        cursor: str | None = None,
+        cursor: Annotated[str | None, Parameter(
+            description="the next_cursor of the page before",
+            schema_extra={"pattern": f"^({_CURSOR})?$"})] = None,
+        include: Annotated[str | None, Parameter(
+            description="'input', 'result' or 'input,result': add them to every item (a page"
+                        " then ends early at ORCH_LIST_MAX_BYTES)",
+            schema_extra={"pattern": f"^({_INCLUDE})?$"})] = None,
     ) -> TaskPage:
         services: Services = request.app.state.services
         if agent is not None and agent not in services.agents:
             raise UnknownAgent(agent, services.agents)
+        bodies = _parse_include(include)
         after = decode_cursor(cursor) if cursor else None
         tasks = await services.tasks.page(status=status, agent=agent, limit=limit + 1,
-                                          after=after)
+                                          after=after, tenant=_visible(request),
+                                          with_bodies=bool(bodies))
         page, more = tasks[:limit], len(tasks) > limit
-        return TaskPage([TaskOut.of(t) for t in page],
-                        encode_cursor(page[-1]) if more and page else None)
+        items = [TaskOut.of(t, bodies) for t in page]
+        if bodies:
+            kept = _within_budget(items, services.settings.api.list_max_bytes)
+            more, page, items = more or kept < len(items), page[:kept], items[:kept]
+        return TaskPage(items, encode_cursor(page[-1]) if more and page else None)
 
-    @get("/{task_id:str}/events", opt={"scope": "tasks:read"},
+    @get("/{task_id:str}/events", opt={"scope": "tasks:read"}, responses=problems(404),
          summary="The task's timeline: every state transition and message hop")
-    async def events(self, request: Request[Any, Any, Any], task_id: str) -> EventsOut:
+    async def events(self, request: Request[Any, Any, Any], task_id: TaskId) -> EventsOut:
         services: Services = request.app.state.services
         task_id = parse_task_id(task_id)
-        return EventsOut(task_id, await services.tasks.events(task_id))
+        return EventsOut(task_id, await services.tasks.events(task_id, _visible(request)))
 
     @post("/{task_id:str}/cancel", status_code=HTTP_200_OK, opt={"scope": "tasks:write"},
+          responses=problems(404, 409),
           summary="Cancel a task", description="Queued or retrying tasks never run; a running"
           " task gets a cooperative cancel and ends as cancelled when its agent stops.")
-    async def cancel(self, request: Request[Any, Any, Any], task_id: str) -> TaskOut:
+    async def cancel(self, request: Request[Any, Any, Any], task_id: TaskId) -> TaskOut:
         services: Services = request.app.state.services
-        task = await services.tasks.cancel(parse_task_id(task_id), _actor(request))
+        task = await services.tasks.cancel(parse_task_id(task_id), _actor(request),
+                                           _visible(request))
         if task.status is TaskStatus.RUNNING:
             await services.publisher.broadcast_cancel(task.id)
         else:
@@ -140,15 +188,38 @@ class TaskController(Controller):
         return TaskOut.of(task)
 
     @post("/{task_id:str}/retry", status_code=HTTP_202_ACCEPTED, opt={"scope": "tasks:write"},
+          responses=problems(404, 409),
           summary="Requeue a dead task with a fresh attempt budget")
-    async def retry(self, request: Request[Any, Any, Any], task_id: str) -> TaskOut:
+    async def retry(self, request: Request[Any, Any, Any], task_id: TaskId) -> TaskOut:
         services: Services = request.app.state.services
-        task = await services.tasks.requeue(parse_task_id(task_id), _actor(request))
+        task = await services.tasks.requeue(parse_task_id(task_id), _actor(request),
+                                            _visible(request))
         services.relay.wake()
         await services.cache.put_task_now(task)
         return TaskOut.of(task)
 
 
 def _actor(request: Request[Any, Any, Any]) -> str:
-    key = getattr(request.state, "api_key", None)
-    return f"api-key:{key.name}" if key is not None else "api"
+    return f"api-key:{_key(request).name}"
+
+
+def _parse_include(include: str | None) -> tuple[str, ...]:
+    if not include:
+        return ()
+    if not re.fullmatch(_INCLUDE, include):
+        unknown = sorted(set(include.split(",")) - set(_BODIES))
+        raise ValidationException(
+            f"include: unknown {', '.join(map(repr, unknown))}; give input, result or"
+            " input,result (no spaces)",
+            extra=[{"source": "query", "key": "include", "message": "input and/or result"}])
+    return tuple(include.split(","))
+
+
+def _within_budget(items: list[TaskOut], budget: int) -> int:
+    """How many of ``items`` fit in ``budget`` bytes of JSON (at least one)."""
+    used = 0
+    for count, item in enumerate(items):
+        used += len(json_text(item))
+        if used > budget and count:
+            return count
+    return len(items)

@@ -1,6 +1,7 @@
-"""Counts over the task tables for the scrape-time metrics and the doctor: tasks by agent and
-status, how long the oldest due task of each agent has waited, tasks past their timeout, and
-what happened recently (events by kind, integrity failures)."""
+"""Counts over the task tables for the scrape-time metrics, the doctor and the tenant caps:
+tasks by agent and status, unfinished tasks by tenant, how long the oldest due task of each
+agent has waited, tasks past their timeout, and what happened recently (events by kind,
+integrity failures)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,10 @@ _INTEGRITY = (
     "SELECT count(*) AS n FROM tasks WHERE status = 'dead' AND error LIKE '%%checksum%%'"
     " AND finished_at > now() - make_interval(secs => %(window_s)s)"
 )
+_ACTIVE_BY_TENANT = (
+    "SELECT tenant, count(*) AS n FROM tasks WHERE status IN ('queued', 'retrying', 'running')"
+    " GROUP BY tenant"
+)
 PAST_TIMEOUT_GRACE_S = 10.0
 """A running task counts as past its timeout this long after it: recording a timed-out attempt
 takes milliseconds, so by then its worker is hung or gone (or the database was down)."""
@@ -35,6 +40,11 @@ class TaskStats(Store):
         """``(agent, status) -> count``."""
         rows = await self.fetch_all("metrics_tasks_by_status", _BY_STATUS)
         return {(row["agent"], row["status"]): row["n"] for row in rows}
+
+    async def active_by_tenant(self) -> dict[str, int]:
+        """``tenant -> count`` of its unfinished tasks (queued, retrying or running)."""
+        rows = await self.fetch_all("limits_active_by_tenant", _ACTIVE_BY_TENANT)
+        return {row["tenant"]: int(row["n"]) for row in rows}
 
     async def oldest_due_age(self) -> dict[str, float]:
         """``agent -> seconds`` its oldest due task (queued or retrying) has waited."""

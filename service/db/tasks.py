@@ -29,6 +29,7 @@ class NewTask:
 
     agent: str
     input: Any
+    tenant: str
     priority: int
     max_attempts: int
     timeout_s: float
@@ -39,28 +40,34 @@ class NewTask:
 
 
 _INSERT_INPUTS = {
-    "id": "uuid", "agent": "text", "input": "jsonb", "priority": "smallint",
+    "id": "uuid", "agent": "text", "tenant": "text", "input": "jsonb", "priority": "smallint",
     "max_attempts": "integer", "timeout_s": "float8", "idempotency_key": "text",
     "trace_id": "text", "traceparent": "text", "checksum": "text",
 }
 _INSERT = (
-    "WITH t AS (INSERT INTO tasks (id, agent, input, status, priority, max_attempts, timeout_s,"
-    " idempotency_key, trace_id, traceparent, input_checksum)"
-    " SELECT id, agent, input, 'queued', priority, max_attempts, timeout_s, idempotency_key,"
-    f" trace_id, traceparent, checksum FROM {unnest_inputs(_INSERT_INPUTS)}"
-    " ON CONFLICT (idempotency_key) DO NOTHING RETURNING *),"
+    "WITH t AS (INSERT INTO tasks (id, agent, tenant, input, status, priority, max_attempts,"
+    " timeout_s, idempotency_key, trace_id, traceparent, input_checksum)"
+    " SELECT id, agent, tenant, input, 'queued', priority, max_attempts, timeout_s,"
+    f" idempotency_key, trace_id, traceparent, checksum FROM {unnest_inputs(_INSERT_INPUTS)}"
+    " ON CONFLICT (tenant, idempotency_key) DO NOTHING RETURNING *),"
     " e AS (INSERT INTO task_events (task_id, kind, status, attempt, detail)"
     " SELECT id, 'submitted', status, attempts, CASE WHEN trace_id IS NULL THEN '{}'::jsonb"
     " ELSE jsonb_build_object('trace_id', trace_id) END FROM t)"
     f" SELECT {TASK_COLUMNS} FROM t"
 )
 
+_WITHOUT_BODIES = TASK_COLUMNS.replace(" input,", " NULL AS input,").replace(
+    " result,", " NULL AS result,")
+
+_OWNED = "(%(tenant)s::text IS NULL OR tenant = %(tenant)s)"
+"""The task belongs to the caller's tenant (``tenant`` ``None``: an admin sees every one)."""
+
 _CANCEL = transition_sql(
     "UPDATE tasks SET cancel_requested = true, version = version + 1, updated_at = now(),"
     " status = CASE WHEN status = 'running' THEN status ELSE 'cancelled' END,"
     " finished_at = CASE WHEN status = 'running' THEN finished_at ELSE now() END,"
     " published_at = coalesce(published_at, now())"
-    " WHERE id = %(id)s AND status IN ('queued', 'retrying', 'running')",
+    f" WHERE id = %(id)s AND {_OWNED} AND status IN ('queued', 'retrying', 'running')",
     "CASE WHEN status = 'running' THEN 'cancel_requested' ELSE 'cancelled' END",
     kind_is_sql=True,
 )
@@ -70,7 +77,7 @@ _REQUEUE = transition_sql(
     " cancel_requested = false,"
     " run_id = NULL, worker_id = NULL, started_at = NULL, finished_at = NULL,"
     " available_at = now(), published_at = NULL, version = version + 1, updated_at = now()"
-    " WHERE id = %(id)s AND status = 'dead'",
+    f" WHERE id = %(id)s AND {_OWNED} AND status = 'dead'",
     "requeued",
 )
 
@@ -78,45 +85,61 @@ _REQUEUE = transition_sql(
 class TaskStore(Store):
     """Reads and API-driven transitions of tasks."""
 
-    def __init__(self, pool: Pool) -> None:
+    def __init__(self, pool: Pool, idempotency_ttl_s: float = 86400.0) -> None:
         super().__init__(pool)
+        self.idempotency_ttl_s = idempotency_ttl_s
         self._inserts = self.batcher("task_insert", _INSERT, _INSERT_INPUTS, key="id")
 
     async def submit(self, new: NewTask) -> tuple[Task, bool]:
         """Store a task and its ``submitted`` event in one transaction.
 
-        Returns ``(task, created)``; with a reused idempotency key and the same request the
-        original task comes back with ``created=False``; a different request raises.
-        Concurrent submissions share one statement.
+        Returns ``(task, created)``; with an idempotency key the tenant used before (within
+        ``idempotency_ttl_s``) and the same request, the original task comes back with
+        ``created=False``; a different request raises. An expired key is released and the
+        task created anew. Concurrent submissions share one statement.
         """
         row = await self._inserts.submit((
-            uuid.uuid4(), new.agent, json_text(new.input), new.priority,
+            uuid.uuid4(), new.agent, new.tenant, json_text(new.input), new.priority,
             new.max_attempts, new.timeout_s, new.idempotency_key, new.trace_id, new.traceparent,
             new.checksum))
         if row is not None:
             return to_task(row), True
-        found = await self.fetch_one("task_by_idempotency_key",
-                                     f"SELECT {TASK_COLUMNS} FROM tasks WHERE idempotency_key = %s",
-                                     (new.idempotency_key,))
-        assert found is not None  # the conflicting row exists: ON CONFLICT saw it
+        found = await self.fetch_one(
+            "task_by_idempotency_key",
+            f"SELECT {TASK_COLUMNS}, created_at < now() - %s * interval '1 second' AS expired"
+            " FROM tasks WHERE tenant = %s AND idempotency_key = %s",
+            (self.idempotency_ttl_s, new.tenant, new.idempotency_key))
+        if found is None or found.pop("expired"):  # released meanwhile, or expired: free it
+            await self.run("idempotency_release", "UPDATE tasks SET idempotency_key = NULL"
+                           " WHERE tenant = %s AND idempotency_key = %s"
+                           " AND created_at < now() - %s * interval '1 second'",
+                           (new.tenant, new.idempotency_key, self.idempotency_ttl_s))
+            return await self.submit(new)
         existing = to_task(found)
         same = (existing.input_checksum, existing.agent, existing.priority, existing.timeout_s)
         if same != (new.checksum, new.agent, new.priority, new.timeout_s):
             raise IdempotencyConflict(new.idempotency_key or "", existing.id)
         return existing, False
 
-    async def get(self, task_id: str) -> Task:
-        row = await self.fetch_one("task_get", f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = %s",
-                                   (task_id,))
+    async def get(self, task_id: str, tenant: str | None = None) -> Task:
+        """The task, when it is ``tenant``'s (any tenant's for ``None``); else TaskNotFound."""
+        row = await self.fetch_one(
+            "task_get", f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = %(id)s AND {_OWNED}",
+            {"id": task_id, "tenant": tenant})
         if row is None:
             raise TaskNotFound(task_id)
         return to_task(row)
 
     async def page(self, *, status: TaskStatus | None, agent: str | None, limit: int,
-                   after: tuple[datetime, str] | None) -> builtins.list[Task]:
-        """Newest first; ``after`` is the (created_at, id) of the last task of the previous page."""
+                   after: tuple[datetime, str] | None, tenant: str | None = None,
+                   with_bodies: bool = False) -> builtins.list[Task]:
+        """Newest first; ``after`` is the (created_at, id) of the last task of the previous
+        page. Inputs and results are read only ``with_bodies``."""
         where: list[str] = []
         params: dict[str, Any] = {"limit": limit}
+        if tenant is not None:
+            where.append("tenant = %(tenant)s")
+            params["tenant"] = tenant
         if status is not None:
             where.append("status = %(status)s")
             params["status"] = status.value
@@ -127,37 +150,42 @@ class TaskStore(Store):
             where.append("(created_at, id) < (%(after_at)s, %(after_id)s::uuid)")
             params["after_at"], params["after_id"] = after
         clause = f"WHERE {' AND '.join(where)}" if where else ""
-        query = (f"SELECT {TASK_COLUMNS} FROM tasks {clause}"
+        columns = TASK_COLUMNS if with_bodies else _WITHOUT_BODIES
+        query = (f"SELECT {columns} FROM tasks {clause}"
                  " ORDER BY created_at DESC, id DESC LIMIT %(limit)s")
         return [to_task(row) for row in await self.fetch_all("task_list", query, params)]
 
-    async def events(self, task_id: str) -> list[TaskEvent]:
+    async def events(self, task_id: str, tenant: str | None = None) -> list[TaskEvent]:
         rows = await self.fetch_all(
             "task_events",
-            f"SELECT {EVENT_COLUMNS} FROM task_events WHERE task_id = %s ORDER BY id", (task_id,))
+            f"SELECT {EVENT_COLUMNS} FROM task_events WHERE task_id = %(id)s"
+            f" AND EXISTS (SELECT 1 FROM tasks WHERE id = %(id)s AND {_OWNED}) ORDER BY id",
+            {"id": task_id, "tenant": tenant})
         if not rows:
-            await self.get(task_id)  # raises TaskNotFound for an unknown id
+            await self.get(task_id, tenant)  # raises TaskNotFound for an unknown id
         return [to_event(row) for row in rows]
 
-    async def cancel(self, task_id: str, requested_by: str) -> Task:
+    async def cancel(self, task_id: str, requested_by: str, tenant: str | None = None) -> Task:
         """Queued or retrying tasks become ``cancelled``; running ones get a cancel request."""
         return await self._transition("task_cancel", _CANCEL, task_id, requested_by, "cancel",
-                                      CANCELLABLE)
+                                      CANCELLABLE, tenant)
 
-    async def requeue(self, task_id: str, requested_by: str) -> Task:
+    async def requeue(self, task_id: str, requested_by: str,
+                      tenant: str | None = None) -> Task:
         """Put a dead task back in the queue with a fresh budget of ``max_attempts`` attempts.
 
         Attempts keep counting (the timeline stays unambiguous); the limit moves up instead.
         """
         return await self._transition("task_requeue", _REQUEUE, task_id, requested_by, "retry",
-                                      REQUEUEABLE)
+                                      REQUEUEABLE, tenant)
 
     async def _transition(self, operation: str, sql: str, task_id: str, actor: str, action: str,
-                          allowed: tuple[TaskStatus, ...]) -> Task:
-        params = {"id": task_id, "worker_id": None, "detail": jsonb({"by": actor})}
+                          allowed: tuple[TaskStatus, ...], tenant: str | None) -> Task:
+        params = {"id": task_id, "tenant": tenant, "worker_id": None,
+                  "detail": jsonb({"by": actor})}
         row = await self.fetch_one(operation, sql, params)
         if row is not None:
             return to_task(row)
-        current = await self.get(task_id)
+        current = await self.get(task_id, tenant)
         raise InvalidTransition(task_id, current.status, action, [s.value for s in allowed])
 

@@ -4,31 +4,19 @@ library routed in, trace and task ids on every line that has them, secrets scrub
 from __future__ import annotations
 
 import logging
-import re
 import sys
 import traceback
-from typing import Any
+from typing import Any, TextIO
 
 import msgspec
 from loguru import logger
 
 from service.settings import TelemetrySettings
+from service.telemetry.scrub import scrub as scrub  # re-exported: the scrubber log users know
 from service.telemetry.tracing import current_ids
 
 CONTEXT_KEYS = ("trace_id", "span_id", "task_id", "agent", "attempt", "worker_id")
-_SECRETS = (
-    (re.compile(r"(\w+://[^:/@\s]+:)[^@\s]+@"), r"\1***@"),  # passwords in URLs
-    (re.compile(r"orch_[A-Za-z0-9_-]{20,}"), "orch_***"),  # API keys
-    (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}"), r"\1***"),
-)
 _encode = msgspec.json.Encoder().encode
-
-
-def scrub(text: str) -> str:
-    """The text with passwords in URLs, API keys and bearer tokens masked."""
-    for pattern, replacement in _SECRETS:
-        text = pattern.sub(replacement, text)
-    return text
 
 
 def _add_context(record: Any) -> None:
@@ -63,6 +51,15 @@ def _json_sink(service: str) -> Any:
     return sink
 
 
+def _human_sink(stream: TextIO) -> Any:
+    """The human line as loguru formats it (with its traceback), scrubbed as a whole: the
+    traceback and the bound ``extra`` values are only text by then."""
+    def sink(message: Any) -> None:
+        stream.write(scrub(str(message)))
+        stream.flush()
+    return sink
+
+
 def _json_file_format(service: str) -> Any:
     """A loguru format function writing the JSON line (the template only refers to it)."""
     def template(record: Any) -> str:
@@ -88,15 +85,18 @@ def configure_logging(telemetry: TelemetrySettings, service: str) -> None:
     logger.remove()
     logger.configure(patcher=_add_context)
     level = telemetry.log_level.upper()
+    # no sink shows variables' values in a traceback (diagnose), which would print passwords
+    # and request bodies; the traceback itself stays, from the frame that caught it down
+    safe: dict[str, Any] = {"level": level, "diagnose": False, "backtrace": False}
     if telemetry.log_format == "json":
-        logger.add(_json_sink(service), level=level)
+        logger.add(_json_sink(service), **safe)
     else:
-        logger.add(sys.stderr, level=level,
+        logger.add(_human_sink(sys.stderr), colorize=sys.stderr.isatty(), **safe,
                    format="{time:HH:mm:ss.SSS} {level: <7} " + service
                           + " {name}: {message} {extra}")
     if telemetry.log_file:  # JSON lines whatever the terminal shows: for grep and the runbook
-        logger.add(telemetry.log_file, level=level, format=_json_file_format(service),
-                   rotation="50 MB", retention=2, catch=True)
+        logger.add(telemetry.log_file, format=_json_file_format(service),
+                   rotation="50 MB", retention=2, catch=True, **safe)
     logging.basicConfig(handlers=[_InterceptHandler()], level=logging.WARNING, force=True)
     for name in ("uvicorn", "uvicorn.error", "aio_pika", "aiormq", "psycopg", "psycopg.pool"):
         logging.getLogger(name).handlers = [_InterceptHandler()]

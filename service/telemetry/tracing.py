@@ -3,18 +3,19 @@ spot where trace context crosses the broker (injected on publish, extracted on c
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from opentelemetry import context, propagate, trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import Event, ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     ConsoleSpanExporter,
     SimpleSpanProcessor,
     SpanExporter,
+    SpanExportResult,
 )
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
@@ -24,11 +25,14 @@ from opentelemetry.trace import (
     Span,
     SpanContext,
     SpanKind,
+    Status,
     TraceFlags,
 )
+from opentelemetry.util.types import Attributes, AttributeValue
 
 from catalog import names
 from service.settings import TelemetrySettings
+from service.telemetry.scrub import scrub, strip_query
 
 TRACER_NAME = "orchestrator"
 _configured = False
@@ -69,9 +73,10 @@ def configure_tracing(telemetry: TelemetrySettings, service: str,
     provider = TracerProvider(resource=resource,
                               sampler=ParentBased(TraceIdRatioBased(ratio)))
     for span_exporter, batched in exporters:
+        scrubbed = ScrubbingExporter(span_exporter)  # every span, whichever exporter
         provider.add_span_processor(
-            BatchSpanProcessor(span_exporter, schedule_delay_millis=500) if batched
-            else SimpleSpanProcessor(span_exporter))
+            BatchSpanProcessor(scrubbed, schedule_delay_millis=500) if batched
+            else SimpleSpanProcessor(scrubbed))
     trace.set_tracer_provider(provider)
     if exporters:
         from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
@@ -79,6 +84,73 @@ def configure_tracing(telemetry: TelemetrySettings, service: str,
 
         PsycopgInstrumentor().instrument(enable_commenter=False, skip_dep_check=True)
         RedisInstrumentor().instrument()
+
+
+URL_ATTRIBUTES = frozenset({"http.url", "url.full", "http.target", "url.path", "url.original"})
+"""Span attributes holding a URL or request target: exported without their query string."""
+DROPPED_ATTRIBUTES = frozenset({"url.query", "http.query"})
+
+
+class ScrubbingExporter(SpanExporter):
+    """Hands finished spans to ``exporter`` without secrets: every URL attribute cut before its
+    query string (``url.query`` left out), and the scrubber run over the name, every text
+    attribute, the events (recorded exceptions) and the status description. It runs where the
+    exporter runs (the batch thread for OTLP), not on the request path."""
+
+    def __init__(self, exporter: SpanExporter) -> None:
+        self.exporter = exporter
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return self.exporter.export([_ScrubbedSpan(span) for span in spans])
+
+    def shutdown(self) -> None:
+        self.exporter.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.exporter.force_flush(timeout_millis)
+
+
+class _ScrubbedSpan(ReadableSpan):
+    """A copy of a finished span without secrets (what it dropped is still counted)."""
+
+    def __init__(self, span: ReadableSpan) -> None:
+        status = span.status
+        if status.description:
+            status = Status(status.status_code, scrub(status.description))
+        super().__init__(
+            name=scrub(span.name), context=span.context, parent=span.parent,
+            resource=span.resource, attributes=_scrubbed(span.attributes),
+            events=[Event(e.name, _scrubbed(e.attributes), e.timestamp) for e in span.events],
+            links=[Link(link.context, _scrubbed(link.attributes)) for link in span.links],
+            kind=span.kind, status=status, start_time=span.start_time,
+            end_time=span.end_time, instrumentation_scope=span.instrumentation_scope)
+        self._original = span
+
+    @property
+    def dropped_attributes(self) -> int:
+        return self._original.dropped_attributes
+
+    @property
+    def dropped_events(self) -> int:
+        return self._original.dropped_events
+
+    @property
+    def dropped_links(self) -> int:
+        return self._original.dropped_links
+
+
+def _scrubbed(attributes: Attributes) -> dict[str, AttributeValue]:
+    out: dict[str, AttributeValue] = {}
+    for key, value in (attributes or {}).items():
+        if key in DROPPED_ATTRIBUTES:
+            continue
+        if isinstance(value, str):
+            out[key] = scrub(strip_query(value) if key in URL_ATTRIBUTES else value)
+        elif isinstance(value, Sequence) and any(isinstance(v, str) for v in value):
+            out[key] = [scrub(v) if isinstance(v, str) else v for v in value]
+        else:
+            out[key] = value
+    return out
 
 
 def spans_exported() -> bool:

@@ -25,10 +25,11 @@ from catalog import names
 from service.broker.messages import MalformedMessage, TaskMessage, decode_task
 from service.cache import Cache
 from service.db.runs import NotClaimed, Run, RunStore, new_run_id
-from service.domain import Task, input_checksum, result_json
+from service.domain import Task, input_intact, result_json
 from service.errors import IntegrityError
 from service.lifecycle import standard_lifecycle
 from service.settings import LlmSettings, TaskSettings
+from service.telemetry.scrub import error_text
 from service.telemetry.tracing import process_span, tracer
 
 T = TypeVar("T")
@@ -44,6 +45,7 @@ class TaskExecutor:
         self.lifecycle = standard_lifecycle(cache)
         self.llm = LlmEndpoint(llm.base_url, llm.api_key, llm.model, llm.timeout_s)
         self.on_outbox_change = on_outbox_change
+        self.max_result_bytes = tasks.max_result_bytes
         self.default_policy = RetryPolicy(
             max_attempts=tasks.max_attempts, base_delay_s=tasks.retry_base_delay_s,
             max_delay_s=tasks.retry_max_delay_s, jitter=tasks.retry_jitter,
@@ -138,7 +140,7 @@ class TaskExecutor:
         result: Any
         error: BaseException | None
         try:
-            if input_checksum(task.input) != task.input_checksum:
+            if not input_intact(task):
                 self.lifecycle.emit(lambda m: m.integrity_failed(task))
                 result, error = None, IntegrityError(
                     f"input of task {task.id} does not match its checksum: the stored data"
@@ -164,10 +166,11 @@ class TaskExecutor:
 
     async def _store_result(self, run: Run,
                             result: Any) -> tuple[Task | None, NonRetryableError | None]:
-        """Record the result. One that cannot be stored (it has no JSON form, or holds text
-        PostgreSQL refuses, such as ``\\u0000``) fails the task instead, without a retry."""
+        """Record the result. One that cannot be stored (it has no JSON form, is larger than
+        ``ORCH_MAX_RESULT_BYTES`` as stored, or holds text PostgreSQL refuses, such as
+        ``\\u0000``) fails the task instead, without a retry."""
         try:
-            document = result_json(result)
+            document = result_json(result, self.max_result_bytes)
             return await self._db(lambda: self.runs.succeed(run, document)), None
         except NonRetryableError as exc:
             return None, exc
@@ -210,7 +213,7 @@ class TaskExecutor:
 
     async def _failed(self, run: Run, error: BaseException) -> Task | None:
         task = run.task
-        text = f"{type(error).__name__}: {error}"[:_MAX_ERROR_CHARS]
+        text = error_text(error, _MAX_ERROR_CHARS)  # scrubbed and bounded: stored and logged
         self.lifecycle.emit(lambda m: m.attempt_failed(task, text))
         spec = get_agent(task.agent)
         policy = spec.retry if spec and spec.retry else self.default_policy
