@@ -109,10 +109,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+_SERVING = {"up", "api", "agent", "stack"}
+"""Commands whose processes configure their own logging."""
+
+
 def _dispatch(args: argparse.Namespace, s: Settings) -> int:
     c = args.command
     if getattr(args, "log_format", None):
         s = s.with_overrides(log_format=args.log_format)
+    if c not in _SERVING:  # warnings of the libraries a command uses: scrubbed, on stderr
+        from service.telemetry.logs import configure_logging
+
+        configure_logging(s.with_overrides(log_format="human", log_level="WARNING",
+                                           log_file="").telemetry, service="cli")
     if c == "up":
         return processes.run_up(s, args.agent_processes)
     if c == "api":

@@ -12,6 +12,7 @@ import msgspec
 from agents.errors import NonRetryableError
 from service.canonical import canonical_bytes, stored_json
 from service.errors import InputTooLarge, ResultTooLarge
+from service.json_nesting import nesting_exceeds
 
 
 class TaskStatus(StrEnum):
@@ -107,12 +108,13 @@ def json_text(value: Any) -> str:
     return _encode_json(value).decode()
 
 
-def result_json(result: Any, max_bytes: int | None = None) -> str:
+def result_json(result: Any, max_bytes: int | None = None, max_depth: int | None = None) -> str:
     """An agent's result as the JSON text stored in the task row.
 
-    Raises ``NonRetryableError`` when the result has no JSON form, and ``ResultTooLarge`` when
-    it is more than ``max_bytes`` as stored: running the task again would return the same kind
-    of value.
+    Raises ``NonRetryableError`` when the result has no JSON form or nests deeper than
+    ``max_depth`` (every client reading it would have to decode it), and ``ResultTooLarge``
+    when it is more than ``max_bytes`` as stored: running the task again would return the same
+    kind of value.
     """
     try:
         stored = stored_json(result)
@@ -122,4 +124,8 @@ def result_json(result: Any, max_bytes: int | None = None) -> str:
         ) from exc
     if max_bytes is not None and stored.size > max_bytes:
         raise ResultTooLarge(stored.size, max_bytes)
+    if max_depth is not None and nesting_exceeds(stored.text.encode(), max_depth):
+        raise NonRetryableError(
+            f"the agent's result nests arrays and objects deeper than {max_depth} levels"
+            " (ORCH_MAX_JSON_DEPTH); return flatter JSON")
     return stored.text

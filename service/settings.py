@@ -90,7 +90,8 @@ class ApiSettings:
     max_connections: int = var("MAX_CONNECTIONS", 1000)
     """Concurrent connections per server process; beyond them new requests get 503."""
     max_json_depth: int = var("MAX_JSON_DEPTH", 64)
-    """Deepest nesting of arrays and objects a request body may have (400 beyond)."""
+    """Deepest nesting of arrays and objects a request body may have (400 beyond), and an
+    agent's result (its task fails, without retries, beyond)."""
     list_max_bytes: int = var("LIST_MAX_BYTES", 4_194_304)
     """Byte budget of one page of ``GET /v1/tasks`` with ``include``: the page ends early."""
     metrics_port: int = var("API_METRICS_PORT", 0)

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.api.json_depth import nesting_exceeds
+from service.json_nesting import nesting_exceeds
 from tests.services import Env
 from tests.tasks import submit, wait_for
 

@@ -39,3 +39,18 @@ async def test_a_result_above_the_cap_fails_the_task_once_naming_size_and_limit(
     # and the small one succeeds
     assert small_done["status"] == "succeeded"
     assert small_done["result"] == {"text": "x" * 100}
+
+
+async def test_a_result_nested_deeper_than_the_limit_fails_the_task_once(own_env: Env) -> None:
+    """Every client reading a result decodes it: a worker refuses to store one nested deeper
+    than ORCH_MAX_JSON_DEPTH (here the worker's is 3, the API's the default)."""
+    url = start_api(own_env)
+    start_agent(own_env, "--agents", "echo", environ=own_env.with_vars(max_json_depth="3"))
+    async with httpx.AsyncClient(base_url=url, timeout=15, headers={
+            "Authorization": f"Bearer {create_key(own_env)}"}) as client:
+        deep = await submit(client, "echo", [[[["four levels"]]]], max_attempts=3)
+        flat = await submit(client, "echo", [["two levels"]], max_attempts=3)
+        deep_done, flat_done = [await wait_for(client, t["id"]) for t in (deep, flat)]
+    assert deep_done["status"] == "dead" and deep_done["attempts"] == 1, deep_done
+    assert "nests arrays and objects deeper than 3 levels" in deep_done["error"]
+    assert flat_done["status"] == "succeeded" and flat_done["result"] == [["two levels"]]

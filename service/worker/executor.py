@@ -40,12 +40,14 @@ class TaskExecutor:
     """Runs deliveries with bounded concurrency and records every outcome."""
 
     def __init__(self, runs: RunStore, cache: Cache, *, concurrency: int, tasks: TaskSettings,
-                 llm: LlmSettings, on_outbox_change: Callable[[], None]) -> None:
+                 llm: LlmSettings, on_outbox_change: Callable[[], None],
+                 max_json_depth: int = 64) -> None:
         self.runs = runs
         self.lifecycle = standard_lifecycle(cache)
         self.llm = LlmEndpoint(llm.base_url, llm.api_key, llm.model, llm.timeout_s)
         self.on_outbox_change = on_outbox_change
         self.max_result_bytes = tasks.max_result_bytes
+        self.max_result_depth = max_json_depth
         self.default_policy = RetryPolicy(
             max_attempts=tasks.max_attempts, base_delay_s=tasks.retry_base_delay_s,
             max_delay_s=tasks.retry_max_delay_s, jitter=tasks.retry_jitter,
@@ -170,7 +172,7 @@ class TaskExecutor:
         ``ORCH_MAX_RESULT_BYTES`` as stored, or holds text PostgreSQL refuses, such as
         ``\\u0000``) fails the task instead, without a retry."""
         try:
-            document = result_json(result, self.max_result_bytes)
+            document = result_json(result, self.max_result_bytes, self.max_result_depth)
             return await self._db(lambda: self.runs.succeed(run, document)), None
         except NonRetryableError as exc:
             return None, exc

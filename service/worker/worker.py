@@ -80,7 +80,8 @@ class Worker:
         self.pool, self.cache, self.connection = shared.pool, shared.cache, shared.amqp
         self.executor = TaskExecutor(RunStore(self.pool, self.worker_id), self.cache,
                                      concurrency=s.worker.concurrency, tasks=s.tasks, llm=s.llm,
-                                     on_outbox_change=shared.relay.wake)
+                                     on_outbox_change=shared.relay.wake,
+                                     max_json_depth=s.api.max_json_depth)
         self.consume_channel = await self.connection.channel()
         await self.consume_channel.set_qos(prefetch_count=s.worker.prefetch)
         topology = Topology(self.consume_channel, s.broker.delivery_limit)
