@@ -471,3 +471,26 @@ def test_server_view_queries_the_slo_expressions_over_the_run_window() -> None:
     assert all(at == "1042.400" for _, at in FakePrometheus.queries)
     assert prometheus.closest_record_window(20 * 60) == "30m"
     assert prometheus.closest_record_window(60) == "5m"
+
+
+@pytest.mark.integration
+def test_without_a_key_the_load_runs_on_a_key_of_its_own_with_limits_above_it(
+        own_env: Env) -> None:
+    """With only the development key (an admin key) at hand, the load generator makes a key of
+    its own through /v1/admin/keys, far above its load, and revokes it at the end."""
+    env = own_env
+    api_url = start_api(env)
+    start_agent(env, "--agents", "echo")
+    dev_key = Path(env.environ["ORCH_STATE_DIR"]) / "dev-api-key"
+    dev_key.parent.mkdir(parents=True, exist_ok=True)
+    dev_key.write_text(create_key(env, None, "admin", tenant="ops") + "\n")
+    environ = {k: v for k, v in {**os.environ, **env.environ}.items() if k != "ORCH_API_KEY"}
+    out = subprocess.run([*ORCHESTRATOR, "loadtest", "--quiet", "--json", "--rate", "20",
+                          "--requests", "20", "--mix", "echo"],
+                         env={**environ, "ORCH_API_URL": api_url},
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == EXIT_OK, out.stderr
+    listed = subprocess.run([*ORCHESTRATOR, "keys", "list", "--all", "--json"], env=environ,
+                            capture_output=True, text=True, timeout=60)
+    made = [k for k in json.loads(listed.stdout) if k["name"].startswith("loadtest-")]
+    assert made and all(k["revoked_at"] and k["rate_limit"] == "100000/s" for k in made), made
