@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import msgspec
 import redis.asyncio as aioredis
+import redis.exceptions as redis_errors
 from loguru import logger
 
 from catalog import metrics
@@ -35,12 +36,23 @@ _encode = msgspec.json.Encoder().encode
 _decode_task = msgspec.json.Decoder(Task).decode
 
 
+POOL_WAIT_S = 5.0
+"""How long a call waits for one of the pool's connections when all are in use (a flood):
+back-pressure, not an outage; Redis that does not answer is the 0.5 s socket timeout."""
+
+
+def is_pool_wait(exc: BaseException) -> bool:
+    """The call found every connection of the pool in use for ``POOL_WAIT_S``."""
+    return isinstance(exc, redis_errors.ConnectionError) and "No connection available" in str(exc)
+
+
 class Cache:
     """Status cache (read-through, version-guarded writes) and heartbeat keys."""
 
     def __init__(self, redis: RedisSettings, backoff_s: float = 1.0) -> None:
         pool = aioredis.BlockingConnectionPool.from_url(
-            redis.url, max_connections=redis.max_connections, timeout=1.0, socket_timeout=0.5,
+            redis.url, max_connections=redis.max_connections, timeout=POOL_WAIT_S,
+            socket_timeout=0.5,
             socket_connect_timeout=0.5, health_check_interval=10)
         self.client: aioredis.Redis = aioredis.Redis.from_pool(pool)  # owns it: closes it
         self.keys = RedisKeys(redis.prefix)
@@ -147,6 +159,8 @@ class Cache:
             return fallback
 
     def mark_down(self, exc: BaseException) -> None:
+        if is_pool_wait(exc):  # this process is busy, Redis is not down: leave it in use
+            return
         if self.last_error is None:
             logger.warning("Redis unavailable, continuing without cache: {}", exc)
         self.last_error = str(exc) or type(exc).__name__

@@ -59,7 +59,7 @@ class RedisSettings:
     active_status_ttl_s: int = var("STATUS_CACHE_ACTIVE_TTL_S", 10)
     max_connections: int = var("REDIS_MAX_CONNECTIONS", 64)
     """The client's connection pool per process (redis-py's default of 2**31 is no bound;
-    a pool that runs out waits up to a second instead of failing the cache)."""
+    a call that finds every connection in use waits for one instead of failing the cache)."""
 
 
 @dataclass(frozen=True)
