@@ -12,7 +12,7 @@ from collections import Counter
 import httpx
 import pytest
 
-from tests.services import Env, Proc, create_key, start_api
+from tests.services import Env, create_key, start_api
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +28,9 @@ def refused(metrics_page: str, limit: str) -> float:
 
 
 async def test_a_flood_over_the_tenants_rate_is_refused_and_others_are_not(
-        env: Env, api_url: str, worker: Proc) -> None:
+        own_env: Env) -> None:
+    env = own_env
+    api_url = start_api(env)
     flooding = create_key(env, None, "tasks:read", "--rate-limit", "2/s", tenant="flood")
     same_tenant = create_key(env, None, "tasks:read", tenant="flood")
     other = create_key(env, None, "tasks:read", tenant="calm")
