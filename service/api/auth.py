@@ -45,7 +45,7 @@ async def require_api_key(connection: ASGIConnection, handler: BaseRouteHandler)
         await services.limits.failed_authentication(address)
         raise
     scope = handler.opt.get("scope")
-    if scope and scope not in found.scopes and not found.is_admin:
+    if scope and not found.may(scope):
         raise PermissionDeniedException(f"API key {found.name!r} lacks the scope {scope!r}")
     await services.limits.admit(found)
     connection.state.api_key = found
@@ -56,10 +56,16 @@ async def _authenticate(header: str | None, keys: KeyCache) -> ApiKey:
         raise NotAuthorizedException(
             "missing API key: send 'Authorization: Bearer <key>' (create one with"
             " 'orchestrator keys create NAME')")
-    scheme, _, key = header.partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
+    key = bearer_key(header)
+    if key is None:
         raise NotAuthorizedException("malformed Authorization header: use 'Bearer <key>'")
-    found = await keys.lookup(key.strip())
+    found = await keys.lookup(key)
     if found is None:
         raise NotAuthorizedException("invalid, revoked or expired API key")
     return found
+
+
+def bearer_key(header: str | None) -> str | None:
+    """The key of an ``Authorization: Bearer <key>`` header (``None`` for any other)."""
+    scheme, _, key = (header or "").partition(" ")
+    return key.strip() if scheme.lower() == "bearer" and key.strip() else None

@@ -10,6 +10,7 @@ from typing import Any
 from litestar import Request, Response, get
 from litestar.openapi.datastructures import ResponseSpec
 
+from service.api.auth import bearer_key
 from service.api.schemas import DependencyHealth, Readiness
 from service.api.state import Services
 from service.dependencies import check_postgres, check_rabbitmq, check_redis
@@ -58,10 +59,8 @@ async def _dependencies(state: Any, services: Services) -> dict[str, DependencyH
 
 
 async def _is_admin(request: Request[Any, Any, Any], services: Services) -> bool:
-    scheme, _, key = (request.headers.get("authorization") or "").partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
-        return False
-    found = await services.keys.lookup(key.strip())
+    key = bearer_key(request.headers.get("authorization"))
+    found = await services.keys.lookup(key) if key else None
     return found is not None and found.is_admin
 
 

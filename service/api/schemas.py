@@ -32,7 +32,8 @@ class Links(msgspec.Struct):
     retry: str
 
 
-_BODIES = ("input", "result")
+BODIES = ("input", "result")
+"""The parts of a task a list leaves out unless asked (``include=``)."""
 
 
 class TaskOut(msgspec.Struct, kw_only=True):
@@ -61,12 +62,12 @@ class TaskOut(msgspec.Struct, kw_only=True):
     links: Links
 
     @classmethod
-    def of(cls, task: Task, bodies: tuple[str, ...] = _BODIES) -> TaskOut:
+    def of(cls, task: Task, bodies: tuple[str, ...] = BODIES) -> TaskOut:
         """The task as served; ``bodies`` names which of input and result it carries (a list
         leaves both out unless asked)."""
         base = f"/v1/tasks/{task.id}"
         fields = {f: getattr(task, f) for f in cls.__struct_fields__
-                  if f != "links" and (f not in _BODIES or f in bodies)}
+                  if f != "links" and (f not in BODIES or f in bodies)}
         return cls(**fields, links=Links(base, f"{base}/events", f"{base}/cancel",
                                          f"{base}/retry"))
 

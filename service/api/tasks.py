@@ -16,7 +16,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
 from catalog import metrics
 from service.api.openapi import problems
-from service.api.schemas import EventsOut, SubmitTask, TaskOut, TaskPage
+from service.api.schemas import BODIES, EventsOut, SubmitTask, TaskOut, TaskPage
 from service.api.state import Services
 from service.db.keys import ApiKey
 from service.db.tasks import NewTask
@@ -29,8 +29,7 @@ _CURSOR = r"[0-9]{1,16}-[0-9a-f]{32}"
 """A page's ``next_cursor``: the creation time of its last task (microseconds since 1970)
 and that task's id. Every string of this form is a cursor (the page after that point)."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_BODIES = ("input", "result")
-_BODY = f"({'|'.join(_BODIES)})"
+_BODY = f"({'|'.join(BODIES)})"
 _INCLUDE = f"{_BODY}(,{_BODY})*"
 
 TaskId = Annotated[str, Parameter(schema_extra={"format": OpenAPIFormat.UUID})]
@@ -96,7 +95,7 @@ class TaskController(Controller):
             raise UnknownAgent(data.agent, services.agents)
         key = _key(request)
         ceiling = settings.limits.max_priority
-        if data.priority > ceiling and "tasks:priority" not in key.scopes and not key.is_admin:
+        if data.priority > ceiling and not key.may("tasks:priority"):
             raise PermissionDeniedException(
                 f"priority {data.priority} needs the scope 'tasks:priority' (without it the"
                 f" highest is {ceiling}); ask an operator for a key with it")
@@ -207,7 +206,7 @@ def _parse_include(include: str | None) -> tuple[str, ...]:
     if not include:
         return ()
     if not re.fullmatch(_INCLUDE, include):
-        unknown = sorted(set(include.split(",")) - set(_BODIES))
+        unknown = sorted(set(include.split(",")) - set(BODIES))
         raise ValidationException(
             f"include: unknown {', '.join(map(repr, unknown))}; give input, result or"
             " input,result (no spaces)",

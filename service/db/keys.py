@@ -48,6 +48,10 @@ class ApiKey:
     def is_admin(self) -> bool:
         return "admin" in self.scopes
 
+    def may(self, scope: str) -> bool:
+        """The key has ``scope``, or ``admin``, which implies every scope."""
+        return scope in self.scopes or self.is_admin
+
     @property
     def visible_tenant(self) -> str | None:
         """The tenant whose tasks this key sees (``None``: every tenant's)."""
