@@ -16,6 +16,8 @@ import msgspec
 import redis.asyncio as aioredis
 import redis.exceptions as redis_errors
 from loguru import logger
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from catalog import metrics
 from catalog.names import RedisKeys
@@ -41,6 +43,13 @@ POOL_WAIT_S = 5.0
 back-pressure, not an outage; Redis that does not answer is the 0.5 s socket timeout."""
 
 
+STALE_CONNECTION_RETRY = Retry(NoBackoff(), 1, supported_errors=(redis_errors.ConnectionError,))
+"""A command whose connection turns out closed (Redis restarted since it was opened) runs once
+more on a new one. Without it every idle connection of the pool failed once after a restart,
+each failure leaving Redis alone for ``backoff_s``: the cache and the rate limits stayed off
+for minutes after Redis was back. Timeouts are not retried (Redis is slow or gone)."""
+
+
 def is_pool_wait(exc: BaseException) -> bool:
     """The call found every connection of the pool in use for ``POOL_WAIT_S``."""
     return isinstance(exc, redis_errors.ConnectionError) and "No connection available" in str(exc)
@@ -52,7 +61,7 @@ class Cache:
     def __init__(self, redis: RedisSettings, backoff_s: float = 1.0) -> None:
         pool = aioredis.BlockingConnectionPool.from_url(
             redis.url, max_connections=redis.max_connections, timeout=POOL_WAIT_S,
-            socket_timeout=0.5,
+            retry=STALE_CONNECTION_RETRY, socket_timeout=0.5,
             socket_connect_timeout=0.5, health_check_interval=10)
         self.client: aioredis.Redis = aioredis.Redis.from_pool(pool)  # owns it: closes it
         self.keys = RedisKeys(redis.prefix)

@@ -12,7 +12,15 @@ from collections import Counter
 import httpx
 import pytest
 
-from tests.services import Env, create_key, start_api
+from tests.services import (
+    Env,
+    create_key,
+    ensure_redis,
+    redis_answers,
+    start_api,
+    stop_redis,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -42,8 +50,7 @@ async def test_a_flood_over_the_tenants_rate_is_refused_and_others_are_not(
         limited = [a for a in answers if a.status_code == 429]
         # the burst (two seconds' worth of 2/s) passes, and 2/s while the flood lasts (a few
         # seconds on a loaded machine); the rest is refused
-        page = (await http.get("/metrics")).text
-        opened = re.search(r"^orchestrator_rate_limiter_fail_open_total (\S+)$", page, re.M)
+        opened = fail_opens((await http.get("/metrics")).text)
         assert codes[200] >= 4 and codes[429] >= 60, (codes, "failed open:", opened)
         sample = limited[0]
         assert int(sample.headers["Retry-After"]) >= 1
@@ -63,6 +70,37 @@ async def test_a_flood_over_the_tenants_rate_is_refused_and_others_are_not(
         assert (await http.get("/v1/agents", headers=bearer(flooding))).status_code == 200
     assert after - before == codes[429] + shared[429]
     print(f"\nflood of 100 at 2/s: {codes[429]:.0f}% 429 with Retry-After")
+
+
+def fail_opens(metrics_page: str) -> float:
+    found = re.search(r"^orchestrator_rate_limiter_fail_open_total (\S+)$", metrics_page, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+async def test_the_limits_hold_again_as_soon_as_redis_is_back(own_env: Env) -> None:
+    """A restart of Redis leaves every idle connection of the API's pool closed: each one
+    failing once marked Redis down for a second, so the limits failed open for minutes."""
+    url = start_api(own_env)
+    busy = bearer(create_key(own_env, None, "tasks:read", tenant="busy"))
+    flooding = bearer(create_key(own_env, None, "tasks:read", "--rate-limit", "2/s",
+                                 tenant="restarted"))
+    async with httpx.AsyncClient(base_url=url, timeout=15) as http:
+        # concurrent requests open many pooled connections
+        await asyncio.gather(*(http.get("/v1/agents", headers=busy) for _ in range(100)))
+        try:
+            stop_redis()
+            wait_until(lambda: not redis_answers(), timeout_s=10)
+        finally:
+            ensure_redis()
+        await asyncio.sleep(1.5)  # past the back-off of any error seen while it was away
+        before = fail_opens((await http.get("/metrics")).text)
+        for _ in range(3):
+            answers = await asyncio.gather(*(http.get("/v1/agents", headers=flooding)
+                                             for _ in range(100)))
+            codes = Counter(a.status_code for a in answers)
+            assert codes[429] >= 60, codes
+            await asyncio.sleep(1.2)
+        assert fail_opens((await http.get("/metrics")).text) == before
 
 
 async def test_a_tenant_at_its_cap_of_unfinished_tasks_is_refused_at_submit(

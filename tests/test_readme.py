@@ -119,6 +119,14 @@ def clone(logs_dir: Path, tmp_path: Path) -> Iterator[Clone]:
         destroy_env(env)
 
 
+def usage_commands(readme: str) -> list[str]:
+    """The commands of the README's "Using it" block, continuation lines joined."""
+    block = re.search(r"## Using it\n.*?```\n(.*?)```", readme, re.S)
+    assert block, "the README has no 'Using it' block"
+    lines = block.group(1).replace("\\\n", " ").splitlines()
+    return [re.sub(r"\s+#.*$", "", line).strip() for line in lines if line.strip()]
+
+
 def runbook_commands(page: str) -> list[str]:
     """The shell blocks of the served runbook ("First commands"), one command a line."""
     blocks = re.findall(r"<pre><code[^>]*>(.*?)</code></pre>", page, re.S)
@@ -159,6 +167,19 @@ def test_the_readme_first_command_pages_you_from_a_fresh_clone(clone: Clone) -> 
     submitted = clone.orchestrator("submit", "echo", '{"hello": "world"}', "--wait", "--json")
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr
     task_id = json.loads(submitted.stdout)["id"]
+
+    # And every command of the README's "Using it" runs, with the key the banner printed
+    printed = re.search(r"export ORCH_API_KEY=(\S+)", banner)
+    assert printed, banner[-2000:]
+    dev_key = printed.group(1)
+    usage = usage_commands((clone.folder / "README.md").read_text())
+    assert usage[0] == "export ORCH_API_KEY=..."
+    for command in usage[1:]:
+        command = command.replace("TASK_ID", task_id).replace("http://127.0.0.1:8000", api)
+        done = clone.shell(f"export ORCH_API_KEY={dev_key}; {command}")
+        assert done.returncode == 0, (command, done.stdout + done.stderr)
+        if command.startswith("curl"):
+            assert json.loads(done.stdout)["status"] == "queued", done.stdout
 
     # And every command of the served runbook runs against this stack
     runbook = httpx.get(f"{settings.api.public_base_url}/runbook", timeout=5)
