@@ -36,9 +36,8 @@ def refused(metrics_page: str, limit: str) -> float:
 
 
 async def test_a_flood_over_the_tenants_rate_is_refused_and_others_are_not(
-        own_env: Env) -> None:
-    env = own_env
-    api_url = start_api(env)
+        env: Env, api_url: str) -> None:
+    """On the suite's long-lived API: by now it has seen Redis stopped and started."""
     flooding = create_key(env, None, "tasks:read", "--rate-limit", "2/s", tenant="flood")
     same_tenant = create_key(env, None, "tasks:read", tenant="flood")
     other = create_key(env, None, "tasks:read", tenant="calm")
