@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import inspect
+import re
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -31,10 +33,22 @@ def agent(name: str, *, retry: RetryPolicy | None = None,
           timeout_s: float | None = None) -> Callable[[AgentFn], AgentFn]:
     """Register ``fn`` as the agent type ``name``."""
     def register(fn: AgentFn) -> AgentFn:
-        doc = (fn.__doc__ or "").strip().splitlines()
-        _REGISTRY[name] = AgentSpec(name, fn, doc[0] if doc else "", retry, timeout_s)
+        _REGISTRY[name] = AgentSpec(name, fn, plain_summary(fn.__doc__), retry, timeout_s)
         return fn
     return register
+
+
+_ROLE = re.compile(r":[a-z:]+:`([^`]*)`")
+_LITERAL = re.compile(r"``([^`]*)``|`([^`]*)`")
+
+
+def plain_summary(doc: str | None) -> str:
+    """The docstring's first paragraph as one line of plain text (no reStructuredText roles
+    or literals): what ``orchestrator agents`` and ``/v1/agents`` show."""
+    paragraph = inspect.cleandoc(doc or "").split("\n\n", 1)[0]
+    text = _LITERAL.sub(lambda m: m.group(1) if m.group(1) is not None else m.group(2),
+                        _ROLE.sub(r"\1", paragraph))
+    return " ".join(text.split())
 
 
 def get_agent(name: str) -> AgentSpec | None:

@@ -45,7 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="ramp linearly from --rate to RATE over --duration")
     load.add_argument("--step", type=float, metavar="RATE",
                       help="add RATE per second every --step-every seconds")
-    load.add_argument("--step-every", type=float, default=10.0, metavar="S")
+    load.add_argument("--step-every", type=float, default=10.0, metavar="S",
+                      help="seconds between steps of the step profile")
     load.add_argument("--step-max", type=float, metavar="RATE", help="cap of the step profile")
     load.add_argument("--duration", type=float, metavar="S",
                       help="stop sending after S seconds (default 10 when --requests is not"
@@ -58,12 +59,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="pad each input with a string of this size (summarize: text size)")
     work.add_argument("--input", action="append", default=[], metavar="AGENT=JSON",
                       help="the input for an agent, e.g. sleep='{\"seconds\": 0.5}'")
-    work.add_argument("--max-attempts", type=int)
+    work.add_argument("--max-attempts", type=int, help="tasks' max_attempts")
     work.add_argument("--task-timeout", type=float, metavar="S", help="tasks' timeout_s")
     client = parser.add_argument_group("client")
     client.add_argument("--max-connections", type=int, default=256,
                         help="bound of the keep-alive connection pool")
-    client.add_argument("--request-timeout", type=float, default=10.0, metavar="S")
+    client.add_argument("--request-timeout", type=float, default=10.0, metavar="S",
+                        help="seconds one HTTP request may take")
     client.add_argument("--drain-timeout", type=float, default=60.0, metavar="S",
                         help="how long to wait for accepted tasks to finish after sending")
     client.add_argument("--pollers", type=int, default=8,
@@ -87,7 +89,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="step the rate up from --rate until an SLO breaks")
     search.add_argument("--find-step", type=float, metavar="RATE",
                         help="rate added per stage (default: --rate)")
-    search.add_argument("--stage-duration", type=float, default=30.0, metavar="S")
+    search.add_argument("--stage-duration", type=float, default=30.0, metavar="S",
+                        help="seconds each rate of the search is held")
     search.add_argument("--find-limit", type=float, default=10_000.0, metavar="RATE",
                         help="stop searching above this rate")
     search.add_argument("--keep-up", type=float, default=0.95, metavar="RATIO",

@@ -26,7 +26,7 @@ COLUMNS = ("name", "tenant", "scopes", "created_at", "expires_at", "last_used_at
 def add_arguments(keys: argparse.ArgumentParser) -> None:
     actions = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
     create = actions.add_parser("create", help="create an API key and print it once")
-    create.add_argument("name")
+    create.add_argument("name", help="the key's name (letters, digits, . _ -)")
     create.add_argument("--scopes", default=",".join(DEFAULT_SCOPES),
                         help=f"comma-separated, of: {', '.join(SCOPES)}")
     create.add_argument("--tenant", help="whose tasks the key submits and sees (default: a"
@@ -39,9 +39,10 @@ def add_arguments(keys: argparse.ArgumentParser) -> None:
     listing = actions.add_parser("list", help="the live keys (never their values)")
     listing.add_argument("--all", action="store_true", help="revoked keys too")
     actions.add_parser("revoke", help="stop a key at once (every API within"
-                                      " ORCH_KEY_CACHE_TTL_S)").add_argument("name")
+                                      " ORCH_KEY_CACHE_TTL_S)").add_argument(
+        "name", help="the key's name")
     actions.add_parser("rotate", help="a new value for a key; the old one stops working"
-                                      ).add_argument("name")
+                                      ).add_argument("name", help="the key's name")
     for child in actions.choices.values():  # after the action too; SUPPRESS keeps a --json
         child.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                            help="machine-readable output")  # given before it

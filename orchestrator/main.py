@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,22 +12,27 @@ from loadtest import cli as loadtest_cli
 from orchestrator import client as cmd
 from orchestrator import keys as keys_cmd
 from orchestrator import processes
+from service.domain import TaskStatus
 from service.errors import MissingExtra
 from service.settings import CHECKOUT_ROOT, Settings, SettingsError, unknown_variables
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="orchestrator", description=__doc__)
+    parser.add_argument("--version", action="version",
+                        version=f"%(prog)s {importlib.metadata.version('agent-orchestrator')}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     up = sub.add_parser("up", help="run API, agents and outbox relay on local defaults")
-    up.add_argument("--agent-processes", type=int, default=1)
+    up.add_argument("--agent-processes", type=int, default=1,
+                    help="agent worker processes to start (default 1)")
     api = sub.add_parser("api", help="run the HTTP API (with its outbox relay)")
-    api.add_argument("--port", type=int)
+    api.add_argument("--port", type=int, help="the port to listen on (default ORCH_API_PORT)")
     api.add_argument("--workers", type=int, help="server worker processes")
     agent = sub.add_parser("agent", help="run an agent worker process")
     agent.add_argument("--agents", help="comma-separated agent types (default: all)")
-    agent.add_argument("--concurrency", type=int)
+    agent.add_argument("--concurrency", type=int,
+                       help="tasks run at once (default ORCH_CONCURRENCY)")
     agent.add_argument("--metrics-port", type=int, help="port of this agent's /metrics (0: any)")
     for runner in (up, api, agent):
         runner.add_argument("--log-format", choices=("json", "human"),
@@ -35,12 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
                                          " page inbox, natively (no Docker)")
     stack_sub = stack.add_subparsers(dest="stack_command", required=True, metavar="ACTION")
     stack_up = stack_sub.add_parser("up", help="start everything; Ctrl-C stops everything")
-    stack_up.add_argument("--agent-processes", type=int, default=1)
-    stack_up.add_argument("--log-format", choices=("json", "human"))
+    stack_up.add_argument("--agent-processes", type=int, default=1,
+                          help="agent worker processes to start (default 1)")
+    stack_up.add_argument("--log-format", choices=("json", "human"),
+                          help="log lines as JSON (default) or for people")
     for action, text in (("down", "stop what `stack up` started"),
                          ("status", "the stack's processes"),
                          ("pages", "pages the inbox received (PagerDuty Events API v2)")):
-        stack_sub.add_parser(action, help=text).add_argument("--json", action="store_true")
+        stack_sub.add_parser(action, help=text).add_argument(
+            "--json", action="store_true", help="machine-readable output")
     sub.add_parser("doctor", help="walk the troubleshooting trees over the live"
                    " system: all clear (exit 0) or findings with runbook links (exit 1)")
     drill = sub.add_parser("drill", help="inject each incident's real fault on a stack of its"
@@ -51,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     for child in (drill_list, drill_run):  # after the action too; SUPPRESS keeps a --json
         child.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                            help="machine-readable output")  # given before it
-    drill_run.add_argument("names", nargs="*", metavar="NAME")
+    drill_run.add_argument("names", nargs="*", metavar="NAME",
+                           help="drills to run (orchestrator drill list names them)")
     drill_run.add_argument("--all", action="store_true", help="every drill")
     drill_run.add_argument("--parallel", type=int, default=1,
                            help="drill stacks to run side by side (default 1)")
@@ -64,25 +74,49 @@ def build_parser() -> argparse.ArgumentParser:
                                                        " rotate"))
 
     submit = sub.add_parser("submit", help="submit a task")
-    submit.add_argument("agent")
+    submit.add_argument("agent", help="the agent type (orchestrator agents lists them)")
     submit.add_argument("input", help="task input as JSON, e.g. '{\"text\": \"...\"}'")
-    submit.add_argument("--wait", action="store_true", help="wait until the task finishes")
+    submit.add_argument("--wait", action="store_true",
+                        help="wait until the task finishes, telling each status change (exit 0:"
+                             " succeeded, 1: dead or cancelled, 3: still unfinished)")
     submit.add_argument("--timeout", type=float, default=60.0, help="seconds to --wait")
-    submit.add_argument("--idempotency-key")
-    submit.add_argument("--max-attempts", type=int)
+    submit.add_argument("--idempotency-key",
+                        help="the same key and input return the first task, not a new one")
+    submit.add_argument("--max-attempts", type=int, help="attempts before the task is dead")
+    submit.add_argument("--priority", type=int, choices=range(10), metavar="0-9",
+                        help="the task's priority (above 5 needs the tasks:priority scope)")
+    submit.add_argument("--timeout-s", type=float, dest="task_timeout_s",
+                        help="seconds one attempt may run before it is stopped")
     for name, help_text in (("status", "show one task"), ("events", "a task's timeline"),
-                            ("cancel", "cancel a task"), ("retry", "requeue a dead task")):
+                            ("cancel", "cancel a task (a running one gets a cancel request)"),
+                            ("retry", "requeue a dead task")):
         one = sub.add_parser(name, help=help_text)
-        one.add_argument("task_id")
+        one.add_argument("task_id", help="the task's id, or a unique start of it (4+ hex digits)")
+        if name == "events":
+            one.add_argument("--absolute", action="store_true",
+                             help="UTC times instead of the time since the first event")
     listing = sub.add_parser("tasks", help="list tasks, newest first")
-    listing.add_argument("--status")
-    listing.add_argument("--agent")
-    listing.add_argument("--limit", type=int, default=20)
+    listing.add_argument("--status", choices=[s.value for s in TaskStatus],
+                         help="only tasks in this status")
+    listing.add_argument("--agent", help="only tasks of this agent type")
+    listing.add_argument("--limit", type=int, default=20, help="tasks per page (1-500)")
+    listing.add_argument("--cursor", help="the page after this point (printed under a page)")
+    listing.add_argument("--all", action="store_true", dest="every_page",
+                         help="every page, not only the first")
+    listing.add_argument("--stuck", action="store_true",
+                         help="only tasks running past their timeout, or due and waiting"
+                              " longer than ORCH_STUCK_QUEUED_S (60 s)")
+    stats = sub.add_parser("stats", help="the system at a glance: tasks by status per agent,"
+                           " queues, outbox, throughput and failure ratio (admin key)")
+    stats.add_argument("--watch", action="store_true", help="redraw every 2 s until Ctrl-C")
+    completion = sub.add_parser("completion", help="a shell completion script: add"
+                                " 'source <(orchestrator completion bash)' to ~/.bashrc")
+    completion.add_argument("shell", choices=("bash", "zsh"), help="the shell to complete in")
     agents = sub.add_parser("agents", help="agent types and live workers")
     agents_sub = agents.add_subparsers(dest="agents_command", metavar="ACTION")
     retire = agents_sub.add_parser("retire", help="stop expecting a worker for an agent type"
                                                   " taken out of service (no more pages)")
-    retire.add_argument("name")
+    retire.add_argument("name", help="the agent type")
     loadtest_cli.add_arguments(sub.add_parser(
         "loadtest", help="open-model load test with SLO verdicts (exit code 1 on a breach)"))
     for p in sub.choices.values():
@@ -144,6 +178,11 @@ def _dispatch(args: argparse.Namespace, s: Settings) -> int:
         if args.stack_command == "status":
             return stack_cmd.status(s, args.json)
         return stack_cmd.pages(s, args.json)
+    if c == "completion":
+        from orchestrator.completion import script
+
+        print(script(build_parser(), args.shell))
+        return 0
     if c == "render":
         from orchestrator.render import render_all
 
@@ -172,13 +211,18 @@ def _dispatch(args: argparse.Namespace, s: Settings) -> int:
     if c == "submit":
         return cmd.submit(client, args.agent, args.input, wait=args.wait,
                           timeout_s=args.timeout, as_json=args.json,
-                          idempotency_key=args.idempotency_key, max_attempts=args.max_attempts)
+                          idempotency_key=args.idempotency_key, max_attempts=args.max_attempts,
+                          priority=args.priority, task_timeout_s=args.task_timeout_s)
     if c == "tasks":
-        return cmd.tasks(client, args.status, args.agent, args.limit, args.json)
+        return cmd.tasks(client, args.status, args.agent, args.limit, args.json,
+                         cursor=args.cursor, every_page=args.every_page, stuck=args.stuck)
+    if c == "stats":
+        return cmd.stats(client, args.json, args.watch)
+    if c == "events":
+        return cmd.events(client, args.task_id, args.json, args.absolute)
     if c == "agents":
         return cmd.agents(client, args.json)
-    single = {"status": cmd.status, "events": cmd.events, "cancel": cmd.cancel,
-              "retry": cmd.retry}
+    single = {"status": cmd.status, "cancel": cmd.cancel, "retry": cmd.retry}
     return single[c](client, args.task_id, args.json)
 
 

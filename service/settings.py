@@ -35,6 +35,13 @@ class DatabaseSettings:
     pool_min: int = var("DB_POOL_MIN", 2)
     pool_max: int = var("DB_POOL_MAX", 20)
     pool_timeout_s: float = var("DB_POOL_TIMEOUT_S", 5.0)
+    backup_dir: str = var("BACKUP_DIR", "")
+    """Where ``orchestrator backup create`` writes dumps (default: ``backups`` in the state
+    folder; a relative path is taken from the folder the command runs in)."""
+    backup_max_age_s: float = var("BACKUP_MAX_AGE_S", 93600.0)
+    """The newest verified backup may be this old (26 h: a daily backup with slack); older,
+    ``orchestrator backup status`` exits 1. The committed BackupNotVerified alert uses the
+    default."""
 
 
 @dataclass(frozen=True)
@@ -137,6 +144,9 @@ class TaskSettings:
     """An idempotency key answers with its task for this long; later it starts a new task."""
     max_result_bytes: int = var("MAX_RESULT_BYTES", 1_048_576)
     """An agent result larger than this (as stored JSON) fails the task, without retries."""
+    stuck_queued_s: float = var("STUCK_QUEUED_S", 60.0)
+    """A due task waiting this long is stuck (``orchestrator tasks --stuck``): six times the
+    queue-wait objective of 10 s."""
 
 
 @dataclass(frozen=True)
@@ -303,6 +313,12 @@ class Settings:
             return self.dev_key_file.read_text().strip()
         except OSError:
             return ""
+
+    @property
+    def backup_path(self) -> Path:
+        """Where backups go: ``ORCH_BACKUP_DIR``, else ``backups`` in the state folder."""
+        raw = self.database.backup_dir
+        return Path(raw).expanduser().absolute() if raw else self.state_path / "backups"
 
     @property
     def stack_dir(self) -> Path:

@@ -25,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from catalog import metrics, names
 from catalog.metrics import series_name
+from service.broker.queues import queue_depths
 from service.db.outbox import OutboxStore
 from service.db.pool import open_pool
 from service.db.server import ServerStats
@@ -244,18 +245,9 @@ async def _broker(settings: Settings, agents: list[str]) -> BrokerFacts:
         return facts
     facts.reachable = True
     try:
-        for queue_name in [*map(names.agent_queue, agents), names.DEAD_LETTER_QUEUE]:
-            channel = await connection.channel(publisher_confirms=False)
-            try:
-                queue = await channel.declare_queue(queue_name, passive=True)
-                result: Any = queue.declaration_result
-                facts.queues[queue_name] = QueueFacts(int(result.message_count),
-                                                      int(result.consumer_count))
-            except Exception:  # not declared: no queue to report
-                continue
-            finally:
-                if not channel.is_closed:
-                    await channel.close()
+        queues = [*map(names.agent_queue, agents), names.DEAD_LETTER_QUEUE]
+        for queue_name, depth in (await queue_depths(connection, queues)).items():
+            facts.queues[queue_name] = QueueFacts(depth.ready, depth.consumers)
     finally:
         await connection.close()
     return facts

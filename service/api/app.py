@@ -15,6 +15,7 @@ from litestar.datastructures import State
 
 from agents.registry import load_agent_modules
 from service.api.admin_keys import CreateKey, KeysController
+from service.api.admin_stats import StatsController
 from service.api.agents import list_agents
 from service.api.allow import answer_options
 from service.api.auth import require_api_key
@@ -34,7 +35,8 @@ from service.telemetry.tracing import configure_tracing, spans_exported
 
 def create_app(settings: Settings | None = None, extra_handlers: Sequence[Any] = ()) -> Litestar:
     settings = settings or get_settings()
-    v1 = Router(path="/", route_handlers=[TaskController, KeysController, list_agents],
+    v1 = Router(path="/",
+                route_handlers=[TaskController, KeysController, StatsController, list_agents],
                 guards=[require_api_key], security=SECURITY)
     handlers: list[Any] = [v1, live, ready, *extra_handlers]
     if settings.telemetry.metrics_enabled:

@@ -19,7 +19,7 @@ from service.api.openapi import problems
 from service.api.schemas import BODIES, EventsOut, SubmitTask, TaskOut, TaskPage
 from service.api.state import Services
 from service.db.keys import ApiKey
-from service.db.tasks import NewTask
+from service.db.tasks import ID_PREFIX, NewTask, id_range
 from service.domain import Task, TaskStatus, input_checksum, json_text, storable_input
 from service.errors import UnknownAgent
 from service.telemetry.tracing import current_traceparent
@@ -148,15 +148,22 @@ class TaskController(Controller):
             description="'input', 'result' or 'input,result': add them to every item (a page"
                         " then ends early at ORCH_LIST_MAX_BYTES)",
             schema_extra={"pattern": f"^({_INCLUDE})?$"})] = None,
+        id_prefix: Annotated[str | None, Parameter(
+            description="only tasks whose id starts with these hex digits",
+            schema_extra={"pattern": f"^({ID_PREFIX})?$"})] = None,
+        stuck: Annotated[bool, Parameter(
+            description="only stuck tasks: running past their timeout, or due and waiting"
+                        " longer than ORCH_STUCK_QUEUED_S")] = False,
     ) -> TaskPage:
         services: Services = request.app.state.services
         if agent is not None and agent not in services.agents:
             raise UnknownAgent(agent, services.agents)
         bodies = _parse_include(include)
         after = decode_cursor(cursor) if cursor else None
-        tasks = await services.tasks.page(status=status, agent=agent, limit=limit + 1,
-                                          after=after, tenant=_visible(request),
-                                          with_bodies=bool(bodies))
+        tasks = await services.tasks.page(
+            status=status, agent=agent, limit=limit + 1, after=after, tenant=_visible(request),
+            with_bodies=bool(bodies), id_prefix=_parse_id_prefix(id_prefix),
+            stuck_queued_s=services.settings.tasks.stuck_queued_s if stuck else None)
         page, more = tasks[:limit], len(tasks) > limit
         items = [TaskOut.of(t, bodies) for t in page]
         if bodies:
@@ -200,6 +207,18 @@ class TaskController(Controller):
 
 def _actor(request: Request[Any, Any, Any]) -> str:
     return f"api-key:{_key(request).name}"
+
+
+def _parse_id_prefix(prefix: str | None) -> str | None:
+    if not prefix:
+        return None
+    try:
+        id_range(prefix)
+    except ValueError as exc:
+        raise ValidationException(
+            f"id_prefix: {exc}", extra=[{"source": "query", "key": "id_prefix",
+                                         "message": "hex digits of a task id"}]) from None
+    return prefix
 
 
 def _parse_include(include: str | None) -> tuple[str, ...]:

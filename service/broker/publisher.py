@@ -31,7 +31,8 @@ class Publisher:
         headers: dict[str, Any] = {"x-orch-attempt": pending.attempts + 1}
         exchange_name = names.WORK_EXCHANGE
         queue = names.agent_queue(pending.agent)
-        detail: dict[str, Any] = {"exchange": exchange_name, "routing_key": pending.agent}
+        detail: dict[str, Any] = {"exchange": exchange_name, "routing_key": pending.agent,
+                                  "queue": queue}
         if status is TaskStatus.RETRYING and pending.delay_s > _RETRY_NOW_S:
             step = delay_step_ms(pending.delay_s)
             await self.topology.declare_delay_queue(step)

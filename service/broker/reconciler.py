@@ -31,6 +31,7 @@ from psycopg_pool import PoolTimeout
 from agents.registry import known_agents
 from catalog import metrics, names
 from service.broker.messages import MalformedMessage, decode_task
+from service.broker.queues import queue_depths
 from service.db.recovery import RecoveryStore
 from service.db.workers import WorkerRegistry
 from service.lifecycle import Lifecycle
@@ -152,19 +153,9 @@ class Reconciler:
 
     async def _ready_messages(self, agents: list[str]) -> dict[str, int]:
         """Messages ready in the agents' queues (a queue not declared holds none)."""
-        ready: dict[str, int] = {}
-        for agent in agents:
-            channel = await self.amqp.channel(publisher_confirms=False)
-            try:
-                queue = await channel.declare_queue(names.agent_queue(agent), passive=True)
-                result: Any = queue.declaration_result
-                ready[agent] = int(result.message_count)
-            except Exception:  # not declared yet: nothing in it
-                ready[agent] = 0
-            finally:
-                if not channel.is_closed:
-                    await channel.close()
-        return ready
+        depths = await queue_depths(self.amqp, map(names.agent_queue, agents))
+        return {agent: depths[q].ready if (q := names.agent_queue(agent)) in depths else 0
+                for agent in agents}
 
     async def on_dead_letter(self, message: AbstractIncomingMessage) -> None:
         """Record a broker dead letter against its task, then ack it (the copy in

@@ -13,9 +13,13 @@ _OLDEST_DUE = (
     " WHERE status IN ('queued', 'retrying') AND available_at <= now() GROUP BY agent"
 )
 
-_PAST_TIMEOUT = (
-    "SELECT agent, count(*) AS n FROM tasks WHERE status = 'running'"
-    " AND started_at < now() - make_interval(secs => timeout_s + %s) GROUP BY agent"
+PAST_TIMEOUT = ("status = 'running'"
+                " AND started_at < now() - make_interval(secs => timeout_s + %(grace_s)s)")
+"""The condition of a task running past its timeout (``grace_s``: ``PAST_TIMEOUT_GRACE_S``)."""
+_PAST_TIMEOUT = f"SELECT agent, count(*) AS n FROM tasks WHERE {PAST_TIMEOUT} GROUP BY agent"
+_FINISHED = (
+    "SELECT agent, status, count(*) AS n FROM tasks"
+    " WHERE finished_at > now() - make_interval(secs => %(window_s)s) GROUP BY agent, status"
 )
 _RECENT_EVENTS = (
     "WITH e AS (SELECT task_id, kind, at FROM task_events ORDER BY id DESC LIMIT %(limit)s)"
@@ -54,8 +58,17 @@ class TaskStats(Store):
     async def running_past_timeout(self) -> dict[str, int]:
         """``agent -> count`` of tasks running ``PAST_TIMEOUT_GRACE_S`` past their timeout."""
         rows = await self.fetch_all("metrics_past_timeout", _PAST_TIMEOUT,
-                                    (PAST_TIMEOUT_GRACE_S,))
+                                    {"grace_s": PAST_TIMEOUT_GRACE_S})
         return {row["agent"]: int(row["n"]) for row in rows}
+
+    async def finished(self, window_s: float) -> dict[str, dict[str, int]]:
+        """``agent -> final status -> count`` of the tasks that finished in the last
+        ``window_s`` (an index on ``finished_at`` keeps it to those rows)."""
+        rows = await self.fetch_all("stats_finished", _FINISHED, {"window_s": window_s})
+        out: dict[str, dict[str, int]] = {}
+        for row in rows:
+            out.setdefault(row["agent"], {})[row["status"]] = int(row["n"])
+        return out
 
     async def recent_events(self, window_s: float,
                             scan_limit: int = 100_000) -> dict[str, dict[str, int]]:

@@ -19,6 +19,7 @@ from service.db.rows import (
     transition_sql,
     unnest_inputs,
 )
+from service.db.task_stats import PAST_TIMEOUT, PAST_TIMEOUT_GRACE_S
 from service.domain import CANCELLABLE, REQUEUEABLE, Task, TaskEvent, TaskStatus, json_text
 from service.errors import IdempotencyConflict, InvalidTransition, TaskNotFound
 
@@ -82,6 +83,18 @@ _REQUEUE = transition_sql(
 )
 
 
+ID_PREFIX = r"[0-9a-fA-F][0-9a-fA-F-]{0,35}"
+"""What a task id prefix may be: hex digits, with or without the dashes of a UUID."""
+
+
+def id_range(prefix: str) -> tuple[str, str]:
+    """The lowest and highest UUIDs that start with ``prefix`` (dashes ignored)."""
+    digits = prefix.replace("-", "").lower()
+    if not digits or len(digits) > 32 or any(c not in "0123456789abcdef" for c in digits):
+        raise ValueError(f"{prefix!r} is not the start of a task id (hex digits)")
+    return str(uuid.UUID(digits.ljust(32, "0"))), str(uuid.UUID(digits.ljust(32, "f")))
+
+
 class TaskStore(Store):
     """Reads and API-driven transitions of tasks."""
 
@@ -132,11 +145,21 @@ class TaskStore(Store):
 
     async def page(self, *, status: TaskStatus | None, agent: str | None, limit: int,
                    after: tuple[datetime, str] | None, tenant: str | None = None,
-                   with_bodies: bool = False) -> builtins.list[Task]:
+                   with_bodies: bool = False, id_prefix: str | None = None,
+                   stuck_queued_s: float | None = None) -> builtins.list[Task]:
         """Newest first; ``after`` is the (created_at, id) of the last task of the previous
-        page. Inputs and results are read only ``with_bodies``."""
+        page. Inputs and results are read only ``with_bodies``. ``id_prefix``: tasks whose id
+        starts with these hex digits. ``stuck_queued_s``: only stuck tasks, i.e. running past
+        their timeout, or due and waiting for longer than that."""
         where: list[str] = []
         params: dict[str, Any] = {"limit": limit}
+        if id_prefix is not None:
+            where.append("id BETWEEN %(id_low)s::uuid AND %(id_high)s::uuid")
+            params["id_low"], params["id_high"] = id_range(id_prefix)
+        if stuck_queued_s is not None:
+            where.append(f"(({PAST_TIMEOUT}) OR (status IN ('queued', 'retrying')"
+                         " AND available_at < now() - make_interval(secs => %(stuck_s)s)))")
+            params["grace_s"], params["stuck_s"] = PAST_TIMEOUT_GRACE_S, stuck_queued_s
         if tenant is not None:
             where.append("tenant = %(tenant)s")
             params["tenant"] = tenant

@@ -1,4 +1,5 @@
-"""Scrape-time metrics of global state: tasks by status, backlogs, queue depths, live agents.
+"""Scrape-time metrics of global state: tasks by status, backlogs, queue depths, live agents,
+the newest verified backup.
 
 Computed from PostgreSQL and RabbitMQ when ``/metrics`` is scraped, at most once per
 ``max_age_s`` (scrapes stay cheap however many there are).
@@ -10,7 +11,6 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Iterable
-from typing import Any
 
 from aio_pika.abc import AbstractRobustConnection
 from loguru import logger
@@ -19,7 +19,9 @@ from prometheus_client.registry import Collector
 
 from catalog import metrics, names
 from catalog.metrics import Sampled
+from service.broker.queues import queue_depths
 from service.cache import Cache
+from service.db.backup import BackupLedger
 from service.db.outbox import OutboxStore
 from service.db.task_stats import TaskStats
 from service.db.workers import WorkerRegistry
@@ -33,6 +35,7 @@ class StateSampler(Collector):
                  max_age_s: float, deployed_agents: tuple[str, ...] = (),
                  cache: Cache | None = None) -> None:
         self.stats, self.outbox, self.workers, self.amqp = stats, outbox, workers, amqp
+        self.backups = BackupLedger(stats.pool)
         self.agents = agents
         self.deployed_agents = deployed_agents
         self.cache = cache
@@ -60,7 +63,8 @@ class StateSampler(Collector):
             values: dict[Sampled, dict[tuple[str, ...], float]] = {m: {} for m in metrics.SAMPLED}
             try:
                 results = await asyncio.wait_for(asyncio.gather(
-                    self._tasks(values), self._queues(values), return_exceptions=True),
+                    self._tasks(values), self._queues(values), self._backups(values),
+                    return_exceptions=True),
                     timeout_s)
             except TimeoutError:
                 logger.warning("metrics sampling took over {}s; serving the last values",
@@ -101,18 +105,18 @@ class StateSampler(Collector):
                 for name in beat.get("agents", []):
                     live[(name,)] = live.get((name,), 0.0) + 1
 
+    async def _backups(self, out: dict[Sampled, dict[tuple[str, ...], float]]) -> None:
+        verified_at, age_s = await self.backups.last_verified()
+        out[metrics.BACKUP_LAST_VERIFIED][()] = verified_at
+        out[metrics.BACKUP_VERIFIED_AGE][()] = age_s
+
     async def _queues(self, out: dict[Sampled, dict[tuple[str, ...], float]]) -> None:
-        channel = await self.amqp.channel(publisher_confirms=False)
-        try:
-            for queue_name in [*map(names.agent_queue, self.agents), names.DEAD_LETTER_QUEUE]:
-                queue = await channel.declare_queue(queue_name, passive=True)
-                result: Any = queue.declaration_result
-                out[metrics.QUEUE_MESSAGES][(queue_name,)] = result.message_count
-                out[metrics.QUEUE_CONSUMERS][(queue_name,)] = result.consumer_count
-                if queue_name == names.DEAD_LETTER_QUEUE:
-                    out[metrics.DEAD_LETTER_MESSAGES][()] = result.message_count
-        finally:
-            await channel.close()
+        queues = [*map(names.agent_queue, self.agents), names.DEAD_LETTER_QUEUE]
+        for queue_name, depth in (await queue_depths(self.amqp, queues)).items():
+            out[metrics.QUEUE_MESSAGES][(queue_name,)] = depth.ready
+            out[metrics.QUEUE_CONSUMERS][(queue_name,)] = depth.consumers
+            if queue_name == names.DEAD_LETTER_QUEUE:
+                out[metrics.DEAD_LETTER_MESSAGES][()] = depth.ready
 
     def collect(self) -> Iterable[Metric]:
         for metric in metrics.SAMPLED:

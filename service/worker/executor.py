@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -54,6 +55,9 @@ class TaskExecutor:
         )
         self.slots = asyncio.Semaphore(concurrency)
         self.handlers: set[asyncio.Task[Any]] = set()
+        self.unacked: Counter[str] = Counter()
+        """Deliveries this worker holds unacknowledged, by agent (running or waiting for a
+        slot): its heartbeat reports them, since the broker's AMQP answer does not."""
         self.running: dict[str, asyncio.Task[Any]] = {}
         self._cancel_requested: set[str] = set()
 
@@ -98,8 +102,12 @@ class TaskExecutor:
                 logger.error("malformed task message dropped to the dead-letter queue: {}", exc)
                 await delivery.reject(requeue=False)
                 return
-            async with self.slots:
-                await self._handle(message, delivery)
+            self.unacked[message.agent] += 1
+            try:
+                async with self.slots:
+                    await self._handle(message, delivery)
+            finally:
+                self.unacked[message.agent] -= 1
         finally:
             self.handlers.discard(me)
 

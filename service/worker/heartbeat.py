@@ -19,12 +19,12 @@ class Heartbeat:
     """Beats every ``interval_s`` until stopped; the key expires ``ttl_s`` after the last beat."""
 
     def __init__(self, worker_id: str, agents: list[str], concurrency: int, cache: Cache,
-                 registry: WorkerRegistry, in_flight: Callable[[], int], *, interval_s: float,
-                 ttl_s: float) -> None:
+                 registry: WorkerRegistry, unacked: Callable[[], dict[str, int]], *,
+                 interval_s: float, ttl_s: float) -> None:
         self.worker_id = worker_id
         self.cache = cache
         self.registry = registry
-        self.in_flight = in_flight
+        self.unacked = unacked
         self.interval_s = interval_s
         self.ttl_s = ttl_s
         self.started_at = datetime.now(UTC).isoformat()
@@ -33,7 +33,9 @@ class Heartbeat:
         self._task: asyncio.Task[None] | None = None
 
     def beat_payload(self) -> dict[str, Any]:
-        return {**self._static, "in_flight": self.in_flight(), "started_at": self.started_at,
+        unacked = {agent: n for agent, n in self.unacked().items() if n}
+        return {**self._static, "in_flight": sum(unacked.values()), "unacked": unacked,
+                "started_at": self.started_at,
                 "beat_at": datetime.now(UTC).isoformat()}
 
     async def beat(self) -> None:

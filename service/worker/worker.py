@@ -92,7 +92,7 @@ class Worker:
         heartbeat = Heartbeat(
             self.worker_id, self.agents, s.worker.concurrency, self.cache,
             WorkerRegistry(self.pool),
-            lambda: self.executor.in_flight, interval_s=s.worker.heartbeat_interval_s,
+            lambda: dict(self.executor.unacked), interval_s=s.worker.heartbeat_interval_s,
             ttl_s=s.worker.heartbeat_ttl_s)
         await heartbeat.beat()
         heartbeat.start()
