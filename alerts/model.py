@@ -99,11 +99,11 @@ def fill(template: str, **values: str) -> str:
 
 
 def format_value(value: float, unit: str) -> str:
-    """Human text for a threshold value: ``0.5 s``, ``80%``, ``1000``."""
+    """Human text for a threshold value: ``0.5s``, ``26h``, ``80%``, ``1000``."""
     if unit == "%":
         return f"{value * 100:g}%"
     if unit == "s":
-        return f"{value:g}s"
+        return f"{value / 3600:g}h" if value >= 3600 and value % 3600 == 0 else f"{value:g}s"
     if unit == "bytes":
         return f"{value / 2**20:g} MiB"
     return f"{value:g}{(' ' + unit) if unit else ''}"

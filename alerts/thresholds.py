@@ -14,6 +14,7 @@ from catalog import metrics as m
 from catalog import names, panels
 from catalog.jobs import AGENT_JOB, API_JOB, ORCHESTRATOR_JOBS
 from catalog.metrics import series_name as s
+from service.settings import DatabaseSettings
 
 
 def _promql_regex(pattern: str) -> str:
@@ -30,6 +31,8 @@ PRODUCTION_AGENTS = f'agent!~"{"|".join(map(re.escape, names.DEMO_AGENTS))}"'
 API_ROUTES = 'route=~"/v1/.+"'
 MEMORY_LIMIT_BYTES = 1024 * 2**20
 """The memory a process may use before it is killed (the container limit in the stack)."""
+BACKUP_MAX_AGE_S = DatabaseSettings().backup_max_age_s
+"""How old the newest verified backup may be (``ORCH_BACKUP_MAX_AGE_S``'s default)."""
 
 DATABASE_ANSWERS = f"(min({s(m.DB_UP)}) == 1)"
 """Pool alerts hold only while PostgreSQL answers: during an outage requests wait for the pool
@@ -487,6 +490,35 @@ THRESHOLDS: tuple[Threshold, ...] = (
                       " rows and requeue: orchestrator retry TASK_ID.",),
             escalate=ESCALATE_P1),
         test_series={f'{s(m.INTEGRITY_FAILURES)}{{agent="echo"}}': ("0+1x60", "0+0x60")}),
+    Threshold(
+        alert="BackupNotVerified", metrics=(m.BACKUP_VERIFIED_AGE,),
+        scenario=sc.DATA_CORRUPTION, panel=panels.BACKUP_AGE, unit="s",
+        warning=BACKUP_MAX_AGE_S, for_="15m",
+        expr=f"max({s(m.BACKUP_VERIFIED_AGE)}) > {{value}}",
+        summary="No backup has passed verification in the last {value}",
+        description="The newest backup that orchestrator backup verify restored and checked"
+                    " was verified more than {value} ago, or none was and the database was set"
+                    " up more than {value} ago (for {for_}).",
+        runbook=Runbook(
+            meaning="No recent backup is known to restore: none was taken, none was verified,"
+                    " or the latest failed its checks (ORCH_BACKUP_MAX_AGE_S; the rules use"
+                    " its default). A new database gets as long for its first one.",
+            impact="Nothing is down. But after data corruption or loss (scenario 8) there is"
+                   " no known-good copy to restore from: a backup that was never restored may"
+                   " not restore.",
+            diagnose=("orchestrator backup status",
+                      f"{PSQL} -c \"SELECT file_name, created_at, verified_at FROM backups"
+                      " ORDER BY created_at DESC LIMIT 5\""),
+            mitigate=("Take one and verify it: orchestrator backup create prints the dump's"
+                      " path; orchestrator backup verify PATH restores it into a scratch"
+                      " database, checks it and records it (the alert resolves).",
+                      "A failing check names the problem: checksum (the file is damaged: take"
+                      " a new one), task inputs or events (the data was already inconsistent:"
+                      " see DataIntegrityCheckFailed).",
+                      "Run both daily (cron) so the newest verified backup stays younger than"
+                      " ORCH_BACKUP_MAX_AGE_S."),
+            escalate=ESCALATE_P2),
+        test_series={f'{s(m.BACKUP_VERIFIED_AGE)}{{job="{API_JOB}"}}': ("100000x60", "3600x60")}),
     Threshold(
         alert="ProcessMemoryGrowing", metrics=(m.PROCESS_RESIDENT_MEMORY, m.PROCESS_START_TIME),
         scenario=sc.MEMORY_LEAK, panel=panels.MEMORY, unit="bytes",

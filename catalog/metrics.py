@@ -118,6 +118,8 @@ PUBLISH_DURATION = _histogram("publish_duration_seconds",
                               "Time from publish to the broker's confirm.", ("queue",),
                               HTTP_BUCKETS)
 
+TASKS_PURGED = _counter("tasks_purged", "Finished tasks (with their timelines) deleted by"
+                        " retention, by their final status.", ("status",))
 RECONCILED = _counter("reconciled_tasks",
                       "Tasks the reconciler repaired: republished (their message was lost) or"
                       " dead_lettered (the broker dead-lettered their message).",
@@ -198,6 +200,13 @@ AGENTS_LIVE = Sampled("agents_live", "gauge",
 HEARTBEAT_AGE = Sampled("agent_heartbeat_age_seconds", "gauge",
                         "Oldest heartbeat among the workers of an agent type seen in the last"
                         " 10 minutes.", ("agent",))
+BACKUP_LAST_VERIFIED = Sampled("backup_last_verified_timestamp_seconds", "gauge",
+                               "When the newest backup that passed `orchestrator backup verify`"
+                               " was verified (Unix time; 0: none has been).")
+BACKUP_VERIFIED_AGE = Sampled("backup_last_verified_age_seconds", "gauge",
+                              "Seconds since the newest backup that passed `orchestrator backup"
+                              " verify` was verified (with none, since the database's first"
+                              " migration).")
 
 # --- standard series ----------------------------------------------------------------------------
 PROCESS_RESIDENT_MEMORY = External("process_resident_memory_bytes", "gauge",

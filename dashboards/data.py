@@ -1,9 +1,10 @@
 """Database and cache: PostgreSQL reachability, the connection pool, query latency; Redis
-reachability and the status-cache hit ratio."""
+reachability and the status-cache hit ratio; the age of the last verified backup."""
 
 from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard as db
+from grafana_foundation_sdk.models import dashboard as dm
 
 from catalog import metrics as m
 from catalog import panels as ap
@@ -96,10 +97,33 @@ def _redis(board: Board) -> None:
         9, 8)
 
 
+def _backups(board: Board) -> None:
+    board.row("Backups")
+    board.add(timeseries_panel(
+        ap.BACKUP_AGE, [Query(agg("max", m.BACKUP_VERIFIED_AGE), "since the last verification")],
+        unit=SECONDS, min_value=0,
+        description="Time since the newest backup passed orchestrator backup verify (restored"
+                    " into a scratch database and checked); with none verified, since the"
+                    " database was set up (its first migration)."), 16, 8)
+    board.add(stat_panel(
+        "Last verified backup", [Query(f"{agg('max', m.BACKUP_LAST_VERIFIED)} * 1000",
+                                       "verified")],
+        unit="dateTimeFromNow", sparkline=False, mappings=NEVER,
+        description="When the newest verified backup was verified (orchestrator backup status"
+                    " lists them)."), 8, 8)
+
+
+NEVER: list[dm.ValueMapping] = [dm.ValueMap(options={
+    "0": dm.ValueMappingResult(text="never", index=0)})]
+"""A timestamp of 0: nothing happened yet."""
+
+
 def dashboard() -> db.Dashboard:
-    board = Board(ap.DATA, "data", "PostgreSQL, its connection pool, and the Redis cache.",
+    board = Board(ap.DATA, "data", "PostgreSQL, its connection pool, the Redis cache and the"
+                  " backups.",
                   variables=[variables.instance()])
     _postgres(board)
     _pool_and_queries(board)
     _redis(board)
+    _backups(board)
     return board.dashboard()

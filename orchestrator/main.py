@@ -9,9 +9,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from loadtest import cli as loadtest_cli
+from orchestrator import backup as backup_cmd
 from orchestrator import client as cmd
 from orchestrator import keys as keys_cmd
 from orchestrator import processes
+from orchestrator import purge as purge_cmd
 from service.domain import TaskStatus
 from service.errors import MissingExtra
 from service.settings import CHECKOUT_ROOT, Settings, SettingsError, unknown_variables
@@ -72,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     keys_cmd.add_arguments(sub.add_parser("keys", help="API keys: create, list, revoke,"
                                                        " rotate"))
+    purge_cmd.add_arguments(sub.add_parser(
+        "purge", help="delete finished tasks older than an age, in batches (retention by hand)"))
+    backup_cmd.add_arguments(sub.add_parser("backup", help="dump, verify, restore the database"))
 
     submit = sub.add_parser("submit", help="submit a task")
     submit.add_argument("agent", help="the agent type (orchestrator agents lists them)")
@@ -203,8 +208,12 @@ def _dispatch(args: argparse.Namespace, s: Settings) -> int:
         return loadtest_cli.run(args, s)
     if c == "migrate":
         return processes.run_migrate(s) if processes.preflight(s) else 2
+    if c == "purge":
+        return purge_cmd.run(s, args) if processes.preflight(s) else 2
     if c == "keys":
         return keys_cmd.run(s, args) if processes.preflight(s) else 2
+    if c == "backup":
+        return backup_cmd.run(s, args)
     if c == "agents" and args.agents_command == "retire":
         return processes.retire_agent(s, args.name) if processes.preflight(s) else 2
     client = cmd.Client(s)

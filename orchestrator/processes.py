@@ -18,6 +18,7 @@ from service.db.pool import ensure_database, open_pool
 from service.errors import OrchestratorError, PortUnavailable
 from service.ports import bind_error, require_free
 from service.preflight import check_dependencies
+from service.retention import RetentionPolicy
 from service.settings import Settings
 from service.telemetry.logs import configure_logging
 from service.telemetry.tracing import configure_tracing, shutdown_tracing
@@ -49,6 +50,11 @@ def run_api(settings: Settings) -> int:
     try:  # before anything else: a taken port touches nothing of the server that holds it
         require_free("the API", settings.api.host, settings.api.port, API_PORT)
     except PortUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        RetentionPolicy.of(settings.tasks)
+    except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if not preflight(settings):

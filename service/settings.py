@@ -40,8 +40,8 @@ class DatabaseSettings:
     folder; a relative path is taken from the folder the command runs in)."""
     backup_max_age_s: float = var("BACKUP_MAX_AGE_S", 93600.0)
     """The newest verified backup may be this old (26 h: a daily backup with slack); older,
-    ``orchestrator backup status`` exits 1. The committed BackupNotVerified alert uses the
-    default."""
+    ``orchestrator backup status --check`` exits 1. The committed BackupNotVerified alert uses
+    the default."""
 
 
 @dataclass(frozen=True)
@@ -147,6 +147,14 @@ class TaskSettings:
     stuck_queued_s: float = var("STUCK_QUEUED_S", 60.0)
     """A due task waiting this long is stuck (``orchestrator tasks --stuck``): six times the
     queue-wait objective of 10 s."""
+    retention_succeeded: str = var("RETENTION_SUCCEEDED", "14d")
+    """How long a finished task is kept, by final status (``never``: for ever); older ones and
+    their timelines are deleted by the API processes' retention job."""
+    retention_cancelled: str = var("RETENTION_CANCELLED", "14d")
+    retention_dead: str = var("RETENTION_DEAD", "30d")
+    retention_interval_s: float = var("RETENTION_INTERVAL_S", 300.0)
+    retention_batch: int = var("RETENTION_BATCH", 1000)
+    """Tasks deleted per statement (each its own short transaction)."""
 
 
 @dataclass(frozen=True)

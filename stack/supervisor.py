@@ -25,6 +25,7 @@ from typing import IO, Any
 
 from service.procinfo import alive
 from stack.errors import AlreadyRunning, StackError
+from stack.log_rotation import RotatingCopy
 
 RECORD_FILE = "stack.json"
 LOCK_FILE = "stack.lock"
@@ -119,15 +120,15 @@ class Supervisor:
 
     def spawn(self, name: str, command: list[str], *, env: Mapping[str, str] | None = None,
               log: Path | None = None, own_log: Path | None = None) -> subprocess.Popen[bytes]:
-        """Start a child; its output goes to ``log`` when given, else to this terminal
+        """Start a child; its output goes to ``log`` when given (rotated past 10 MiB, two old
+        files kept), else to this terminal
         (``own_log``: a file the child writes its log to itself, shown by ``stack status``)."""
-        out = log.open("ab") if log is not None else None
-        try:
-            child = subprocess.Popen(command, env=dict(env) if env is not None else None,
-                                     stdout=out, stderr=subprocess.STDOUT if out else None)
-        finally:
-            if out is not None:
-                out.close()
+        child = subprocess.Popen(command, env=dict(env) if env is not None else None,
+                                 stdout=subprocess.PIPE if log is not None else None,
+                                 stderr=subprocess.STDOUT if log is not None else None)
+        if log is not None:  # copied by a thread that rotates the file by size
+            assert child.stdout is not None
+            RotatingCopy(child.stdout, log).start()
         self.children[name] = child
         shown = log or own_log
         if shown is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import time
 from typing import Any
@@ -100,7 +101,8 @@ def test_a_running_task_cancelled_is_told_as_a_request(own_env: Env) -> None:
 
 def test_stats_and_stuck_tasks_at_a_glance(own_env: Env) -> None:
     url = start_api(own_env, environ=own_env.with_vars(stuck_queued_s="1"))
-    cli = command_line(own_env, url, create_key(own_env, None, "admin"))
+    admin = create_key(own_env, None, "admin")
+    cli = command_line(own_env, url, admin)
     start_agent(own_env, "--agents", "sleep,fail", "--concurrency", "1")
     assert cli("submit", "fail", '{"non_retryable": true}', "--wait").returncode == 1
     held = [json.loads(cli("submit", "sleep", '{"seconds": 60}', "--json").stdout)["id"]
@@ -138,6 +140,18 @@ def test_stats_and_stuck_tasks_at_a_glance(own_env: Env) -> None:
     running = [t["id"] for t in stuck if t["status"] == "running"]
     assert waiting["id"] in {t["id"] for t in stuck} and len(running) == 1 and running[0] in held
     assert {t["agent"] for t in stuck} == {"sleep", "echo"}
+
+    # --watch redraws every 2 s until Ctrl-C (one JSON document a line with --json)
+    watching = subprocess.Popen(
+        [*ORCHESTRATOR, "stats", "--watch", "--json"], stdout=subprocess.PIPE, text=True,
+        env={**os.environ, **own_env.environ, "ORCH_API_URL": url,
+             "ORCH_API_KEY": admin})
+    time.sleep(5)
+    watching.send_signal(signal.SIGINT)
+    out, _ = watching.communicate(timeout=30)
+    assert watching.returncode == 0
+    lines = out.splitlines()
+    assert len(lines) >= 2 and all(json.loads(line)["queues"] for line in lines)
 
 
 def test_task_ids_may_be_given_by_a_unique_start(cli) -> None:  # type: ignore[no-untyped-def]

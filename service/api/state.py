@@ -18,12 +18,14 @@ from service.broker.relay import OutboxRelay
 from service.cache import Cache
 from service.db.keys import KeyStore
 from service.db.pool import Pool
+from service.db.retention import RetentionJob, RetentionStore
 from service.db.task_stats import TaskStats
 from service.db.tasks import TaskStore
 from service.db.workers import WorkerRegistry
 from service.gauges.sampler import StateSampler
 from service.lifecycle import zero_agent_counters
 from service.resources import open_resources
+from service.retention import RetentionPolicy
 from service.settings import Settings
 from service.telemetry.exposition import api_registry, mark_build
 from service.telemetry.http import flush_http_metrics
@@ -64,6 +66,10 @@ async def open_services(settings: Settings, name: str = "api") -> AsyncIterator[
                                settings.worker.deployed_agents, cache=resources.cache)
         mark_build("api")
         zero_agent_counters(agents)
+        tasks = settings.tasks
+        retention = RetentionJob(RetentionStore(pool), RetentionPolicy.of(tasks),
+                                 tasks.retention_interval_s, tasks.retention_batch)
+        retention.start()
         try:
             await resources.cache.ping()
             yield Services(settings, pool, amqp, resources.cache,
@@ -73,6 +79,7 @@ async def open_services(settings: Settings, name: str = "api") -> AsyncIterator[
                            api_registry([sampler], settings.api.workers),
                            TenantLimits(settings.limits, resources.cache, TaskStats(pool)))
         finally:
+            await retention.stop()
             shutdown_tracing()
 
 
