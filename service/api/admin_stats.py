@@ -72,7 +72,7 @@ class StatsOut(msgspec.Struct):
 async def gather_stats(services: Services) -> StatsOut:
     stats = TaskStats(services.pool)
     by_status, past_timeout, outbox, beats, *finished = await asyncio.gather(
-        stats.by_status(), stats.running_past_timeout(), services.sampler.outbox.backlog(),
+        stats.by_status(), stats.running_past_timeout(), services.relay.store.backlog(),
         services.cache.heartbeats(), *(stats.finished(m * 60) for m in WINDOWS_MIN))
     agents = sorted({*services.agents, *(agent for agent, _ in by_status)})
     rows = [AgentStats(

@@ -61,10 +61,6 @@ class TaskExecutor:
         self.running: dict[str, asyncio.Task[Any]] = {}
         self._cancel_requested: set[str] = set()
 
-    @property
-    def in_flight(self) -> int:
-        return len(self.handlers)
-
     def request_cancel(self, task_id: str) -> bool:
         """Cancel the agent call of a running task, if this worker runs it."""
         child = self.running.get(task_id)
