@@ -195,9 +195,12 @@ def _restore_rows(stack: DrillStack, state: dict[str, Any]) -> None:
 # --- 9 message loss ---------------------------------------------------------------------------
 
 def _purge(stack: DrillStack, state: dict[str, Any]) -> None:
+    queue = names.agent_queue("sleep")
     stack.submit("sleep", {"seconds": 1}, count=300)
-    time.sleep(2)
-    stack.rabbitmqctl("purge_queue", names.agent_queue("sleep"))
+    # purged once the relay has published many: more than the alert's 50 are lost
+    wait_until(lambda: stack.ready_messages(queue) >= 100, 60,
+               "the sleep queue to hold 100 ready messages")
+    stack.rabbitmqctl("purge_queue", queue)
 
 
 def _nothing(stack: DrillStack, state: dict[str, Any]) -> None:

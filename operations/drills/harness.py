@@ -301,10 +301,20 @@ class DrillStack:
     def direct_database_url(self) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.services.ports['PostgreSQL']}/orchestrator"
 
-    def rabbitmqctl(self, *args: str) -> None:
+    def rabbitmqctl(self, *args: str) -> str:
         node = self.environ["ORCH_RABBITMQ_NODE"]
-        subprocess.run(["rabbitmqctl", "-q", "-n", node, *args], capture_output=True,
-                       timeout=60, check=True)
+        done = subprocess.run(["rabbitmqctl", "-q", "-n", node, *args], capture_output=True,
+                              text=True, timeout=60, check=True)
+        return done.stdout
+
+    def ready_messages(self, queue: str) -> int:
+        """Messages the broker holds ready in ``queue`` (0 when it does not exist)."""
+        for line in self.rabbitmqctl("list_queues", "--no-table-headers", "name",
+                                     "messages_ready").splitlines():
+            name, _, ready = line.rpartition("\t")
+            if name == queue:
+                return int(ready)
+        return 0
 
     # --- what the monitoring says -----------------------------------------------------------------
 
