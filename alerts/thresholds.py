@@ -288,21 +288,28 @@ THRESHOLDS: tuple[Threshold, ...] = (
         test_series={f'{s(m.OLDEST_QUEUED_AGE)}{{agent="echo"}}': ("4000x60", "1x60")},
         test_labels={"agent": "echo"}),
     Threshold(
-        alert="DeadLetterQueueGrowing", metrics=(m.DEAD_LETTER_MESSAGES,),
+        alert="DeadLetterQueueGrowing", metrics=(m.DEAD_LETTERS_OPEN,),
         scenario=sc.DEAD_LETTER_GROWTH, panel=panels.DEAD_LETTERS, warning=10, for_="5m",
-        expr=f"delta({s(m.DEAD_LETTER_MESSAGES)}[15m]) > {{value}}",
-        summary="The dead-letter queue grew by more than {value} in 15 minutes",
-        description="More than {value} tasks went dead in 15 minutes (for {for_}).",
+        expr=f"max by (agent) (delta({s(m.DEAD_LETTERS_OPEN)}[15m])) > {{value}}",
+        summary="{{ $labels.agent }} dead letters grew by more than {value} in 15 minutes",
+        description="More than {value} {{ $labels.agent }} dead letters were recorded and not"
+                    " replayed in 15 minutes (for {for_}).",
         runbook=Runbook(
-            meaning="Tasks exhaust their retries or fail non-retryably.",
-            impact="Those tasks will not complete unless requeued.",
-            diagnose=("orchestrator tasks --status dead --limit 20",
-                      "orchestrator events TASK_ID",
-                      "{rabbitmqctl} list_queues -p {vhost} name messages | grep dead"),
-            mitigate=("Fix the cause (agent bug, bad input, dependency), then requeue:"
-                      " orchestrator retry TASK_ID.",),
+            meaning="Tasks exhaust their retries or fail non-retryably, or the broker gives up"
+                    " on their messages (delivery limit, malformed). Every dead letter is"
+                    " recorded in PostgreSQL (the dead-letter queue is only its transport);"
+                    " a replay takes the count down again.",
+            impact="Those tasks will not complete unless replayed.",
+            diagnose=("orchestrator dlq list --agent AGENT",
+                      "orchestrator dlq show ID",
+                      "orchestrator events TASK_ID"),
+            mitigate=("Fix the cause (agent bug, bad input, dependency), then replay: orchestrator"
+                      " dlq replay --all --agent AGENT --dry-run, then without --dry-run.",
+                      "Orphans (no task) cannot be replayed: inspect them with dlq show, drop"
+                      " them with orchestrator dlq purge --older-than AGE."),
             escalate=ESCALATE_P2),
-        test_series={s(m.DEAD_LETTER_MESSAGES): ("0+5x60", "3x60")}),
+        test_series={f'{s(m.DEAD_LETTERS_OPEN)}{{agent="echo"}}': ("0+5x60", "3x60")},
+        test_labels={"agent": "echo"}),
     Threshold(
         alert="TaskFailureRatioHigh", metrics=(m.TASKS_FAILED, m.TASKS_STARTED),
         scenario=sc.HIGH_ERROR_RATE, panel=panels.FAILURE_RATIO, unit="%",

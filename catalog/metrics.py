@@ -189,8 +189,10 @@ OUTBOX_OLDEST_AGE = Sampled("outbox_oldest_unpublished_age_seconds", "gauge",
 QUEUE_MESSAGES = Sampled("queue_messages", "gauge", "Messages ready in a queue.", ("queue",))
 QUEUE_CONSUMERS = Sampled("queue_consumers", "gauge", "Consumers attached to a queue.",
                           ("queue",))
-DEAD_LETTER_MESSAGES = Sampled("dead_letter_messages", "gauge",
-                               "Messages in the dead-letter queue.")
+DEAD_LETTERS_OPEN = Sampled("dead_letters_open", "gauge",
+                            "Dead letters recorded and not replayed (orchestrator dlq list), by"
+                            " agent type (orphans: the agent of their queue, else unknown).",
+                            ("agent",))
 RUNNING_PAST_TIMEOUT = Sampled("tasks_running_past_timeout", "gauge",
                                "Tasks still running 10 s after their timeout: a hung"
                                " worker, or one whose message the broker gave up on.",

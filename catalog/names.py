@@ -12,9 +12,10 @@ DEAD_EXCHANGE = "orch.dead"
 """Fanout exchange in front of the dead-letter queue."""
 
 DEAD_LETTER_QUEUE = "orch.dead-letter"
-DEAD_LETTER_RECONCILE_QUEUE = "orch.dead-letter.reconcile"
-"""A second queue on the dead-letter exchange, consumed by the reconciler: messages the broker
-dead-lettered on its own mark their task dead in PostgreSQL."""
+"""The transport of dead letters: consumed, recorded in PostgreSQL (``dead_letters``), acked."""
+LEGACY_RECONCILE_QUEUE = "orch.dead-letter.reconcile"
+"""Where broker dead letters were read from before the record: deleted at start (each of
+its messages is also in ``DEAD_LETTER_QUEUE``)."""
 
 CONTROL_EXCHANGE = "orch.control"
 """Fanout exchange for broadcast control messages (cooperative cancel)."""

@@ -68,11 +68,12 @@ def _dead_letters_and_outbox(board: Board) -> None:
     growth = lv.threshold("DeadLetterQueueGrowing")
     board.add(timeseries_panel(
         ap.DEAD_LETTERS,
-        [Query(agg("max", m.DEAD_LETTER_MESSAGES), "depth"),
-         Query(lv.signal(growth), "growth (alert window)")],
+        [Query(agg("max", m.DEAD_LETTERS_OPEN, by=("agent",)), "{{agent}} open"),
+         Query(lv.signal(growth), "{{agent}} growth (alert window)")],
         unit=COUNT,
-        description="Messages in the dead-letter queue, and how much the depth grew over the"
-                    " alert's window: the threshold line applies to the growth series."), 8, 8)
+        description="Dead letters recorded and not replayed, per agent type (orchestrator dlq"
+                    " list), and how much they grew over the alert's window: the threshold line"
+                    " applies to the growth series. A replay takes them down."), 8, 8)
     board.add(timeseries_panel(
         ap.OUTBOX_BACKLOG,
         [Query(agg("max", m.OUTBOX_OLDEST_AGE), "oldest unpublished"),

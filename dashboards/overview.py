@@ -111,11 +111,12 @@ def _tasks(board: Board) -> None:
          Query(agg("sum", m.TASKS_BY_STATUS, eq("status", "queued")), "queued tasks"),
          Query(agg("sum", m.TASKS_BY_STATUS, eq("status", "retrying")), "retrying tasks"),
          Query(agg("sum", m.OUTBOX_UNPUBLISHED), "unpublished (outbox)"),
-         Query(agg("sum", m.DEAD_LETTER_MESSAGES), "dead letters")],
+         Query(f"sum({agg('max', m.DEAD_LETTERS_OPEN, by=('agent',))})",
+               "open dead letters")],
         unit=COUNT, links=(ap.BROKER, ap.TASKS),
         description="Work waiting: messages in the agent queues, tasks waiting to start in"
-                    " PostgreSQL, accepted tasks not yet confirmed by the broker, and tasks"
-                    " in the dead-letter queue."), 12, 8)
+                    " PostgreSQL, accepted tasks not yet confirmed by the broker, and dead"
+                    " letters not replayed."), 12, 8)
 
 
 def dashboard() -> db.Dashboard:

@@ -11,6 +11,7 @@ from pathlib import Path
 from loadtest import cli as loadtest_cli
 from orchestrator import backup as backup_cmd
 from orchestrator import client as cmd
+from orchestrator import dlq as dlq_cmd
 from orchestrator import keys as keys_cmd
 from orchestrator import processes
 from orchestrator import purge as purge_cmd
@@ -77,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     purge_cmd.add_arguments(sub.add_parser(
         "purge", help="delete finished tasks older than an age, in batches (retention by hand)"))
     backup_cmd.add_arguments(sub.add_parser("backup", help="dump, verify, restore the database"))
+    dlq_cmd.add_arguments(sub.add_parser("dlq", help="dead letters: list, show, replay, purge"
+                                                     " (admin key)"))
 
     submit = sub.add_parser("submit", help="submit a task")
     submit.add_argument("agent", help="the agent type (orchestrator agents lists them)")
@@ -217,6 +220,8 @@ def _dispatch(args: argparse.Namespace, s: Settings) -> int:
     if c == "agents" and args.agents_command == "retire":
         return processes.retire_agent(s, args.name) if processes.preflight(s) else 2
     client = cmd.Client(s)
+    if c == "dlq":
+        return dlq_cmd.run(client, args)
     if c == "submit":
         return cmd.submit(client, args.agent, args.input, wait=args.wait,
                           timeout_s=args.timeout, as_json=args.json,

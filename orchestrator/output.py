@@ -87,10 +87,12 @@ def print_stats(snapshot: dict[str, Any]) -> None:
                        f" {_ratio(w['failure_ratio'])}" for w in snapshot["totals"])
     print(f"\nall agents: {totals}\n")
     print_table(snapshot["queues"], ["queue", "ready", "unacked", "consumers"])
-    dead = snapshot["dead_letters_ready"]
+    waiting = snapshot["dead_letter_queue_ready"]
+    dead = ", ".join(f"{agent} {n}" for agent, n in sorted(snapshot["dead_letters_open"].items()))
     print(f"\noutbox: {snapshot['outbox_unpublished']} unpublished, oldest"
-          f" {snapshot['outbox_oldest_s']:g} s; dead-letter queue: {'-' if dead is None else dead}"
-          " messages")
+          f" {snapshot['outbox_oldest_s']:g} s")
+    print(f"dead letters open: {dead or 'none'} (orchestrator dlq list); waiting to be"
+          f" recorded: {'-' if waiting is None else waiting}")
     if snapshot.get("broker_error"):
         print(f"broker: {snapshot['broker_error']}")
 

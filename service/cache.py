@@ -112,10 +112,11 @@ class Cache:
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.get_running_loop().create_task(self._flush())
 
-    async def put_task_now(self, task: Task) -> None:
-        """Write the task before returning: for a transition of a task that may already be
+    async def put_task_now(self, *tasks: Task) -> None:
+        """Write the tasks before returning: for a transition of a task that may already be
         cached (cancel, requeue), so the caller's next read cannot see the older state."""
-        await self._call(functools.partial(self._write, [task]), None)
+        if tasks:
+            await self._call(functools.partial(self._write, list(tasks)), None)
 
     async def flush(self) -> None:
         """Write every queued task now (tests and shutdown)."""

@@ -91,6 +91,14 @@ class TaskNotFound(OrchestratorError):
         super().__init__(f"task {task_id} does not exist")
 
 
+class DeadLetterNotFound(OrchestratorError):
+    """No dead letter has that id."""
+
+    def __init__(self, dead_letter_id: int) -> None:
+        super().__init__(f"dead letter {dead_letter_id} does not exist (orchestrator dlq list"
+                         " shows them)")
+
+
 class UnknownAgent(OrchestratorError):
     """The task names an agent type nobody registered."""
 

@@ -1,7 +1,7 @@
 """The resources every orchestrator process holds, opened by one function for the API and the
 agent worker alike: the database pool (migrated), the status cache, the broker connection with
-a confirming publisher, the outbox relay, the reconciler and the telemetry probe. Closed in
-reverse order."""
+a confirming publisher, the outbox relay, the reconciler, the dead-letter consumer and the
+telemetry probe. Closed in reverse order."""
 
 from __future__ import annotations
 
@@ -12,11 +12,13 @@ from dataclasses import dataclass
 from aio_pika.abc import AbstractRobustConnection
 
 from service.broker.connection import connect
+from service.broker.dead_letters import DeadLetterRecorder
 from service.broker.publisher import Publisher
 from service.broker.reconciler import Reconciler
 from service.broker.relay import OutboxRelay
 from service.broker.topology import Topology
 from service.cache import Cache
+from service.db.dead_letters import DeadLetterStore
 from service.db.migrate import migrate
 from service.db.outbox import OutboxStore
 from service.db.pool import Pool, open_pool
@@ -65,14 +67,16 @@ async def open_resources(settings: Settings, name: str, *, actor: str | None = N
                             poll_interval_s=settings.broker.relay_poll_interval_s)
         relay.start()
         stack.push_async_callback(relay.stop)
+        recovery = RecoveryStore(pool, actor or name)
         reconciler = Reconciler(
-            RecoveryStore(pool, actor or name), WorkerRegistry(pool), amqp,
-            standard_lifecycle(cache), delivery_limit=settings.broker.delivery_limit,
+            recovery, WorkerRegistry(pool), amqp,
             heartbeat_ttl_s=settings.worker.heartbeat_ttl_s,
             interval_s=settings.broker.reconcile_interval_s,
             after_s=settings.broker.reconcile_after_s, on_republished=relay.wake)
         await reconciler.start()
         stack.push_async_callback(reconciler.stop)
+        await DeadLetterRecorder(DeadLetterStore(pool), recovery, amqp, standard_lifecycle(cache),
+                                 delivery_limit=settings.broker.delivery_limit).start()
         disks = DiskGauges({"state": settings.state_dir,
                             **parse_volumes(settings.telemetry.disk_volumes)})
         if database_is_local(settings.database.url):

@@ -114,9 +114,12 @@ def test_stats_and_stuck_tasks_at_a_glance(own_env: Env) -> None:
         assert done.returncode == 0, done.stderr
         return dict(json.loads(done.stdout))
 
-    # one sleep task runs, the other waits for the slot in the same worker: both unacked
+    # one sleep task runs, the other waits for the slot in the same worker: both unacked; the
+    # dead fail task is in the dead-letter record
     stats = wait_until(lambda: (s := snapshot()) and {q["queue"]: q for q in s["queues"]}
-                       ["orch.agent.sleep"]["unacked"] >= 2 and s, timeout_s=30, interval_s=0.5)
+                       ["orch.agent.sleep"]["unacked"] >= 2
+                       and s["dead_letters_open"].get("fail") == 1 and s, timeout_s=30,
+                       interval_s=0.5)
     queues = {q["queue"]: q for q in stats["queues"]}
     assert queues["orch.agent.sleep"]["consumers"] == 1
     assert queues["orch.agent.echo"] == {"queue": "orch.agent.echo", "ready": 1, "unacked": 0,
@@ -126,10 +129,11 @@ def test_stats_and_stuck_tasks_at_a_glance(own_env: Env) -> None:
     assert agents["echo"]["by_status"]["queued"] == 1
     fail_5m = agents["fail"]["windows"][0]
     assert (fail_5m["minutes"], fail_5m["dead"], fail_5m["failure_ratio"]) == (5, 1, 1.0)
-    assert stats["outbox_unpublished"] == 0 and stats["dead_letters_ready"] >= 0
+    assert stats["outbox_unpublished"] == 0 and stats["dead_letter_queue_ready"] == 0
     table = cli("stats")
     assert table.returncode == 0 and "orch.agent.sleep" in table.stdout
     assert "all agents: last 5 min:" in table.stdout
+    assert "dead letters open: fail 1" in table.stdout
 
     # the echo task waits past ORCH_STUCK_QUEUED_S; a running one is made to look hung
     with psycopg.connect(own_env.settings.database.url, autocommit=True) as conn:

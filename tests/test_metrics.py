@@ -133,7 +133,7 @@ async def test_every_catalog_metric_is_exposed_with_its_labels_and_moves(
     assert delta(api, api_before, "orchestrator_cache_requests_total", outcome="hit") >= 1
     assert value(api, "orchestrator_tasks", agent="sleep", status="cancelled") >= 1
     assert value(api, "orchestrator_queue_consumers", queue=names.agent_queue("echo")) == 1
-    assert value(api, "orchestrator_dead_letter_messages") >= 1
+    assert value(api, "orchestrator_dead_letters_open", agent="fail") >= 1
     assert value(api, "orchestrator_agents_live", agent="echo") == 1
     assert value(api, "orchestrator_db_up") == 1 and value(agent, "orchestrator_db_up") == 1
     assert value(agent, "orchestrator_agent_slots_available") == 8

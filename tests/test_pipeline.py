@@ -8,6 +8,7 @@ import uuid
 import aio_pika
 import httpx
 import msgspec
+import psycopg
 import pytest
 import redis
 
@@ -52,30 +53,24 @@ async def test_failed_attempt_is_retried_then_succeeds(client: httpx.AsyncClient
     assert [e["attempt"] for e in timeline if e["kind"] == "started"] == [1, 2, 3]
 
 
-async def dead_letter_bodies(env: Env) -> list[bytes]:
-    """The messages in the dead-letter queue (read without consuming them)."""
-    connection = await aio_pika.connect(env.settings.broker.url)
-    bodies = []
-    async with connection:
-        channel = await connection.channel()
-        queue = await channel.declare_queue(names.DEAD_LETTER_QUEUE, passive=True)
-        while (message := await queue.get(no_ack=False, fail=False)) is not None:
-            bodies.append(message.body)
-        await channel.close()  # unacked messages go back to the queue
-    return bodies
+async def dead_letters(env: Env, timeout_s: float, **match: object) -> dict[str, object]:
+    """The dead-letter record's row matching ``match`` (column = value), once it is there."""
+    where = " AND ".join(f"{column} = %({column})s" for column in match)
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    async with await psycopg.AsyncConnection.connect(env.settings.database.url,
+                                                     autocommit=True) as conn:
+        while True:
+            cur = await conn.execute(f"SELECT task_id::text, agent, reason, body, headers"
+                                     f" FROM dead_letters WHERE {where}", match)
+            row = await cur.fetchone()
+            if row is not None:
+                return dict(zip(("task_id", "agent", "reason", "body", "headers"), row,
+                                strict=True))
+            assert asyncio.get_running_loop().time() < deadline, f"no dead letter {match}"
+            await asyncio.sleep(0.1)
 
 
-async def dead_letter_ids(env: Env) -> list[str]:
-    ids = []
-    for body in await dead_letter_bodies(env):
-        try:
-            ids.append(msgspec.json.decode(body)["task_id"])
-        except (msgspec.DecodeError, KeyError, TypeError):
-            continue
-    return ids
-
-
-async def test_exhausted_retries_end_dead_and_in_the_dead_letter_queue(
+async def test_exhausted_retries_end_dead_and_in_the_dead_letter_record(
         client: httpx.AsyncClient, env: Env) -> None:
     accepted = await submit(client, "fail", {"always": True}, max_attempts=2)
     task = await wait_for(client, accepted["id"])
@@ -86,7 +81,8 @@ async def test_exhausted_retries_end_dead_and_in_the_dead_letter_queue(
     dead = [e for e in timeline if e["kind"] == "dead_lettered"]
     assert len(dead) == 1 and dead[0]["detail"]["reason"] == "exhausted"
     await wait_for_event(client, task["id"], "published", status="dead")
-    assert task["id"] in await dead_letter_ids(env)
+    recorded = await dead_letters(env, 10, task_id=task["id"])
+    assert (recorded["agent"], recorded["reason"]) == ("fail", "exhausted")
 
 
 async def test_non_retryable_failure_goes_dead_at_once(client: httpx.AsyncClient) -> None:
@@ -172,8 +168,8 @@ async def test_llm_agent_calls_the_model_endpoint_and_records_usage(
     assert result["latency_s"] > 0
 
 
-async def test_a_malformed_message_goes_to_the_dead_letter_queue(client: httpx.AsyncClient,
-                                                                  env: Env) -> None:
+async def test_a_malformed_message_goes_to_the_dead_letter_record(client: httpx.AsyncClient,
+                                                                   env: Env) -> None:
     # Given a message on an agent queue that is not a task message
     poison = b"not a task message " + uuid.uuid4().hex.encode()
     connection = await aio_pika.connect(env.settings.broker.url)
@@ -181,11 +177,11 @@ async def test_a_malformed_message_goes_to_the_dead_letter_queue(client: httpx.A
         channel = await connection.channel()
         exchange = await channel.get_exchange(names.WORK_EXCHANGE)
         await exchange.publish(aio_pika.Message(poison), routing_key="echo")
-    # Then the worker rejects it and RabbitMQ dead-letters it (nothing loops, nothing is lost)
-    deadline = asyncio.get_running_loop().time() + 10
-    while poison not in await dead_letter_bodies(env):
-        assert asyncio.get_running_loop().time() < deadline, "poison message not dead-lettered"
-        await asyncio.sleep(0.1)
+    # Then the worker rejects it, RabbitMQ dead-letters it, and it is recorded as an orphan
+    # with its body (nothing loops, nothing is lost)
+    recorded = await dead_letters(env, 10, body=poison)
+    assert (recorded["task_id"], recorded["agent"], recorded["reason"]) == (
+        None, "echo", "rejected")
 
 
 async def test_the_status_cache_holds_every_transition_up_to_the_final_one(

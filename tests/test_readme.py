@@ -120,10 +120,15 @@ def clone(logs_dir: Path, tmp_path: Path) -> Iterator[Clone]:
 
 
 def usage_commands(readme: str) -> list[str]:
-    """The commands of the README's "Using it" block, continuation lines joined."""
+    """The commands of the README's "Using it" block and of every block of its "Operating
+    it" section (the exercises), continuation lines joined."""
     block = re.search(r"## Using it\n.*?```\n(.*?)```", readme, re.S)
     assert block, "the README has no 'Using it' block"
-    lines = block.group(1).replace("\\\n", " ").splitlines()
+    operating = re.search(r"## Operating it\n(.*?)\n## ", readme, re.S)
+    assert operating, "the README has no 'Operating it' section"
+    exercises = re.findall(r"```\n(.*?)```", operating.group(1), re.S)
+    assert len(exercises) == 5, "one block per exercise"
+    lines = "".join([block.group(1), *exercises]).replace("\\\n", " ").splitlines()
     return [re.sub(r"\s+#.*$", "", line).strip() for line in lines if line.strip()]
 
 
@@ -168,18 +173,21 @@ def test_the_readme_first_command_pages_you_from_a_fresh_clone(clone: Clone) -> 
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr
     task_id = json.loads(submitted.stdout)["id"]
 
-    # And every command of the README's "Using it" runs, with the key the banner printed
+    # And every command of the README's "Using it" and "Operating it" runs, with the key the
+    # banner printed, against this stack's ports
     printed = re.search(r"export ORCH_API_KEY=(\S+)", banner)
     assert printed, banner[-2000:]
     dev_key = printed.group(1)
     usage = usage_commands((clone.folder / "README.md").read_text())
     assert usage[0] == "export ORCH_API_KEY=..."
     for command in usage[1:]:
-        command = command.replace("TASK_ID", task_id).replace("http://127.0.0.1:8000", api)
+        command = (command.replace("TASK_ID", task_id).replace("http://127.0.0.1:8000", api)
+                   .replace("http://127.0.0.1:9090", prometheus))
         done = clone.shell(f"export ORCH_API_KEY={dev_key}; {command}")
         assert done.returncode == 0, (command, done.stdout + done.stderr)
-        if command.startswith("curl"):
-            assert json.loads(done.stdout)["status"] == "queued", done.stdout
+        if command.startswith("curl"):  # a task submitted, or Prometheus answering a query
+            expected = "queued" if "/v1/tasks" in command else "success"
+            assert json.loads(done.stdout)["status"] == expected, done.stdout
 
     # And every command of the served runbook runs against this stack
     runbook = httpx.get(f"{settings.api.public_base_url}/runbook", timeout=5)

@@ -1,7 +1,7 @@
 """``/v1/admin/stats``: the whole system at a glance, for admin keys (``orchestrator stats``).
 
 Tasks by status per agent, each queue's ready / unacknowledged / consumers, the outbox backlog,
-tasks past their timeout, the dead-letter queue, and throughput and failure ratio over the last
+tasks past their timeout, open dead letters, and throughput and failure ratio over the last
 5 and 60 minutes. Unacknowledged deliveries come from the workers' heartbeats (the broker does
 not tell them over AMQP): ``null`` while Redis cannot say.
 """
@@ -19,6 +19,7 @@ from catalog import names
 from service.api.openapi import problems
 from service.api.state import Services
 from service.broker.queues import queue_depths
+from service.db.dead_letters import DeadLetterStore
 from service.db.task_stats import TaskStats
 from service.domain import TaskStatus
 
@@ -64,16 +65,20 @@ class StatsOut(msgspec.Struct):
     queues: list[QueueStats]
     outbox_unpublished: int
     outbox_oldest_s: float
-    dead_letters_ready: int | None
-    """Messages in the dead-letter queue; ``null`` when RabbitMQ cannot say."""
+    dead_letters_open: dict[str, int]
+    """Dead letters recorded and not replayed, per agent (``orchestrator dlq list``)."""
+    dead_letter_queue_ready: int | None
+    """Messages waiting in the dead-letter queue to be recorded (normally 0: a backlog means
+    no process consumes it); ``null`` when RabbitMQ cannot say."""
     broker_error: str | None = None
 
 
 async def gather_stats(services: Services) -> StatsOut:
     stats = TaskStats(services.pool)
-    by_status, past_timeout, outbox, beats, *finished = await asyncio.gather(
+    by_status, past_timeout, outbox, beats, dead_open, *finished = await asyncio.gather(
         stats.by_status(), stats.running_past_timeout(), services.relay.store.backlog(),
-        services.cache.heartbeats(), *(stats.finished(m * 60) for m in WINDOWS_MIN))
+        services.cache.heartbeats(), DeadLetterStore(services.pool).open_by_agent(),
+        *(stats.finished(m * 60) for m in WINDOWS_MIN))
     agents = sorted({*services.agents, *(agent for agent, _ in by_status)})
     rows = [AgentStats(
         agent, {s.value: by_status.get((agent, s.value), 0) for s in TaskStatus},
@@ -85,7 +90,7 @@ async def gather_stats(services: Services) -> StatsOut:
     queues, dead, error = await _queues(services, agents, beats)
     unpublished, oldest = outbox
     return StatsOut(datetime.now(UTC).isoformat(), rows, totals, queues, unpublished,
-                    round(oldest, 3), dead, error)
+                    round(oldest, 3), dead_open, dead, error)
 
 
 def _summed(by_agent: dict[str, dict[str, int]]) -> dict[str, int]:

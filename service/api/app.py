@@ -14,6 +14,9 @@ from litestar import Litestar, Router
 from litestar.datastructures import State
 
 from agents.registry import load_agent_modules
+from service.api.admin_dead_letters import DeadLettersController
+from service.api.admin_dead_letters import Purge as DeadLetterPurge
+from service.api.admin_dead_letters import Replay as DeadLetterReplay
 from service.api.admin_keys import CreateKey, KeysController
 from service.api.admin_stats import StatsController
 from service.api.agents import list_agents
@@ -36,7 +39,8 @@ from service.telemetry.tracing import configure_tracing, spans_exported
 def create_app(settings: Settings | None = None, extra_handlers: Sequence[Any] = ()) -> Litestar:
     settings = settings or get_settings()
     v1 = Router(path="/",
-                route_handlers=[TaskController, KeysController, StatsController, list_agents],
+                route_handlers=[TaskController, KeysController, StatsController,
+                                DeadLettersController, list_agents],
                 guards=[require_api_key], security=SECURITY)
     handlers: list[Any] = [v1, live, ready, *extra_handlers]
     if settings.telemetry.metrics_enabled:
@@ -55,7 +59,8 @@ def create_app(settings: Settings | None = None, extra_handlers: Sequence[Any] =
         debug=False,
     )
     declare_rules(app.openapi_schema, load_agent_modules(settings.worker.agent_modules),
-                  settings.tasks.max_timeout_s, bodies=(SubmitTask, CreateKey))
+                  settings.tasks.max_timeout_s,
+                  bodies=(SubmitTask, CreateKey, DeadLetterReplay, DeadLetterPurge))
     return app
 
 

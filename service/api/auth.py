@@ -51,6 +51,17 @@ async def require_api_key(connection: ASGIConnection, handler: BaseRouteHandler)
     connection.state.api_key = found
 
 
+def request_key(connection: ASGIConnection) -> ApiKey:  # type: ignore[type-arg]
+    """The key the guard admitted (every ``/v1`` route has one)."""
+    key: ApiKey = connection.state.api_key
+    return key
+
+
+def actor(connection: ASGIConnection) -> str:  # type: ignore[type-arg]
+    """Who acted, as the timeline names them."""
+    return f"api-key:{request_key(connection).name}"
+
+
 async def _authenticate(header: str | None, keys: KeyCache) -> ApiKey:
     if not header:
         raise NotAuthorizedException(

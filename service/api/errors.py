@@ -14,6 +14,7 @@ from loguru import logger
 from psycopg_pool import PoolTimeout
 
 from service.errors import (
+    DeadLetterNotFound,
     DependencyUnavailable,
     IdempotencyConflict,
     InputTooLarge,
@@ -28,6 +29,7 @@ from service.telemetry.scrub import scrub
 
 _STATUS_OF: dict[type[OrchestratorError], int] = {
     TaskNotFound: 404,
+    DeadLetterNotFound: 404,
     UnknownAgent: 422,
     InvalidTransition: 409,
     IdempotencyConflict: 409,

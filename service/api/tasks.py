@@ -15,10 +15,10 @@ from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
 from catalog import metrics
+from service.api.auth import actor, request_key
 from service.api.openapi import problems
 from service.api.schemas import BODIES, EventsOut, SubmitTask, TaskOut, TaskPage
 from service.api.state import Services
-from service.db.keys import ApiKey
 from service.db.tasks import ID_PREFIX, NewTask, id_range
 from service.domain import Task, TaskStatus, input_checksum, json_text, storable_input
 from service.errors import UnknownAgent
@@ -60,14 +60,9 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     return _EPOCH + timedelta(microseconds=int(micros)), str(uuid.UUID(task_id))
 
 
-def _key(request: Request[Any, Any, Any]) -> ApiKey:
-    key: ApiKey = request.state.api_key  # set by the guard on every /v1 route
-    return key
-
-
 def _visible(request: Request[Any, Any, Any]) -> str | None:
     """The tenant whose tasks the caller may see (``None``: an admin sees all)."""
-    return _key(request).visible_tenant
+    return request_key(request).visible_tenant
 
 
 def _task_response(task: Task, status_code: int, **headers: str) -> Response[TaskOut]:
@@ -93,7 +88,7 @@ class TaskController(Controller):
         settings = services.settings
         if data.agent not in services.agents:
             raise UnknownAgent(data.agent, services.agents)
-        key = _key(request)
+        key = request_key(request)
         ceiling = settings.limits.max_priority
         if data.priority > ceiling and not key.may("tasks:priority"):
             raise PermissionDeniedException(
@@ -184,7 +179,7 @@ class TaskController(Controller):
           " task gets a cooperative cancel and ends as cancelled when its agent stops.")
     async def cancel(self, request: Request[Any, Any, Any], task_id: TaskId) -> TaskOut:
         services: Services = request.app.state.services
-        task = await services.tasks.cancel(parse_task_id(task_id), _actor(request),
+        task = await services.tasks.cancel(parse_task_id(task_id), actor(request),
                                            _visible(request))
         if task.status is TaskStatus.RUNNING:
             await services.publisher.broadcast_cancel(task.id)
@@ -198,15 +193,11 @@ class TaskController(Controller):
           summary="Requeue a dead task with a fresh attempt budget")
     async def retry(self, request: Request[Any, Any, Any], task_id: TaskId) -> TaskOut:
         services: Services = request.app.state.services
-        task = await services.tasks.requeue(parse_task_id(task_id), _actor(request),
+        task = await services.tasks.requeue(parse_task_id(task_id), actor(request),
                                             _visible(request))
         services.relay.wake()
         await services.cache.put_task_now(task)
         return TaskOut.of(task)
-
-
-def _actor(request: Request[Any, Any, Any]) -> str:
-    return f"api-key:{_key(request).name}"
 
 
 def _parse_id_prefix(prefix: str | None) -> str | None:

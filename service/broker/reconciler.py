@@ -1,19 +1,14 @@
-"""The reconciler: PostgreSQL is the record, so where the broker disagrees with it, repair.
+"""The reconciler: PostgreSQL is the record, so where the broker lost a task's message, repair.
 
-Two repairs, in every process that opens the shared resources (one pass at a time across all of
-them, under an advisory lock):
+In every process that opens the shared resources (one pass at a time across all of them, under
+an advisory lock): per agent type, the tasks that wait to start (published, ``queued`` or a due
+``retrying``) are compared with the messages that can hold them: those ready in the agent queue
+plus those the live workers hold (their reported in-flight deliveries, an upper bound). When
+fewer messages than tasks remain in two passes in a row, the shortfall of tasks that have
+waited over ``after_s`` is handed back to the outbox and published again
+(``orchestrator_reconciled_tasks_total{action="republished"}``).
 
-- **Lost messages.** Per agent type, the tasks that wait to start (published, ``queued`` or a
-  due ``retrying``) are compared with the messages that can hold them: those ready in the agent
-  queue plus those the live workers hold (their reported in-flight deliveries, an upper bound).
-  When fewer messages than tasks remain in two passes in a row, the shortfall of tasks that
-  have waited over ``after_s`` is handed back to the outbox and published again
-  (``orchestrator_reconciled_tasks_total{action="republished"}``).
-- **Broker dead letters.** A message the broker dead-letters on its own (the delivery limit,
-  when workers keep dying on a task; a rejected malformed message) reaches the dead-letter
-  exchange while PostgreSQL still says ``running``. A queue on that exchange is consumed here
-  and each such task goes ``dead`` with the broker's reason
-  (``action="dead_lettered"``).
+Messages the broker dead-lettered on its own are the dead-letter consumer's (``dead_letters``).
 """
 
 from __future__ import annotations
@@ -21,55 +16,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from typing import Any
 
-import psycopg
-from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import AbstractRobustConnection
 from loguru import logger
-from psycopg_pool import PoolTimeout
 
 from agents.registry import known_agents
 from catalog import metrics, names
-from service.broker.messages import MalformedMessage, decode_task
 from service.broker.queues import queue_depths
 from service.db.recovery import RecoveryStore
 from service.db.workers import WorkerRegistry
-from service.lifecycle import Lifecycle
 
 REPUBLISHED = "republished"
 DEAD_LETTERED = "dead_lettered"
-_UNREACHABLE = (psycopg.OperationalError, PoolTimeout)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value or "")
-
-
-def broker_death(headers: dict[str, Any]) -> tuple[str, str] | None:
-    """``(reason, queue)`` of a message the broker dead-lettered, ``None`` for one published
-    to the dead-letter exchange on purpose (a task the workers gave up on)."""
-    reason = _text(headers.get("x-first-death-reason"))
-    if not reason:
-        return None
-    return reason, _text(headers.get("x-first-death-queue"))
-
-
-def death_error(reason: str, queue: str, delivery_limit: int) -> str:
-    if reason == "delivery_limit":
-        return (f"the broker dead-lettered the message after {delivery_limit} deliveries from"
-                f" {queue}: the workers running the task kept stopping before they finished"
-                " (crashed, killed or out of memory)")
-    return f"the broker dead-lettered the message from {queue} ({reason})"
+"""The two actions counted: by this pass, and by the dead-letter consumer."""
 
 
 class Reconciler:
     def __init__(self, recovery: RecoveryStore, workers: WorkerRegistry,
-                 amqp: AbstractRobustConnection, lifecycle: Lifecycle, *, delivery_limit: int,
-                 heartbeat_ttl_s: float, interval_s: float, after_s: float,
-                 on_republished: Callable[[], None]) -> None:
+                 amqp: AbstractRobustConnection, *, heartbeat_ttl_s: float, interval_s: float,
+                 after_s: float, on_republished: Callable[[], None]) -> None:
         self.recovery, self.workers, self.amqp = recovery, workers, amqp
-        self.lifecycle = lifecycle
-        self.delivery_limit = delivery_limit
         self.heartbeat_ttl_s = heartbeat_ttl_s
         self.interval_s = interval_s
         self.after_s = after_s
@@ -82,12 +48,6 @@ class Reconciler:
         for agent in known_agents():  # at 0 from the start, so the first repair is an increase
             for action in (REPUBLISHED, DEAD_LETTERED):
                 metrics.RECONCILED.labels(agent, action)
-        channel = await self.amqp.channel()
-        await channel.set_qos(prefetch_count=50)
-        queue = await channel.declare_queue(names.DEAD_LETTER_RECONCILE_QUEUE, durable=True,
-                                            arguments={"x-queue-type": "quorum"})
-        await queue.bind(names.DEAD_EXCHANGE)
-        await queue.consume(self.on_dead_letter)
         self._tasks.append(asyncio.create_task(self._loop(), name="reconciler"))
 
     async def stop(self) -> None:
@@ -156,36 +116,3 @@ class Reconciler:
         depths = await queue_depths(self.amqp, map(names.agent_queue, agents))
         return {agent: depths[q].ready if (q := names.agent_queue(agent)) in depths else 0
                 for agent in agents}
-
-    async def on_dead_letter(self, message: AbstractIncomingMessage) -> None:
-        """Record a broker dead letter against its task, then ack it (the copy in
-        ``orch.dead-letter`` stays for the operator)."""
-        death = broker_death(dict(message.headers or {}))
-        if death is None:
-            await message.ack()
-            return
-        reason, queue = death
-        task_id, agent = message.message_id or "", queue.removeprefix(names.AGENT_QUEUE_PREFIX)
-        with contextlib.suppress(MalformedMessage):
-            decoded = decode_task(message.body)
-            task_id, agent = decoded.task_id, decoded.agent
-        error = death_error(reason, queue, self.delivery_limit)
-        try:
-            task = await self.recovery.dead_by_broker(
-                task_id, error, {"reason": reason, "by": "broker", "queue": queue})
-        except _UNREACHABLE as exc:
-            logger.warning("broker dead letter of task {} not recorded yet: {}", task_id, exc)
-            await asyncio.sleep(1.0)
-            await message.nack(requeue=True)
-            return
-        except psycopg.DataError:
-            logger.error("broker dead letter with no task id ({}, from {}) kept in {}", reason,
-                         queue, names.DEAD_LETTER_QUEUE)
-            await message.ack()
-            return
-        if task is not None:
-            metrics.RECONCILED.labels(agent, DEAD_LETTERED).inc()
-            self.lifecycle.emit(lambda m: m.dead(task, reason, error))
-            self.lifecycle.emit(lambda m: m.transition_recorded(task))
-        await message.ack()
-

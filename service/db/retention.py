@@ -9,10 +9,13 @@ import asyncio
 from loguru import logger
 
 from catalog import metrics
+from service.db.dead_letters import DeadLetterStore
 from service.db.query import Store, execute
 from service.domain import TaskStatus
 from service.retention import RETAINED, RetentionPolicy
 
+DEAD_LETTERS = "dead_letters"
+"""The key of ``RetentionJob.run_once``'s answer for the dead-letter record."""
 _DUE = ("status = %(status)s AND finished_at IS NOT NULL"
         " AND finished_at < now() - make_interval(secs => %(age_s)s)")
 _PURGE = (f"WITH doomed AS (SELECT id FROM tasks WHERE {_DUE} ORDER BY finished_at"
@@ -57,6 +60,9 @@ class RetentionJob:
             metrics.TASKS_PURGED.labels(status.value)
 
     async def run_once(self) -> dict[str, int]:
+        """One pass; how many tasks of each final status went, and how many dead letters
+        (kept as long as dead tasks: those of a task go with it, orphans and replayed ones
+        by age)."""
         purged: dict[str, int] = {}
         for status, age_s in self.policy.ages_s.items():
             if age_s is not None:
@@ -65,6 +71,12 @@ class RetentionJob:
         if any(purged.values()):
             logger.info("retention deleted {} finished tasks ({})", sum(purged.values()),
                         ", ".join(f"{s} {n}" for s, n in purged.items() if n))
+        dead_age_s = self.policy.ages_s.get(TaskStatus.DEAD)
+        if dead_age_s is not None:
+            letters = await DeadLetterStore(self.store.pool).purge(dead_age_s, self.batch)
+            if letters:
+                logger.info("retention deleted {} dead letters", letters)
+            purged[DEAD_LETTERS] = letters
         return purged
 
     def start(self) -> None:

@@ -38,27 +38,29 @@ def unnest_inputs(inputs: dict[str, str]) -> str:
 
 
 def batch_transition_sql(set_clause: str, condition: str, kind: str, inputs: dict[str, str],
-                         detail: str = "'{}'::jsonb") -> str:
+                         detail: str = "'{}'::jsonb", also: str = "") -> str:
     """``transition_sql`` for many tasks in one statement.
 
     Each parameter named in ``inputs`` (name -> SQL type) is an array with one element per
     task; together they are unnested as rows of ``i``, which must include ``id``.
     ``set_clause`` and ``condition`` refer to the row as ``tasks`` and to its input as ``i``;
-    ``detail`` is the event detail as a SQL expression over ``i``.
+    ``detail`` is the event detail as a SQL expression over ``i``. ``also``: one more
+    data-modifying CTE of the same statement, over the updated rows as ``t``.
     """
     update = (
         f"UPDATE tasks SET {set_clause} FROM {unnest_inputs(inputs)}"
         f" WHERE tasks.id = i.id AND ({condition}) RETURNING tasks.*, {detail} AS event_detail"
     )
-    return _with_event(update, f"'{kind}'", "event_detail")
+    return _with_event(update, f"'{kind}'", "event_detail", also)
 
 
-def _with_event(update_returning: str, kind_expr: str, detail_expr: str) -> str:
+def _with_event(update_returning: str, kind_expr: str, detail_expr: str, also: str = "") -> str:
     return (
         f"WITH t AS ({update_returning}),"
         " e AS (INSERT INTO task_events (task_id, kind, status, attempt, worker_id, detail)"
         f" SELECT id, {kind_expr}, status, attempts, %(worker_id)s, {detail_expr} FROM t)"
-        f" SELECT {TASK_COLUMNS}, run_id::text AS run_id, traceparent FROM t"
+        + (f", {also}" if also else "")
+        + f" SELECT {TASK_COLUMNS}, run_id::text AS run_id, traceparent FROM t"
     )
 
 

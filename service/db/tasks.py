@@ -13,6 +13,7 @@ from service.db.query import Store
 from service.db.rows import (
     EVENT_COLUMNS,
     TASK_COLUMNS,
+    batch_transition_sql,
     jsonb,
     to_event,
     to_task,
@@ -73,14 +74,22 @@ _CANCEL = transition_sql(
     kind_is_sql=True,
 )
 
-_REQUEUE = transition_sql(
-    "UPDATE tasks SET status = 'queued', max_attempts = attempts + max_attempts, result = NULL,"
-    " cancel_requested = false,"
-    " run_id = NULL, worker_id = NULL, started_at = NULL, finished_at = NULL,"
-    " available_at = now(), published_at = NULL, version = version + 1, updated_at = now()"
-    f" WHERE id = %(id)s AND {_OWNED} AND status = 'dead'",
-    "requeued",
+_REQUEUE_INPUTS = {"id": "uuid", "dead_letter": "bigint"}
+_REQUEUE = batch_transition_sql(
+    "status = 'queued', attempt_budget = coalesce(tasks.attempt_budget, tasks.max_attempts),"
+    " max_attempts = tasks.attempts + coalesce(tasks.attempt_budget, tasks.max_attempts),"
+    " result = NULL, cancel_requested = false, run_id = NULL, worker_id = NULL,"
+    " started_at = NULL, finished_at = NULL, available_at = now(), published_at = NULL,"
+    " version = tasks.version + 1, updated_at = now()",
+    f"tasks.status = 'dead' AND {_OWNED}",
+    "requeued", _REQUEUE_INPUTS,
+    detail="jsonb_strip_nulls(jsonb_build_object('by', %(by)s::text,"
+           " 'dead_letter', i.dead_letter))",
+    also="d AS (UPDATE dead_letters SET replayed_at = now(), replayed_by = %(by)s"
+         " WHERE task_id IN (SELECT id FROM t) AND replayed_at IS NULL)",
 )
+"""A dead task back in the queue with its original attempt budget, its open dead letter (if
+the dead-letter consumer recorded one) stamped replayed, in one statement."""
 
 
 ID_PREFIX = r"[0-9a-fA-F][0-9a-fA-F-]{0,35}"
@@ -195,12 +204,27 @@ class TaskStore(Store):
 
     async def requeue(self, task_id: str, requested_by: str,
                       tenant: str | None = None) -> Task:
-        """Put a dead task back in the queue with a fresh budget of ``max_attempts`` attempts.
+        """Put a dead task back in the queue with a fresh budget of attempts (as many as it
+        was first given). Attempts keep counting (the timeline stays unambiguous); the limit
+        moves up instead."""
+        done = await self.requeue_many([task_id], requested_by, tenant)
+        if done:
+            return done[0]
+        current = await self.get(task_id, tenant)
+        raise InvalidTransition(task_id, current.status, "retry",
+                                [s.value for s in REQUEUEABLE])
 
-        Attempts keep counting (the timeline stays unambiguous); the limit moves up instead.
-        """
-        return await self._transition("task_requeue", _REQUEUE, task_id, requested_by, "retry",
-                                      REQUEUEABLE, tenant)
+    async def requeue_many(self, task_ids: builtins.list[str], requested_by: str,
+                           tenant: str | None = None,
+                           dead_letters: builtins.list[int] | None = None,
+                           ) -> builtins.list[Task]:
+        """``requeue`` for many tasks in one statement: those still dead go back (the others
+        are left out of the answer). ``dead_letters``: the record each replay comes from,
+        named on the timeline."""
+        rows = await self.fetch_all("task_requeue", _REQUEUE, {
+            "id": task_ids, "dead_letter": dead_letters or [None] * len(task_ids),
+            "tenant": tenant, "by": requested_by, "worker_id": None})
+        return [to_task(row) for row in rows]
 
     async def _transition(self, operation: str, sql: str, task_id: str, actor: str, action: str,
                           allowed: tuple[TaskStatus, ...], tenant: str | None) -> Task:

@@ -1,5 +1,5 @@
 """Scrape-time metrics of global state: tasks by status, backlogs, queue depths, live agents,
-the newest verified backup.
+open dead letters, the newest verified backup.
 
 Computed from PostgreSQL and RabbitMQ when ``/metrics`` is scraped, at most once per
 ``max_age_s`` (scrapes stay cheap however many there are).
@@ -22,6 +22,7 @@ from catalog.metrics import Sampled
 from service.broker.queues import queue_depths
 from service.cache import Cache
 from service.db.backup import BackupLedger
+from service.db.dead_letters import ORPHAN_AGENT, DeadLetterStore
 from service.db.outbox import OutboxStore
 from service.db.task_stats import TaskStats
 from service.db.workers import WorkerRegistry
@@ -36,6 +37,7 @@ class StateSampler(Collector):
                  cache: Cache | None = None) -> None:
         self.stats, self.outbox, self.workers, self.amqp = stats, outbox, workers, amqp
         self.backups = BackupLedger(stats.pool)
+        self.dead_letters = DeadLetterStore(stats.pool)
         self.agents = agents
         self.deployed_agents = deployed_agents
         self.cache = cache
@@ -64,6 +66,7 @@ class StateSampler(Collector):
             try:
                 results = await asyncio.wait_for(asyncio.gather(
                     self._tasks(values), self._queues(values), self._backups(values),
+                    self._dead_letters(values),
                     return_exceptions=True),
                     timeout_s)
             except TimeoutError:
@@ -105,6 +108,13 @@ class StateSampler(Collector):
                 for name in beat.get("agents", []):
                     live[(name,)] = live.get((name,), 0.0) + 1
 
+    async def _dead_letters(self, out: dict[Sampled, dict[tuple[str, ...], float]]) -> None:
+        open_letters = out[metrics.DEAD_LETTERS_OPEN]
+        for agent in (*self.agents, ORPHAN_AGENT):  # at 0 from the start: growth is a delta
+            open_letters[(agent,)] = 0.0
+        for agent, count in (await self.dead_letters.open_by_agent()).items():
+            open_letters[(agent,)] = float(count)
+
     async def _backups(self, out: dict[Sampled, dict[tuple[str, ...], float]]) -> None:
         verified_at, age_s = await self.backups.last_verified()
         out[metrics.BACKUP_LAST_VERIFIED][()] = verified_at
@@ -115,8 +125,6 @@ class StateSampler(Collector):
         for queue_name, depth in (await queue_depths(self.amqp, queues)).items():
             out[metrics.QUEUE_MESSAGES][(queue_name,)] = depth.ready
             out[metrics.QUEUE_CONSUMERS][(queue_name,)] = depth.consumers
-            if queue_name == names.DEAD_LETTER_QUEUE:
-                out[metrics.DEAD_LETTER_MESSAGES][()] = depth.ready
 
     def collect(self) -> Iterable[Metric]:
         for metric in metrics.SAMPLED:
