@@ -301,9 +301,10 @@ THRESHOLDS: tuple[Threshold, ...] = (
                     " a replay takes the count down again.",
             impact="Those tasks will not complete unless replayed.",
             diagnose=("orchestrator dlq list --agent AGENT",
-                      "orchestrator dlq show ID",
                       "orchestrator events TASK_ID"),
-            mitigate=("Fix the cause (agent bug, bad input, dependency), then replay: orchestrator"
+            mitigate=("Read the errors and reasons (orchestrator dlq show ID prints one dead"
+                      " letter with its headers and body).",
+                      "Fix the cause (agent bug, bad input, dependency), then replay: orchestrator"
                       " dlq replay --all --agent AGENT --dry-run, then without --dry-run.",
                       "Orphans (no task) cannot be replayed: inspect them with dlq show, drop"
                       " them with orchestrator dlq purge --older-than AGE."),
