@@ -166,6 +166,7 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Run the load test (or the capacity search) the options describe; the exit code."""
+    from loadtest.capacity import record_capacity
     from loadtest.findmax import SearchConfig, find_max
     from loadtest.generator import run_load
     from loadtest.keys import load_key
@@ -206,6 +207,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     report = build_report(result, found, server, search_result)
     if search_result is not None:
         report["exit_code"] = EXIT_OK if search_result.max_rate_held is not None else EXIT_BREACH
+        if search_result.max_rate_held is not None:
+            record_capacity(settings.state_dir, search_result.max_rate_held,
+                            search_result.config.stage_s, config.url)
     if args.report_dir:
         paths = write_report(args.report_dir, report)
         if not args.quiet:

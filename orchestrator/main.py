@@ -78,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     purge_cmd.add_arguments(sub.add_parser(
         "purge", help="delete finished tasks older than an age, in batches (retention by hand)"))
     backup_cmd.add_arguments(sub.add_parser("backup", help="dump, verify, restore the database"))
+    report = sub.add_parser("report", help="the shift report: pages, SLO budgets, throughput,"
+                                           " slowest agents, dead letters, headroom (admin key)")
+    report.add_argument("--since", default="12h", metavar="AGE",
+                        help="the window, e.g. 12h (a shift), 7d (a week; default 12h)")
     dlq_cmd.add_arguments(sub.add_parser("dlq", help="dead letters: list, show, replay, purge"
                                                      " (admin key)"))
 
@@ -222,6 +226,10 @@ def _dispatch(args: argparse.Namespace, s: Settings) -> int:
     client = cmd.Client(s)
     if c == "dlq":
         return dlq_cmd.run(client, args)
+    if c == "report":
+        from orchestrator.report import run as run_report
+
+        return run_report(client, s, args.since, args.json)
     if c == "submit":
         return cmd.submit(client, args.agent, args.input, wait=args.wait,
                           timeout_s=args.timeout, as_json=args.json,

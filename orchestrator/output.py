@@ -36,6 +36,17 @@ def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str],
         print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
 
 
+def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> list[str]:
+    """A Markdown table of ``rows`` (``(none)`` for no rows), one line per list item."""
+    if not rows:
+        return ["(none)"]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        lines.append("| " + " | ".join(_cell(row.get(c), wide=True).replace("|", "\\|")
+                                        for c in columns) + " |")
+    return lines
+
+
 def print_task(task: dict[str, Any]) -> None:
     for key in ("id", "agent", "status", "attempts", "max_attempts", "created_at",
                 "finished_at", "trace_id", "error"):

@@ -25,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from catalog import metrics, names
 from catalog.metrics import series_name
+from operations.monitoring import monitoring
 from service.broker.queues import queue_depths
 from service.db.outbox import OutboxStore
 from service.db.pool import open_pool
@@ -271,16 +272,10 @@ async def _redis(settings: Settings) -> RedisFacts:
 
 
 async def _monitoring(settings: Settings) -> MonitoringFacts:
-    record = load_record(settings.stack_dir)
-    urls = record.urls if record is not None else {}
-    facts = MonitoringFacts(
-        prometheus_url=urls.get("Prometheus",
-                                f"http://127.0.0.1:{settings.stack.prometheus_port}"),
-        alertmanager_url=urls.get("Alertmanager",
-                                  f"http://127.0.0.1:{settings.stack.alertmanager_port}"),
-        expected=record is not None and alive(record.supervisor))
-    prometheus = _origin(facts.prometheus_url)
-    alertmanager = _origin(facts.alertmanager_url)
+    where = monitoring(settings)
+    facts = MonitoringFacts(prometheus_url=where.prometheus, alertmanager_url=where.alertmanager,
+                            expected=where.expected)
+    prometheus, alertmanager = where.prometheus, where.alertmanager
     async with httpx.AsyncClient(timeout=HTTP_TIMEOUT_S) as client:
         try:
             answer = (await client.get(f"{prometheus}/api/v1/targets",
@@ -331,13 +326,6 @@ def _disks(settings: Settings, data_directory: str | None) -> dict[str, Usage]:
     if data_directory:
         volumes["database"] = data_directory
     return {name: found for name, path in volumes.items() if (found := usage(path))}
-
-
-def _origin(url: str) -> str:
-    """``http://host:port`` of a URL that may carry a UI path (``/classic/graph``)."""
-    parts = httpx.URL(url)
-    return f"{parts.scheme}://{parts.host}:{parts.port}" if parts.port else \
-        f"{parts.scheme}://{parts.host}"
 
 
 def _host(url: str, default_port: int = 5672) -> str:

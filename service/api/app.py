@@ -18,6 +18,7 @@ from service.api.admin_dead_letters import DeadLettersController
 from service.api.admin_dead_letters import Purge as DeadLetterPurge
 from service.api.admin_dead_letters import Replay as DeadLetterReplay
 from service.api.admin_keys import CreateKey, KeysController
+from service.api.admin_report import ReportController
 from service.api.admin_stats import StatsController
 from service.api.agents import list_agents
 from service.api.allow import answer_options
@@ -40,7 +41,7 @@ def create_app(settings: Settings | None = None, extra_handlers: Sequence[Any] =
     settings = settings or get_settings()
     v1 = Router(path="/",
                 route_handlers=[TaskController, KeysController, StatsController,
-                                DeadLettersController, list_agents],
+                                DeadLettersController, ReportController, list_agents],
                 guards=[require_api_key], security=SECURITY)
     handlers: list[Any] = [v1, live, ready, *extra_handlers]
     if settings.telemetry.metrics_enabled:
