@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from alerts.model import fill
+from alerts.model import Severity, Threshold, fill
+from alerts.thresholds import THRESHOLDS
 from catalog.panels import Panel
 from service.settings import Settings, WorkerSettings
 
@@ -34,6 +35,8 @@ class Deployment:
     amqp_vhost: str
     rabbitmq_node: str
     logs_dir: str
+    warnings_at: tuple[tuple[str, float], ...] = ()
+    """Alert -> its warning level here, for the thresholds a setting moves."""
 
     @classmethod
     def from_settings(cls, s: Settings, *, logs_dir: str | None = None) -> Deployment:
@@ -46,7 +49,15 @@ class Deployment:
             redis_url=_without_password(s.redis.url),
             amqp_vhost=unquote(urlsplit(s.broker.url).path.lstrip("/")) or "/",
             rabbitmq_node=s.broker.node,
-            logs_dir=logs_dir or str(s.state_path / LOGS))
+            logs_dir=logs_dir or str(s.state_path / LOGS),
+            warnings_at=tuple((t.alert, _setting(s, t.warning_setting))
+                              for t in THRESHOLDS if t.warning_setting))
+
+    def levels(self, threshold: Threshold) -> list[tuple[Severity, float]]:
+        """The threshold's levels at this deployment (a setting may move the warning)."""
+        moved = dict(self.warnings_at).get(threshold.alert)
+        return [(severity, moved if moved is not None and severity is Severity.WARNING
+                 else value) for severity, value in threshold.levels()]
 
     def runbook_url(self, alert: str) -> str:
         return f"{self.runbook_base}#{anchor(alert)}"
@@ -70,6 +81,11 @@ class Deployment:
 def anchor(alert: str) -> str:
     """The runbook heading anchor of an alert (GitHub style: lower case)."""
     return alert.lower()
+
+
+def _setting(settings: Settings, path: str) -> float:
+    section, name = path.split(".")
+    return float(getattr(getattr(settings, section), name))
 
 
 def _without_password(url: str) -> str:

@@ -77,6 +77,9 @@ class Threshold:
     quiet_series: dict[str, str] = field(default_factory=dict)
     """For the promtool tests: inputs past the threshold where this alert must stay quiet
     because another alert names the incident (precision, not only recall)."""
+    warning_setting: str | None = None
+    """The setting (``section.field`` of ``Settings``) a deployment moves the warning level
+    with; ``warning`` is its default, what the committed files hold."""
 
     def levels(self) -> list[tuple[Severity, float]]:
         out = []

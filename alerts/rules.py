@@ -85,7 +85,7 @@ def slo_alert_rules(slo: Slo, deployment: Deployment = LOCAL) -> list[dict[str, 
 def rule_groups(deployment: Deployment = LOCAL) -> dict[str, Any]:
     """Every rule, its links at ``deployment`` (the committed file: the local defaults)."""
     alerts = [threshold_rule(t, severity, value, deployment)
-              for t in THRESHOLDS for severity, value in t.levels()]
+              for t in THRESHOLDS for severity, value in deployment.levels(t)]
     slo_rules: list[dict[str, Any]] = []
     for slo in SLOS:
         slo_rules += slo_recording_rules(slo)

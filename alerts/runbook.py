@@ -16,9 +16,9 @@ DOCTOR = "orchestrator doctor"
 """The first command of every section."""
 
 
-def _levels(threshold: Threshold) -> str:
+def _levels(threshold: Threshold, deployment: Deployment) -> str:
     return ", ".join(f"{severity.value} ({severity.priority}) at {threshold.formatted(value)}"
-                     for severity, value in threshold.levels())
+                     for severity, value in deployment.levels(threshold))
 
 
 def _section(alert: str, facts: list[tuple[str, str]], runbook: Runbook,
@@ -60,7 +60,7 @@ def runbook_markdown(header: str, deployment: Deployment = LOCAL,
              " non-zero (broker down).", "",
              "| alert | levels | scenario |", "|---|---|---|"]
     for t in THRESHOLDS:
-        lines.append(f"| [{t.alert}](#{anchor(t.alert)}) | {_levels(t)} |"
+        lines.append(f"| [{t.alert}](#{anchor(t.alert)}) | {_levels(t, deployment)} |"
                      f" {t.scenario.number}. {t.scenario.title} |")
     for slo in SLOS:
         lines.append(f"| [{alert_name(slo)}](#{anchor(alert_name(slo))}) | critical (P1) and"
@@ -68,7 +68,7 @@ def runbook_markdown(header: str, deployment: Deployment = LOCAL,
                      f" {slo.scenario.title} |")
     lines.append("")
     for t in THRESHOLDS:
-        facts = [("Levels", _levels(t)), ("For", t.for_),
+        facts = [("Levels", _levels(t, deployment)), ("For", t.for_),
                  ("Scenario", f"{t.scenario.number}. {t.scenario.title} ({t.scenario.priority})"),
                  ("Expression", f"`{fill(t.expr, value='VALUE')}`"),
                  ("Dashboard", f"[{t.panel.title}]({deployment.dashboard_url(t.panel)})")]

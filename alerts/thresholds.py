@@ -501,7 +501,7 @@ THRESHOLDS: tuple[Threshold, ...] = (
     Threshold(
         alert="BackupNotVerified", metrics=(m.BACKUP_VERIFIED_AGE,),
         scenario=sc.DATA_CORRUPTION, panel=panels.BACKUP_AGE, unit="s",
-        warning=BACKUP_MAX_AGE_S, for_="15m",
+        warning=BACKUP_MAX_AGE_S, warning_setting="database.backup_max_age_s", for_="15m",
         expr=f"max({s(m.BACKUP_VERIFIED_AGE)}) > {{value}}",
         summary="No backup has passed verification in the last {value}",
         description="The newest backup that orchestrator backup verify restored and checked"

@@ -14,13 +14,15 @@ import pytest
 import yaml
 
 from alerts import scenarios
-from alerts.links import LOCAL
+from alerts.links import LOCAL, Deployment
 from alerts.render import ALERTMANAGER, RULE_FILES, RULE_TESTS, RUNBOOK
 from alerts.rules import rule_groups
+from alerts.runbook import runbook_markdown
 from alerts.slos import SLOS, alert_name
 from alerts.thresholds import THRESHOLDS
 from catalog import metrics
 from orchestrator.render import all_rendered_files
+from service.settings import Settings
 from tests.services import ORCHESTRATOR
 
 pytestmark = pytest.mark.unit
@@ -120,6 +122,18 @@ def test_every_threshold_is_exactly_one_alert_per_severity() -> None:
         assert rules[(alert_name(slo), "critical")] == 1
         assert rules[(alert_name(slo), "warning")] == 1
     assert max(rules.values()) == 1
+
+
+def test_a_setting_moves_its_thresholds_warning_in_the_rules_and_runbook_of_a_deployment(
+        ) -> None:
+    deployment = Deployment.from_settings(Settings.from_env({"ORCH_BACKUP_MAX_AGE_S": "7200"}))
+    rule = next(r for r in rule_groups(deployment)["groups"][0]["rules"]
+                if r["alert"] == "BackupNotVerified")
+    assert rule["expr"].endswith("> 7200")
+    assert "in the last 2h" in rule["annotations"]["summary"]
+    assert "warning (P2) at 2h" in runbook_markdown("test", deployment)
+    default = next(r for r in alert_rules() if r["alert"] == "BackupNotVerified")
+    assert default["expr"].endswith("> 93600")  # the committed file: the setting's default
 
 
 def _catalog_names() -> set[str]:
