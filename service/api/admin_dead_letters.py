@@ -9,7 +9,7 @@ CLI pages through a bulk replay at the rate it is given.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Self
 
 import msgspec
 from litestar import Controller, Request, get, post
@@ -21,7 +21,7 @@ from service.api.auth import actor
 from service.api.openapi import documented, problems
 from service.api.state import Services
 from service.api.strict_body import require_json_kinds
-from service.db.dead_letters import OPEN, ORPHAN_AGENT, DeadLetterStore, Selection
+from service.db.dead_letters import OPEN, ORPHAN_AGENT, DeadLetterStore, Selection, State
 from service.errors import DeadLetterNotFound, UnknownAgent
 
 MAX_BATCH = 500
@@ -32,7 +32,6 @@ MAX_ID = 2**53 - 1
 there)."""
 REASON = r"^[A-Za-z0-9_.-]{1,64}$"
 Reason = Annotated[str, msgspec.Meta(pattern=REASON)]
-State = Literal["open", "replayed", "all"]
 
 
 class DeadLetterOut(msgspec.Struct):
@@ -50,7 +49,7 @@ class DeadLetterOut(msgspec.Struct):
     """The task's status now (``null`` for an orphan, or a task since deleted)."""
 
     @classmethod
-    def of(cls, row: dict[str, Any]) -> DeadLetterOut:
+    def of(cls, row: dict[str, Any]) -> Self:
         return cls(**{f: row[f] for f in cls.__struct_fields__})
 
 
@@ -58,10 +57,6 @@ class DeadLetterDetail(DeadLetterOut):
     headers: dict[str, Any]
     body: dict[str, str]
     """``{"encoding": "utf-8" | "base64", "data": ...}``"""
-
-    @classmethod
-    def of(cls, row: dict[str, Any]) -> DeadLetterDetail:
-        return cls(**{f: row[f] for f in cls.__struct_fields__})
 
 
 class DeadLetterPage(msgspec.Struct):
@@ -170,16 +165,22 @@ async def replay(services: Services, data: Replay, actor: str) -> ReplayOut:
     selection = Selection(ids=data.ids, agent=data.agent, reason=data.reason, since=data.since,
                           state="all" if data.ids is not None else OPEN, after_id=data.after_id)
     store = DeadLetterStore(services.pool)
-    picked = await store.oldest_first(selection, max(data.limit, len(data.ids or ())) + 1)
+    picked = await store.page(selection, max(data.limit, len(data.ids or ())) + 1,
+                              newest_first=False)
     more = len(picked) > data.limit
     picked = picked[:data.limit]
     if data.ids is not None:
         missing = set(data.ids) - {row["id"] for row in picked}
         if missing:
             raise DeadLetterNotFound(min(missing))
-    skipped = [Skipped(row["id"], row["task_id"], why) for row in picked
-               if (why := _why_not(row)) is not None]
-    wanted = [row for row in picked if _why_not(row) is None]
+    skipped: list[Skipped] = []
+    wanted = []
+    for row in picked:
+        why = _why_not(row)
+        if why is None:
+            wanted.append(row)
+        else:
+            skipped.append(Skipped(row["id"], row["task_id"], why))
     done_ids = {row["task_id"] for row in wanted}
     if not data.dry_run and wanted:
         tasks = await services.tasks.requeue_many([row["task_id"] for row in wanted], actor,
@@ -213,7 +214,7 @@ class DeadLettersController(Controller):
         store = _store(request)
         after = _time(since)
         selection = Selection(agent=agent, reason=reason, since=after, state=letter_state)
-        rows = await store.page(selection, limit + 1, before)
+        rows = await store.page(selection, limit + 1, before_id=before)
         last = rows[limit - 1]["id"] if len(rows) > limit else None
         open_count = await store.count(Selection(agent=agent, reason=reason, since=after))
         return DeadLetterPage([DeadLetterOut.of(row) for row in rows[:limit]], last, open_count)

@@ -11,15 +11,16 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from service.db.query import Store, execute
+from service.db.query import Store
 from service.db.rows import jsonb
 
 ORPHAN_AGENT = "unknown"
 """The agent of an orphan whose source queue names none."""
-OPEN, REPLAYED = "open", "replayed"
-STATES = (OPEN, REPLAYED, "all")
+State = Literal["open", "replayed", "all"]
+OPEN: State = "open"
+REPLAYED: State = "replayed"
 
 _RECORD = (
     "WITH t AS (SELECT id, agent, error, status FROM tasks WHERE id = %(task_id)s::uuid),"
@@ -66,7 +67,7 @@ class Selection:
     agent: str | None = None
     reason: str | None = None
     since: datetime | None = None
-    state: str = OPEN
+    state: State = OPEN
     after_id: int = 0
 
     def where(self) -> tuple[str, dict[str, Any]]:
@@ -141,9 +142,10 @@ class DeadLetterStore(Store):
             return Recorded("duplicate")
         return Recorded("orphan", row["id"], row["agent"], row["reason"])
 
-    async def page(self, selection: Selection, limit: int,
+    async def page(self, selection: Selection, limit: int, *, newest_first: bool = True,
                    before_id: int | None = None) -> list[dict[str, Any]]:
-        """Newest first; ``before_id``: the page after the dead letter with that id."""
+        """Newest first (a list; ``before_id``: the page after that id), or oldest first (what
+        a replay takes next; orphans included, the caller says why it skips them)."""
         where, params = selection.where()
         if before_id is not None:
             where += " AND d.id < %(before_id)s"
@@ -151,7 +153,8 @@ class DeadLetterStore(Store):
         return await self.fetch_all(
             "dead_letter_list",
             f"SELECT {_LISTED} FROM dead_letters d LEFT JOIN tasks t ON t.id = d.task_id"
-            f" WHERE {where} ORDER BY d.id DESC LIMIT %(limit)s", {**params, "limit": limit})
+            f" WHERE {where} ORDER BY d.id {'DESC' if newest_first else 'ASC'}"
+            " LIMIT %(limit)s", {**params, "limit": limit})
 
     async def get(self, dead_letter_id: int) -> dict[str, Any] | None:
         """One dead letter with its headers and body."""
@@ -162,15 +165,6 @@ class DeadLetterStore(Store):
         if row is not None:
             row["body"] = body_text(bytes(row["body"]))
         return row
-
-    async def oldest_first(self, selection: Selection, limit: int) -> list[dict[str, Any]]:
-        """The dead letters a replay takes next: oldest first, orphans included (the caller
-        says why it skips them)."""
-        where, params = selection.where()
-        return await self.fetch_all(
-            "dead_letter_pick",
-            f"SELECT {_LISTED} FROM dead_letters d LEFT JOIN tasks t ON t.id = d.task_id"
-            f" WHERE {where} ORDER BY d.id LIMIT %(limit)s", {**params, "limit": limit})
 
     async def count(self, selection: Selection) -> int:
         where, params = selection.where()
@@ -195,12 +189,5 @@ class DeadLetterStore(Store):
     async def purge(self, age_s: float, batch: int = 1000) -> int:
         """Delete the dead letters recorded more than ``age_s`` ago (open or replayed; their
         tasks stay), ``batch`` at a time; how many went."""
-        total = 0
-        while True:
-            async with self.pool.connection() as conn:
-                cur = await execute(conn, "dead_letter_purge", _PURGE,
-                                    {"age_s": age_s, "batch": batch})
-                deleted = cur.rowcount
-            total += deleted
-            if deleted < batch:
-                return total
+        return await self.delete_in_batches("dead_letter_purge", _PURGE, {"age_s": age_s},
+                                            batch)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -52,6 +54,23 @@ class Store:
         async with self.pool.connection() as conn:
             cur = await execute(conn, operation, sql, params)
             return await cur.fetchall()
+
+    async def delete_in_batches(self, operation: str, sql: str, params: dict[str, Any],
+                                batch: int, pause_s: float = 0.0,
+                                on_batch: Callable[[int], None] | None = None) -> int:
+        """Run ``sql`` (a ``DELETE`` of at most ``%(batch)s`` rows) until it deletes fewer,
+        each batch its own short transaction, ``pause_s`` apart; how many rows went."""
+        total = 0
+        while True:
+            async with self.pool.connection() as conn:
+                deleted = (await execute(conn, operation, sql,
+                                         {**params, "batch": batch})).rowcount
+            total += deleted
+            if on_batch is not None:
+                on_batch(deleted)
+            if deleted < batch:
+                return total
+            await asyncio.sleep(pause_s)
 
     async def run(self, operation: str, sql: str | bytes, params: Any = None) -> None:
         async with self.pool.connection() as conn:

@@ -10,7 +10,7 @@ from loguru import logger
 
 from catalog import metrics
 from service.db.dead_letters import DeadLetterStore
-from service.db.query import Store, execute
+from service.db.query import Store
 from service.domain import TaskStatus
 from service.retention import RETAINED, RetentionPolicy
 
@@ -34,18 +34,9 @@ class RetentionStore(Store):
     async def purge(self, status: TaskStatus, age_s: float, batch: int = 1000,
                     pause_s: float = 0.0) -> int:
         """Delete them, ``batch`` at a time (``pause_s`` between batches); how many went."""
-        total = 0
-        counter = metrics.TASKS_PURGED.labels(status.value)
-        while True:
-            async with self.pool.connection() as conn:
-                cur = await execute(conn, "retention_purge", _PURGE,
-                                    {"status": status.value, "age_s": age_s, "batch": batch})
-                deleted = cur.rowcount
-            total += deleted
-            counter.inc(deleted)
-            if deleted < batch:
-                return total
-            await asyncio.sleep(pause_s)
+        return await self.delete_in_batches(
+            "retention_purge", _PURGE, {"status": status.value, "age_s": age_s}, batch, pause_s,
+            on_batch=metrics.TASKS_PURGED.labels(status.value).inc)
 
 
 class RetentionJob:

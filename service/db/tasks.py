@@ -210,9 +210,7 @@ class TaskStore(Store):
         done = await self.requeue_many([task_id], requested_by, tenant)
         if done:
             return done[0]
-        current = await self.get(task_id, tenant)
-        raise InvalidTransition(task_id, current.status, "retry",
-                                [s.value for s in REQUEUEABLE])
+        raise await self._refused(task_id, "retry", REQUEUEABLE, tenant)
 
     async def requeue_many(self, task_ids: builtins.list[str], requested_by: str,
                            tenant: str | None = None,
@@ -233,6 +231,11 @@ class TaskStore(Store):
         row = await self.fetch_one(operation, sql, params)
         if row is not None:
             return to_task(row)
+        raise await self._refused(task_id, action, allowed, tenant)
+
+    async def _refused(self, task_id: str, action: str, allowed: tuple[TaskStatus, ...],
+                       tenant: str | None) -> InvalidTransition:
+        """Why ``action`` did not apply (``TaskNotFound`` raised for a task not there)."""
         current = await self.get(task_id, tenant)
-        raise InvalidTransition(task_id, current.status, action, [s.value for s in allowed])
+        return InvalidTransition(task_id, current.status, action, [s.value for s in allowed])
 
