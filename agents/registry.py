@@ -27,11 +27,17 @@ class AgentSpec:
 
 
 _REGISTRY: dict[str, AgentSpec] = {}
+AGENT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+"""What an agent type may be called: it names queues, routing keys and metric labels (a dot
+would read as a priority band's suffix)."""
 
 
 def agent(name: str, *, retry: RetryPolicy | None = None,
           timeout_s: float | None = None) -> Callable[[AgentFn], AgentFn]:
     """Register ``fn`` as the agent type ``name``."""
+    if not AGENT_NAME.fullmatch(name):
+        raise ValueError(f"agent name {name!r}: use 1-63 lowercase letters, digits, '_' or '-'"
+                         " (starting with a letter or digit)")
     def register(fn: AgentFn) -> AgentFn:
         _REGISTRY[name] = AgentSpec(name, fn, plain_summary(fn.__doc__), retry, timeout_s)
         return fn

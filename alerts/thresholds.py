@@ -14,6 +14,7 @@ from catalog import metrics as m
 from catalog import names, panels
 from catalog.jobs import AGENT_JOB, API_JOB, ORCHESTRATOR_JOBS
 from catalog.metrics import series_name as s
+from catalog.priorities import BANDS
 from service.settings import DatabaseSettings
 
 
@@ -24,8 +25,10 @@ def _promql_regex(pattern: str) -> str:
 
 _AGENT_QUEUE_PREFIX = _promql_regex(re.escape(names.AGENT_QUEUE_PREFIX))
 AGENT_QUEUES = f'queue=~"{_AGENT_QUEUE_PREFIX}.+"'
-QUEUE_TO_AGENT = f'"agent", "$1", "queue", "{_AGENT_QUEUE_PREFIX}(.+)"'
-"""``label_replace`` arguments giving a queue's series the ``agent`` label of its agent type."""
+QUEUE_TO_AGENT = f'"agent", "$1", "queue", "{_AGENT_QUEUE_PREFIX}([^.]+).*"'
+"""``label_replace`` arguments giving a queue's series the ``agent`` label of its agent type
+(a priority band's queue adds a suffix after a dot: ``names.agent_queue``)."""
+URGENT_ECHO = names.agent_queue("echo", len(BANDS) - 1)
 PRODUCTION_AGENTS = f'agent!~"{"|".join(map(re.escape, names.DEMO_AGENTS))}"'
 """Every agent type but the demo ones that fail or stall on purpose."""
 API_ROUTES = 'route=~"/v1/.+"'
@@ -242,13 +245,14 @@ THRESHOLDS: tuple[Threshold, ...] = (
             mitigate=("Start an agent for it: orchestrator agent --agents NAME.",
                       "If workers run but do not consume, look for a crash loop in their logs."),
             escalate=ESCALATE_P1),
-        test_series={f'{s(m.QUEUE_CONSUMERS)}{{queue="orch.agent.echo"}}': ("0x60", "1x60"),
-                     f'{s(m.QUEUE_MESSAGES)}{{queue="orch.agent.echo"}}': ("5x60", "5x60"),
+        # an urgent band's queue: its series maps to the agent through the band suffix
+        test_series={f'{s(m.QUEUE_CONSUMERS)}{{queue="{URGENT_ECHO}"}}': ("0x60", "1x60"),
+                     f'{s(m.QUEUE_MESSAGES)}{{queue="{URGENT_ECHO}"}}': ("5x60", "5x60"),
                      f'{s(m.AGENTS_LIVE)}{{agent="echo"}}': ("1x60", "1x60")},
-        quiet_series={f'{s(m.QUEUE_CONSUMERS)}{{queue="orch.agent.echo"}}': "0x60",
-                      f'{s(m.QUEUE_MESSAGES)}{{queue="orch.agent.echo"}}': "5x60",
+        quiet_series={f'{s(m.QUEUE_CONSUMERS)}{{queue="{URGENT_ECHO}"}}': "0x60",
+                      f'{s(m.QUEUE_MESSAGES)}{{queue="{URGENT_ECHO}"}}': "5x60",
                       f'{s(m.AGENTS_LIVE)}{{agent="echo"}}': "0x60"},
-        test_labels={"queue": "orch.agent.echo", "agent": "echo"}),
+        test_labels={"queue": URGENT_ECHO, "agent": "echo"}),
     Threshold(
         alert="TaskProcessingStalled", metrics=(m.TASKS_STARTED, m.QUEUE_MESSAGES),
         scenario=sc.PROCESSING_STALLED, panel=panels.THROUGHPUT, warning=0, for_="10m",

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from catalog.priorities import BANDS
+
 WORK_EXCHANGE = "orch.tasks"
-"""Direct exchange; routing key = agent type; one quorum queue per agent type."""
+"""Direct exchange; routing key = agent type and band (``routing_key``); one quorum queue per
+agent type and priority band."""
 
 DELAY_EXCHANGE = "orch.delay"
 """Headers exchange routing retries to their delay queue by ``DELAY_HEADER``."""
@@ -31,9 +34,26 @@ TRACEPARENT_HEADER = "traceparent"
 AGENT_QUEUE_PREFIX = "orch.agent."
 
 
-def agent_queue(agent: str) -> str:
-    """The quorum queue that holds work for one agent type."""
-    return f"{AGENT_QUEUE_PREFIX}{agent}"
+def agent_queue(agent: str, band: int = 0) -> str:
+    """The quorum queue that holds one agent type's work of one priority band."""
+    return f"{AGENT_QUEUE_PREFIX}{routing_key(agent, band)}"
+
+
+def agent_queues(agent: str) -> tuple[str, ...]:
+    """All of an agent type's queues, lowest band first."""
+    return tuple(agent_queue(agent, band) for band in range(len(BANDS)))
+
+
+def routing_key(agent: str, band: int = 0) -> str:
+    """The work exchange's routing key of an agent type's band (agent names hold no dot)."""
+    return f"{agent}{BANDS[band].suffix}"
+
+
+def agent_of_queue(queue: str) -> str:
+    """The agent type whose work ``queue`` holds ("" for a queue that is no agent's)."""
+    if not queue.startswith(AGENT_QUEUE_PREFIX):
+        return ""
+    return queue.removeprefix(AGENT_QUEUE_PREFIX).split(".", 1)[0]
 
 
 def delay_queue(delay_ms: int) -> str:

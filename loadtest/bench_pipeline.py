@@ -45,9 +45,11 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def submit_all(url: str, key: str, count: int, connections: int,
-                     agent: str = "echo") -> tuple[list[str], list[float], float]:
-    """Submit ``count`` tasks over ``connections`` keep-alive connections."""
+async def submit_all(url: str, key: str, count: int, connections: int, agent: str = "echo",
+                     fields: dict[str, Any] | None = None,
+                     ) -> tuple[list[str], list[float], float]:
+    """Submit ``count`` tasks over ``connections`` keep-alive connections (``fields`` are added
+    to each body: an ``input`` there replaces the numbered one)."""
     conns = [HttpConnection(url, {"Authorization": f"Bearer {key}"}) for _ in range(connections)]
     numbers = iter(range(count))
     ids: list[str] = []
@@ -55,7 +57,7 @@ async def submit_all(url: str, key: str, count: int, connections: int,
 
     async def drive(conn: HttpConnection) -> None:
         for n in numbers:
-            body = json.dumps({"agent": agent, "input": {"n": n}}).encode()
+            body = json.dumps({"agent": agent, "input": {"n": n}, **(fields or {})}).encode()
             started = time.perf_counter()
             status, payload = await conn.request("POST", "/v1/tasks", body)
             latencies.append(time.perf_counter() - started)

@@ -176,7 +176,11 @@ class LimitSettings:
 @dataclass(frozen=True)
 class WorkerSettings:
     prefetch: int = var("PREFETCH", 32)
+    """Deliveries a worker holds per queue (each agent type's priority band is one queue)."""
     concurrency: int = var("CONCURRENCY", 16)
+    priority_lower_share: float = var("PRIORITY_LOWER_SHARE", 0.1)
+    """Of the slots freed while several priority bands wait, this share (0 to 0.5) goes to the
+    longest-waiting task of a lower band, so lower bands still progress under urgent load."""
     heartbeat_interval_s: float = var("HEARTBEAT_INTERVAL_S", 5.0)
     heartbeat_ttl_s: float = var("HEARTBEAT_TTL_S", 15.0)
     shutdown_grace_s: float = var("SHUTDOWN_GRACE_S", 30.0)

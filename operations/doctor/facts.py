@@ -246,7 +246,8 @@ async def _broker(settings: Settings, agents: list[str]) -> BrokerFacts:
         return facts
     facts.reachable = True
     try:
-        queues = [*map(names.agent_queue, agents), names.DEAD_LETTER_QUEUE]
+        queues = [*(q for agent in agents for q in names.agent_queues(agent)),
+                  names.DEAD_LETTER_QUEUE]
         for queue_name, depth in (await queue_depths(connection, queues)).items():
             facts.queues[queue_name] = QueueFacts(depth.ready, depth.consumers)
     finally:

@@ -180,10 +180,11 @@ def queues_without_consumers(facts: Facts) -> list[str]:
         raise Unknown(f"without RabbitMQ's facts ({facts.broker.error})")
     seen = []
     for agent in sorted(_stalled(facts) & _live_agents(facts)):
-        queue = facts.broker.queues.get(names.agent_queue(agent))
-        if queue is not None and queue.consumers == 0:
-            seen.append(f"{names.agent_queue(agent)}: {queue.ready} messages, no consumer,"
-                        f" while {agent} workers send heartbeats")
+        for band, name in enumerate(names.agent_queues(agent)):
+            queue = facts.broker.queues.get(name)  # a higher band is named when it holds some
+            if queue is not None and queue.consumers == 0 and (queue.ready or band == 0):
+                seen.append(f"{name}: {queue.ready} messages, no consumer,"
+                            f" while {agent} workers send heartbeats")
     return seen
 
 

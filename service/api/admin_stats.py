@@ -107,17 +107,16 @@ async def _queues(services: Services, agents: list[str], beats: list[dict[str, A
     if beats is not None:
         unacked = {}
         for beat in beats:
-            for agent, n in (beat.get("unacked") or {}).items():
-                unacked[agent] = unacked.get(agent, 0) + int(n)
-    wanted = {names.agent_queue(a): a for a in agents}
+            for queue, n in (beat.get("unacked") or {}).items():
+                unacked[queue] = unacked.get(queue, 0) + int(n)
+    wanted = [queue for agent in agents for queue in names.agent_queues(agent)]
     try:
         depths = await asyncio.wait_for(
             queue_depths(services.amqp, [*wanted, names.DEAD_LETTER_QUEUE]), 5)
     except Exception as exc:
         return [], None, f"RabbitMQ cannot say: {type(exc).__name__}"
     queues = [QueueStats(queue, depth.ready,
-                         None if unacked is None else unacked.get(wanted[queue], 0),
-                         depth.consumers)
+                         None if unacked is None else unacked.get(queue, 0), depth.consumers)
               for queue, depth in depths.items() if queue in wanted]
     dead = depths.get(names.DEAD_LETTER_QUEUE)
     return queues, dead.ready if dead else 0, None

@@ -29,7 +29,7 @@ async def list_agents(request: Request[Any, Any, Any]) -> AgentsOut:
     for name in services.agents:
         spec = get_agent(name)
         types.append(AgentType(name, spec.description if spec else "", names.agent_queue(name),
-                               per_agent[name]))
+                               list(names.agent_queues(name)), per_agent[name]))
     shown = workers if request.state.api_key.is_admin else []  # hosts and pids: operators'
     return AgentsOut(types, sorted(shown, key=lambda w: str(w.get("worker_id"))), source)
 

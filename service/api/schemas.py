@@ -86,6 +86,9 @@ class AgentType(msgspec.Struct):
     name: str
     description: str
     queue: str
+    """The queue of the normal priority band."""
+    queues: list[str]
+    """Every queue of the agent type, one per priority band, lowest first."""
     live_workers: int
 
 

@@ -59,7 +59,7 @@ async def open_services(settings: Settings, name: str = "api") -> AsyncIterator[
     async with open_resources(settings, name, probe_extra=flush_http_metrics) as resources:
         pool, amqp = resources.pool, resources.amqp
         for agent in agents:
-            await resources.publisher.topology.declare_agent_queue(agent)
+            await resources.publisher.topology.declare_agent_queues(agent)
         workers = WorkerRegistry(pool)
         sampler = StateSampler(TaskStats(pool), resources.outbox, workers, amqp, agents,
                                settings.worker.heartbeat_ttl_s, settings.telemetry.metrics_cache_s,

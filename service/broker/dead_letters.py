@@ -60,8 +60,7 @@ def death_error(reason: str, queue: str, delivery_limit: int) -> str:
 def _task_of(message: AbstractIncomingMessage, queue: str) -> tuple[str | None, str]:
     """The task id and agent a dead letter names: from its body, else from its message id
     and source queue (a malformed body of a task's message still names the task)."""
-    agent = queue.removeprefix(names.AGENT_QUEUE_PREFIX) if queue.startswith(
-        names.AGENT_QUEUE_PREFIX) else ""
+    agent = names.agent_of_queue(queue)
     try:
         decoded = decode_task(message.body)
         return decoded.task_id, decoded.agent

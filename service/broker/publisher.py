@@ -8,6 +8,7 @@ from typing import Any
 from aio_pika import DeliveryMode, Message
 
 from catalog import metrics, names
+from catalog.priorities import band_of
 from service.broker.messages import CancelCommand, TaskMessage, encode
 from service.broker.topology import Topology, delay_step_ms
 from service.db.outbox import PendingMessage
@@ -30,8 +31,10 @@ class Publisher:
             return {"skipped": status.value}
         headers: dict[str, Any] = {"x-orch-attempt": pending.attempts + 1}
         exchange_name = names.WORK_EXCHANGE
-        queue = names.agent_queue(pending.agent)
-        detail: dict[str, Any] = {"exchange": exchange_name, "routing_key": pending.agent,
+        band = band_of(pending.priority)
+        routing_key = names.routing_key(pending.agent, band)
+        queue = names.agent_queue(pending.agent, band)
+        detail: dict[str, Any] = {"exchange": exchange_name, "routing_key": routing_key,
                                   "queue": queue}
         if status is TaskStatus.RETRYING and pending.delay_s > _RETRY_NOW_S:
             step = delay_step_ms(pending.delay_s)
@@ -51,7 +54,9 @@ class Publisher:
                 delivery_mode=DeliveryMode.PERSISTENT, headers=headers, type=status.value,
             )
             started = time.perf_counter()
-            await exchange.publish(message, routing_key=pending.agent, mandatory=True)
+            # a delayed retry keeps its band's routing key: the delay queue dead-letters it back
+            # to the work exchange with that key
+            await exchange.publish(message, routing_key=routing_key, mandatory=True)
             metrics.PUBLISH_DURATION.labels(queue).observe(time.perf_counter() - started)
         return detail
 

@@ -113,6 +113,8 @@ class Reconciler:
 
     async def _ready_messages(self, agents: list[str]) -> dict[str, int]:
         """Messages ready in the agents' queues (a queue not declared holds none)."""
-        depths = await queue_depths(self.amqp, map(names.agent_queue, agents))
-        return {agent: depths[q].ready if (q := names.agent_queue(agent)) in depths else 0
-                for agent in agents}
+        queues = [queue for agent in agents for queue in names.agent_queues(agent)]
+        ready = dict.fromkeys(agents, 0)
+        for queue, depth in (await queue_depths(self.amqp, queues)).items():
+            ready[names.agent_of_queue(queue)] += depth.ready
+        return ready

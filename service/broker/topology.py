@@ -1,6 +1,7 @@
 """The RabbitMQ topology, declared in code (idempotent: every process declares what it uses).
 
-    orch.tasks (direct) --agent--> orch.agent.<agent> (quorum, delivery limit) --DLX--> orch.dead
+    orch.tasks (direct) --agent[.band]--> orch.agent.<agent>[.band] (quorum, delivery limit)
+        --DLX--> orch.dead                      (one queue per priority band: catalog.priorities)
     orch.delay (headers) --orch-delay-ms--> orch.delay.<N>ms (TTL N) --DLX--> orch.tasks
     orch.dead (fanout) --> orch.dead-letter
     orch.control (fanout) --> orch.control.<worker> (exclusive)
@@ -14,6 +15,7 @@ from aio_pika import ExchangeType
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 
 from catalog import names
+from catalog.priorities import BANDS
 
 # Retry delays are rounded down to one of these steps: powers of sqrt(2) around one second
 # (125 ms .. 48 min; 1, 2, 4, 8 s are exact). Each step is its own queue with a queue-level TTL,
@@ -52,18 +54,23 @@ class Topology:
                                       arguments={"x-queue-type": "quorum"})
         await dead.bind(self.exchanges[names.DEAD_EXCHANGE])
 
-    async def declare_agent_queue(self, agent: str) -> AbstractQueue:
-        """The agent type's quorum queue; poison messages past the delivery limit go dead."""
-        queue = await self.channel.declare_queue(
-            names.agent_queue(agent), durable=True,
-            arguments={
-                "x-queue-type": "quorum",
-                "x-delivery-limit": self.delivery_limit,
-                "x-dead-letter-exchange": names.DEAD_EXCHANGE,
-            },
-        )
-        await queue.bind(self.exchanges[names.WORK_EXCHANGE], routing_key=agent)
-        return queue
+    async def declare_agent_queues(self, agent: str) -> list[AbstractQueue]:
+        """The agent type's quorum queues, one per priority band, lowest first; poison
+        messages past the delivery limit go dead."""
+        queues = []
+        for band in range(len(BANDS)):
+            queue = await self.channel.declare_queue(
+                names.agent_queue(agent, band), durable=True,
+                arguments={
+                    "x-queue-type": "quorum",
+                    "x-delivery-limit": self.delivery_limit,
+                    "x-dead-letter-exchange": names.DEAD_EXCHANGE,
+                },
+            )
+            await queue.bind(self.exchanges[names.WORK_EXCHANGE],
+                             routing_key=names.routing_key(agent, band))
+            queues.append(queue)
+        return queues
 
     async def declare_delay_queue(self, step_ms: int) -> None:
         """Declare the delay queue for ``step_ms`` once per process."""

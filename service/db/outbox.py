@@ -1,5 +1,5 @@
 """The transactional outbox: tasks whose message is committed in PostgreSQL but not yet confirmed
-by the broker (``published_at IS NULL``)."""
+by the broker (``published_at IS NULL``); claimed highest priority first, then oldest first."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ class PendingMessage:
     task_id: str
     agent: str
     status: TaskStatus
+    priority: int
     attempts: int
     traceparent: str | None
     available_at: datetime
@@ -35,10 +36,10 @@ class PendingMessage:
 
 
 _CLAIM = (
-    "SELECT id::text AS task_id, agent, status, attempts, traceparent, available_at,"
+    "SELECT id::text AS task_id, agent, status, priority, attempts, traceparent, available_at,"
     " clock_timestamp() AS now FROM tasks WHERE published_at IS NULL"
     " AND (status <> 'queued' OR created_at < now() - make_interval(secs => %s))"
-    " ORDER BY created_at LIMIT %s FOR UPDATE SKIP LOCKED"
+    " ORDER BY priority DESC, created_at LIMIT %s FOR UPDATE SKIP LOCKED"
 )
 _MARK = (
     "WITH t AS (UPDATE tasks SET published_at = now()"

@@ -121,7 +121,8 @@ class StateSampler(Collector):
         out[metrics.BACKUP_VERIFIED_AGE][()] = age_s
 
     async def _queues(self, out: dict[Sampled, dict[tuple[str, ...], float]]) -> None:
-        queues = [*map(names.agent_queue, self.agents), names.DEAD_LETTER_QUEUE]
+        queues = [*(q for agent in self.agents for q in names.agent_queues(agent)),
+                  names.DEAD_LETTER_QUEUE]
         for queue_name, depth in (await queue_depths(self.amqp, queues)).items():
             out[metrics.QUEUE_MESSAGES][(queue_name,)] = depth.ready
             out[metrics.QUEUE_CONSUMERS][(queue_name,)] = depth.consumers

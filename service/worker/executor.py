@@ -8,6 +8,7 @@ lines and the status cache are middleware (``service.lifecycle``).
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -23,6 +24,7 @@ from agents.errors import NonRetryableError
 from agents.registry import get_agent
 from agents.retry import GiveUp, RetryPolicy, decide
 from catalog import names
+from catalog.priorities import BANDS
 from service.broker.messages import MalformedMessage, TaskMessage, decode_task
 from service.cache import Cache
 from service.db.runs import NotClaimed, Run, RunStore, new_run_id
@@ -32,6 +34,7 @@ from service.lifecycle import standard_lifecycle
 from service.settings import LlmSettings, TaskSettings
 from service.telemetry.scrub import error_text
 from service.telemetry.tracing import process_span, tracer
+from service.worker.slots import BandedSlots
 
 T = TypeVar("T")
 _MAX_ERROR_CHARS = 2000
@@ -42,7 +45,7 @@ class TaskExecutor:
 
     def __init__(self, runs: RunStore, cache: Cache, *, concurrency: int, tasks: TaskSettings,
                  llm: LlmSettings, on_outbox_change: Callable[[], None],
-                 max_json_depth: int = 64) -> None:
+                 max_json_depth: int = 64, lower_band_share: float = 0.1) -> None:
         self.runs = runs
         self.lifecycle = standard_lifecycle(cache)
         self.llm = LlmEndpoint(llm.base_url, llm.api_key, llm.model, llm.timeout_s)
@@ -53,10 +56,10 @@ class TaskExecutor:
             max_attempts=tasks.max_attempts, base_delay_s=tasks.retry_base_delay_s,
             max_delay_s=tasks.retry_max_delay_s, jitter=tasks.retry_jitter,
         )
-        self.slots = asyncio.Semaphore(concurrency)
+        self.slots = BandedSlots(concurrency, len(BANDS), lower_band_share)
         self.handlers: set[asyncio.Task[Any]] = set()
         self.unacked: Counter[str] = Counter()
-        """Deliveries this worker holds unacknowledged, by agent (running or waiting for a
+        """Deliveries this worker holds unacknowledged, by queue (running or waiting for a
         slot): its heartbeat reports them, since the broker's AMQP answer does not."""
         self.running: dict[str, asyncio.Task[Any]] = {}
         self._cancel_requested: set[str] = set()
@@ -86,8 +89,12 @@ class TaskExecutor:
                 if task_id not in self._cancel_requested:
                     self.request_cancel(task_id)
 
-    async def handle(self, delivery: AbstractIncomingMessage) -> None:
-        """The consumer callback."""
+    def consumer(self, band: int) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
+        """The consumer callback for the queues of one priority band."""
+        return functools.partial(self.handle, band=band)
+
+    async def handle(self, delivery: AbstractIncomingMessage, band: int = 0) -> None:
+        """One delivery from a queue of ``band``: waits for a slot, highest band first."""
         me = asyncio.current_task()
         assert me is not None
         self.handlers.add(me)
@@ -98,21 +105,22 @@ class TaskExecutor:
                 logger.error("malformed task message dropped to the dead-letter queue: {}", exc)
                 await delivery.reject(requeue=False)
                 return
-            self.unacked[message.agent] += 1
+            queue = names.agent_queue(message.agent, band)
+            self.unacked[queue] += 1
             try:
-                async with self.slots:
-                    await self._handle(message, delivery)
+                async with self.slots.hold(band):
+                    await self._handle(message, delivery, queue)
             finally:
-                self.unacked[message.agent] -= 1
+                self.unacked[queue] -= 1
         finally:
             self.handlers.discard(me)
 
-    async def _handle(self, message: TaskMessage, delivery: AbstractIncomingMessage) -> None:
+    async def _handle(self, message: TaskMessage, delivery: AbstractIncomingMessage,
+                      queue: str) -> None:
         """One delivery inside its trace (continued from the message headers) and with the
         task's ids on every log line."""
         redelivered = bool(delivery.redelivered)
-        with process_span(delivery.headers, names.agent_queue(message.agent), message.agent,
-                          message.task_id) as span, \
+        with process_span(delivery.headers, queue, message.agent, message.task_id) as span, \
                 logger.contextualize(task_id=message.task_id, agent=message.agent,
                                      attempt=message.attempt, worker_id=self.runs.worker_id):
             span.set_attribute("messaging.rabbitmq.redelivered", redelivered)

@@ -33,7 +33,7 @@ class Heartbeat:
         self._task: asyncio.Task[None] | None = None
 
     def beat_payload(self) -> dict[str, Any]:
-        unacked = {agent: n for agent, n in self.unacked().items() if n}
+        unacked = {queue: n for queue, n in self.unacked().items() if n}
         return {**self._static, "in_flight": sum(unacked.values()), "unacked": unacked,
                 "started_at": self.started_at,
                 "beat_at": datetime.now(UTC).isoformat()}

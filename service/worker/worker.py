@@ -25,6 +25,7 @@ from service.settings import Settings
 from service.telemetry.exposition import mark_build, serve_agent_metrics
 from service.worker.executor import TaskExecutor
 from service.worker.heartbeat import Heartbeat
+from service.worker.slots import check_lower_share
 
 AGENT_TAKEOVER_S = 5.0
 """An agent's outbox relay publishes new submissions only once they have waited this long."""
@@ -44,6 +45,7 @@ class Worker:
         unknown = sorted(set(chosen) - set(known_agents()))
         if unknown:
             raise ValueError(f"unknown agents {unknown}; known agents: {known_agents()}")
+        check_lower_share(settings.worker.priority_lower_share)
         self.settings = settings
         self.agents = chosen
         self.worker_id = worker_id or new_worker_id()
@@ -81,7 +83,8 @@ class Worker:
         self.executor = TaskExecutor(RunStore(self.pool, self.worker_id), self.cache,
                                      concurrency=s.worker.concurrency, tasks=s.tasks, llm=s.llm,
                                      on_outbox_change=shared.relay.wake,
-                                     max_json_depth=s.api.max_json_depth)
+                                     max_json_depth=s.api.max_json_depth,
+                                     lower_band_share=s.worker.priority_lower_share)
         self.consume_channel = await self.connection.channel()
         await self.consume_channel.set_qos(prefetch_count=s.worker.prefetch)
         topology = Topology(self.consume_channel, s.broker.delivery_limit)
@@ -102,9 +105,10 @@ class Worker:
         control = await topology.declare_control_queue(self.worker_id)
         await control.consume(self._on_control, no_ack=True)
         for agent in self.agents:
-            queue = await topology.declare_agent_queue(agent)
-            tag = await queue.consume(self.executor.handle)
-            self._consumers.append((queue, tag))
+            queues = await topology.declare_agent_queues(agent)
+            for band, queue in reversed(list(enumerate(queues))):  # highest band first
+                tag = await queue.consume(self.executor.consumer(band))
+                self._consumers.append((queue, tag))
         logger.info("worker {} consuming {} (concurrency {}, prefetch {})", self.worker_id,
                     ",".join(self.agents), s.worker.concurrency, s.worker.prefetch)
 
