@@ -68,7 +68,8 @@ def resolve_task_id(client: Client, given: str) -> str:
 
 def submit(client: Client, agent: str, payload: str, *, wait: bool, timeout_s: float,
            as_json: bool, idempotency_key: str | None, max_attempts: int | None,
-           priority: int | None = None, task_timeout_s: float | None = None) -> int:
+           priority: int | None = None, task_timeout_s: float | None = None,
+           run_at: str | None = None, delay_s: float | None = None) -> int:
     try:
         data = json.loads(payload)
     except json.JSONDecodeError as exc:
@@ -76,7 +77,8 @@ def submit(client: Client, agent: str, payload: str, *, wait: bool, timeout_s: f
         return 2
     body: dict[str, Any] = {"agent": agent, "input": data}
     for field, value in (("max_attempts", max_attempts), ("priority", priority),
-                         ("timeout_s", task_timeout_s)):
+                         ("timeout_s", task_timeout_s), ("run_at", run_at),
+                         ("delay_s", delay_s)):
         if value is not None:
             body[field] = value
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}

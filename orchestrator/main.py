@@ -99,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the task's priority (above 5 needs the tasks:priority scope)")
     submit.add_argument("--timeout-s", type=float, dest="task_timeout_s",
                         help="seconds one attempt may run before it is stopped")
+    submit.add_argument("--run-at", metavar="TIME",
+                        help="start it no earlier than this ISO 8601 time with an offset"
+                             " (2026-12-03T18:00:00Z); it is stored now")
+    submit.add_argument("--delay", type=float, metavar="SECONDS", dest="delay_s",
+                        help="start it no earlier than this many seconds from now")
     for name, help_text in (("status", "show one task"), ("events", "a task's timeline"),
                             ("cancel", "cancel a task (a running one gets a cancel request)"),
                             ("retry", "requeue a dead task")):
@@ -234,7 +239,8 @@ def _dispatch(args: argparse.Namespace, s: Settings) -> int:
         return cmd.submit(client, args.agent, args.input, wait=args.wait,
                           timeout_s=args.timeout, as_json=args.json,
                           idempotency_key=args.idempotency_key, max_attempts=args.max_attempts,
-                          priority=args.priority, task_timeout_s=args.task_timeout_s)
+                          priority=args.priority, task_timeout_s=args.task_timeout_s,
+                          run_at=args.run_at, delay_s=args.delay_s)
     if c == "tasks":
         return cmd.tasks(client, args.status, args.agent, args.limit, args.json,
                          cursor=args.cursor, every_page=args.every_page, stuck=args.stuck)

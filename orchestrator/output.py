@@ -48,8 +48,8 @@ def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> li
 
 
 def print_task(task: dict[str, Any]) -> None:
-    for key in ("id", "agent", "status", "attempts", "max_attempts", "created_at",
-                "finished_at", "trace_id", "error"):
+    for key in ("id", "agent", "status", "priority", "attempts", "max_attempts", "created_at",
+                "available_at", "finished_at", "trace_id", "error"):
         print(f"{key + ':':<14}{_cell(task.get(key))}")
     if task.get("result") is not None:
         print(f"{'result:':<14}{json.dumps(task['result'])}")

@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -62,6 +63,22 @@ def test_submit_wait_prints_the_finished_task(cli) -> None:  # type: ignore[no-u
     assert "queue=orch.agent.echo" in lines[1]  # where the first publish went
     absolute = cli("events", task["id"], "--absolute").stdout.splitlines()[1]
     assert absolute.split()[0] == task["created_at"][:10]  # a UTC date, not "+0.0ms"
+
+
+def test_submit_later_holds_the_task_until_due(cli) -> None:  # type: ignore[no-untyped-def]
+    result = cli("submit", "echo", "{}", "--delay", "1.5", "--priority", "4", "--wait", "--json")
+    assert result.returncode == 0, result.stderr
+    task = json.loads(result.stdout)
+    assert task["priority"] == 4
+    held_s = (datetime.fromisoformat(task["started_at"])
+              - datetime.fromisoformat(task["created_at"])).total_seconds()
+    assert held_s >= 1.5
+    due = (datetime.now(UTC) + timedelta(days=30)).replace(microsecond=0)
+    later = json.loads(cli("submit", "echo", "{}", "--run-at", due.isoformat(), "--json").stdout)
+    assert datetime.fromisoformat(later["available_at"]) == due
+    assert cli("cancel", later["id"]).returncode == 0
+    refused = cli("submit", "echo", "{}", "--run-at", "2026-12-03 18:00")
+    assert refused.returncode != 0 and "has no offset" in refused.stderr
 
 
 def test_submit_wait_exits_non_zero_when_the_task_dies(cli) -> None:  # type: ignore[no-untyped-def]

@@ -13,6 +13,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import (
     Components,
     OpenAPI,
+    OpenAPIFormat,
     OpenAPIType,
     Parameter,
     Reference,
@@ -126,6 +127,10 @@ def declare_rules(openapi: OpenAPI, agents: Sequence[str], max_timeout_s: float,
                     field.enum = list(agents)
                 if name == "timeout_s":
                     field.maximum = max_timeout_s
+                if name == "run_at":  # a str parsed by the handler (msgspec's lax mode would
+                    for member in field.one_of or [field]:  # take a number for a time)
+                        if isinstance(member, Schema) and member.type == OpenAPIType.STRING:
+                            member.format = OpenAPIFormat.DATE_TIME
 
 
 def _zero_bounds(kind: msgspec.inspect.Type | None, schema: Schema) -> None:

@@ -13,6 +13,13 @@ from service.domain import Task, TaskEvent, TaskStatus
 Priority = Annotated[int, msgspec.Meta(ge=0, le=9, description="0 (default) to 9")]
 Attempts = Annotated[int, msgspec.Meta(ge=1, le=100)]
 Timeout = Annotated[float, msgspec.Meta(gt=0, description="seconds one attempt may run")]
+MAX_DELAY_S = 366 * 86400.0
+"""How far ahead a task may be scheduled (``run_at`` / ``delay_s``)."""
+Delay = Annotated[float, msgspec.Meta(ge=0, le=MAX_DELAY_S, description=(
+    "seconds from now before the task may start (stored now, published when due)"))]
+RunAt = Annotated[str, msgspec.Meta(max_length=64, description=(
+    "the time the task may start, ISO 8601 with an offset (2026-12-03T18:00:00Z); a past time"
+    " starts it now"))]
 
 
 class SubmitTask(msgspec.Struct, forbid_unknown_fields=True):
@@ -23,6 +30,8 @@ class SubmitTask(msgspec.Struct, forbid_unknown_fields=True):
     priority: Priority = 0
     max_attempts: Attempts | None = None
     timeout_s: Timeout | None = None
+    run_at: RunAt | None = None
+    delay_s: Delay | None = None
 
 
 class Links(msgspec.Struct):
@@ -59,6 +68,8 @@ class TaskOut(msgspec.Struct, kw_only=True):
     finished_at: datetime | None
     updated_at: datetime
     published_at: datetime | None
+    available_at: datetime
+    """When the task may start: its submission, its ``run_at``/``delay_s``, or its next retry."""
     links: Links
 
     @classmethod

@@ -60,6 +60,24 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     return _EPOCH + timedelta(microseconds=int(micros)), str(uuid.UUID(task_id))
 
 
+def _run_at(text: str | None) -> datetime | None:
+    """``run_at`` as an aware UTC time; 400 naming the field when it is not one."""
+    if text is None:
+        return None
+    problem = None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        problem = "is not an ISO 8601 time (e.g. 2026-12-03T18:00:00Z)"
+    else:
+        if when.tzinfo is None:
+            problem = "has no offset: add Z or one such as +02:00"
+    if problem is not None:
+        raise ValidationException(f"run_at {text!r} {problem}", extra=[
+            {"source": "body", "key": "run_at", "message": problem}])
+    return when.astimezone(UTC)
+
+
 def _visible(request: Request[Any, Any, Any]) -> str | None:
     """The tenant whose tasks the caller may see (``None``: an admin sees all)."""
     return request_key(request).visible_tenant
@@ -100,6 +118,7 @@ class TaskController(Controller):
                 f"timeout_s {timeout_s:g} is above the limit of {settings.tasks.max_timeout_s:g}s",
                 extra=[{"source": "body", "key": "timeout_s",
                         "message": f"must be at most {settings.tasks.max_timeout_s:g}"}])
+        run_at = _run_at(data.run_at)
         await services.limits.admit_task(key)
         max_attempts = data.max_attempts or settings.tasks.max_attempts
         traceparent, trace_id = current_traceparent()
@@ -108,6 +127,7 @@ class TaskController(Controller):
             agent=data.agent, input=data.input, tenant=key.tenant, priority=data.priority,
             max_attempts=max_attempts, timeout_s=timeout_s,
             checksum=input_checksum(data.input),
+            run_at=run_at, delay_s=data.delay_s or 0.0,
             idempotency_key=idempotency_key, trace_id=trace_id, traceparent=traceparent,
         )
         task, created = await services.tasks.submit(new)

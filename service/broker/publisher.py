@@ -15,7 +15,7 @@ from service.db.outbox import PendingMessage
 from service.domain import TaskStatus
 from service.telemetry.tracing import publish_span
 
-_RETRY_NOW_S = 0.05  # a retry due within this is sent straight to the work exchange
+_NOW_S = 0.05  # a task due within this is sent straight to the work exchange
 
 
 class Publisher:
@@ -36,7 +36,7 @@ class Publisher:
         queue = names.agent_queue(pending.agent, band)
         detail: dict[str, Any] = {"exchange": exchange_name, "routing_key": routing_key,
                                   "queue": queue}
-        if status is TaskStatus.RETRYING and pending.delay_s > _RETRY_NOW_S:
+        if status is not TaskStatus.DEAD and pending.delay_s > _NOW_S:  # a retry, or run_at
             step = delay_step_ms(pending.delay_s)
             await self.topology.declare_delay_queue(step)
             headers[names.DELAY_HEADER] = step

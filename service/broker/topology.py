@@ -21,6 +21,7 @@ from catalog.priorities import BANDS
 # (125 ms .. 48 min; 1, 2, 4, 8 s are exact). Each step is its own queue with a queue-level TTL,
 # so messages expire in order and none waits behind a longer one.
 DELAY_STEPS_MS: tuple[int, ...] = tuple(round(1000 * 2 ** (k / 2)) for k in range(-6, 24))
+LONGEST_DELAY_S = DELAY_STEPS_MS[-1] / 1000
 
 
 def delay_step_ms(delay_s: float) -> int:

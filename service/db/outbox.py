@@ -11,6 +11,7 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
+from service.broker.topology import LONGEST_DELAY_S
 from service.db.pool import Pool
 from service.db.query import Store, execute
 from service.db.rows import jsonb
@@ -35,9 +36,12 @@ class PendingMessage:
         return max(0.0, (self.available_at - self.now).total_seconds())
 
 
+PUBLISH_AHEAD_S = LONGEST_DELAY_S
+"""A task due later than this waits in the outbox; sooner, it is published to a delay queue."""
+_IN_REACH = f"available_at < now() + make_interval(secs => {PUBLISH_AHEAD_S})"
 _CLAIM = (
     "SELECT id::text AS task_id, agent, status, priority, attempts, traceparent, available_at,"
-    " clock_timestamp() AS now FROM tasks WHERE published_at IS NULL"
+    f" clock_timestamp() AS now FROM tasks WHERE published_at IS NULL AND {_IN_REACH}"
     " AND (status <> 'queued' OR created_at < now() - make_interval(secs => %s))"
     " ORDER BY priority DESC, created_at LIMIT %s FOR UPDATE SKIP LOCKED"
 )
@@ -48,10 +52,10 @@ _MARK = (
     " INSERT INTO task_events (task_id, kind, status, attempt, worker_id, detail)"
     " SELECT id, 'published', status, attempts, %(actor)s, detail FROM t"
 )
-_BACKLOG = (
-    "SELECT count(*) AS unpublished,"
-    " coalesce(extract(epoch FROM now() - min(created_at)), 0) AS oldest_age_s"
-    " FROM tasks WHERE published_at IS NULL"
+_BACKLOG = (  # a scheduled task joins the backlog once it is in reach
+    "SELECT count(*) AS unpublished, coalesce(extract(epoch FROM now() - min(greatest("
+    f"created_at, available_at - make_interval(secs => {PUBLISH_AHEAD_S})))), 0) AS oldest_age_s"
+    f" FROM tasks WHERE published_at IS NULL AND {_IN_REACH}"
 )
 
 
@@ -97,7 +101,8 @@ class OutboxStore(Store):
             yield OutboxBatch(conn, messages, self.actor)
 
     async def backlog(self) -> tuple[int, float]:
-        """``(unpublished task count, age in seconds of the oldest)``."""
+        """``(unpublished task count, age in seconds of the oldest)``, of the tasks in reach
+        (a task scheduled further ahead is not late)."""
         row = await self.fetch_one("outbox_backlog", _BACKLOG)
         assert row is not None
         return int(row["unpublished"]), float(row["oldest_age_s"])

@@ -24,14 +24,16 @@ from service.domain import Task
 RECONCILER_LOCK = 7_326_113_901
 """The advisory lock one reconciler pass holds, so many processes run one pass at a time."""
 
-_WAITING = (
-    "(status = 'queued' AND published_at IS NOT NULL AND published_at < %(before)s)"
+_WAITING = (  # a task due later (a retry, run_at) has its message in a delay queue
+    "(status = 'queued' AND published_at IS NOT NULL AND published_at < %(before)s"
+    " AND available_at < %(before)s)"
     " OR (status = 'retrying' AND published_at IS NOT NULL AND available_at < %(before)s)"
 )
 _WAITING_BY_AGENT = f"SELECT agent, count(*) AS n FROM tasks WHERE {_WAITING} GROUP BY agent"
 _STALE = (
     "SELECT id::text AS id FROM tasks WHERE agent = %(agent)s AND ("
-    " (status = 'queued' AND published_at < now() - make_interval(secs => %(after_s)s))"
+    " (status = 'queued' AND published_at < now() - make_interval(secs => %(after_s)s)"
+    " AND available_at < now() - make_interval(secs => %(after_s)s))"
     " OR (status = 'retrying' AND published_at IS NOT NULL"
     " AND available_at < now() - make_interval(secs => %(after_s)s)))"
     " ORDER BY published_at DESC LIMIT %(limit)s"

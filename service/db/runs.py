@@ -27,10 +27,12 @@ class Run:
 
 @dataclass(frozen=True)
 class NotClaimed:
-    """Why a delivery was not run: ``duplicate``, ``cancelled`` or ``exhausted``."""
+    """Why a delivery was not run: ``duplicate``, ``cancelled``, ``exhausted``, or ``early``
+    (a task scheduled later: due in ``early_s``)."""
 
     reason: str
     task: Task | None
+    early_s: float = 0.0
 
 
 _SET_COMMON = "version = tasks.version + 1, updated_at = now()"
@@ -45,7 +47,8 @@ _CLAIM = batch_transition_sql(
     f" started_at = now(), {_SET_COMMON}",
     "(tasks.status = 'running' AND tasks.run_id = i.run_id)"  # our own claim, again
     " OR (NOT tasks.cancel_requested AND tasks.attempts < tasks.max_attempts AND"
-    " (tasks.status IN ('queued', 'retrying') OR (tasks.status = 'running' AND i.redelivered)))",
+    " ((tasks.status = 'queued' AND tasks.available_at <= now()) OR tasks.status = 'retrying'"
+    " OR (tasks.status = 'running' AND i.redelivered)))",
     "started",
     _CLAIM_INPUTS,
     detail="jsonb_build_object('redelivered', i.redelivered)",
@@ -78,6 +81,17 @@ _LOST = transition_sql(
     f" finished_at = now(), {_SET_COMMON}"
     " WHERE id = %(id)s AND status = 'running' AND attempts >= max_attempts",
     "dead_lettered",
+)
+_EARLY = (
+    "SELECT extract(epoch FROM available_at - now()) AS early_s FROM tasks"
+    " WHERE id = %(id)s AND status = 'queued' AND available_at > now()"
+    " AND NOT cancel_requested"
+)
+_HAND_BACK = transition_sql(  # the outbox publishes it again, to the delay queue it needs
+    f"UPDATE tasks SET published_at = NULL, {_SET_COMMON}"
+    " WHERE id = %(id)s AND status = 'queued' AND published_at IS NOT NULL"
+    " AND available_at > now()",
+    "early_delivery",
 )
 _DUPLICATE = (
     "INSERT INTO task_events (task_id, kind, status, attempt, worker_id, detail)"
@@ -115,6 +129,9 @@ class RunStore(Store):
         return await self._explain(task_id, redelivered)
 
     async def _explain(self, task_id: str, redelivered: bool) -> NotClaimed:
+        early = await self.fetch_one("task_early", _EARLY, {"id": task_id})
+        if early is not None:
+            return NotClaimed("early", None, float(early["early_s"]))
         row = await self._exec("task_cancelled", _CANCELLED, task_id, run_id=None,
                                detail={"at": "delivery"})
         if row is not None:
@@ -126,6 +143,13 @@ class RunStore(Store):
             if row is not None:
                 return NotClaimed("exhausted", to_task(row))
         return NotClaimed("duplicate", None)
+
+    async def hand_back(self, task_id: str, early_s: float) -> Task | None:
+        """Return a delivery that came before its task is due to the outbox (``None`` when
+        the task changed meanwhile)."""
+        row = await self._exec("task_hand_back", _HAND_BACK, task_id,
+                               detail={"early_s": round(early_s, 3)})
+        return to_task(row) if row is not None else None
 
     async def succeed(self, run: Run, result_json: str) -> Task | None:
         """Record the result (JSON text); ``None`` when another run owns the task now.

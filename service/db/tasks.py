@@ -39,22 +39,29 @@ class NewTask:
     idempotency_key: str | None = None
     trace_id: str | None = None
     traceparent: str | None = None
+    run_at: datetime | None = None
+    delay_s: float = 0.0
+    """Not before ``run_at`` and not before ``delay_s`` from now (the later of the two)."""
 
 
 _INSERT_INPUTS = {
     "id": "uuid", "agent": "text", "tenant": "text", "input": "jsonb", "priority": "smallint",
     "max_attempts": "integer", "timeout_s": "float8", "idempotency_key": "text",
-    "trace_id": "text", "traceparent": "text", "checksum": "text",
+    "trace_id": "text", "traceparent": "text", "checksum": "text", "run_at": "timestamptz",
+    "delay_s": "float8",
 }
 _INSERT = (
     "WITH t AS (INSERT INTO tasks (id, agent, tenant, input, status, priority, max_attempts,"
-    " timeout_s, idempotency_key, trace_id, traceparent, input_checksum)"
+    " timeout_s, idempotency_key, trace_id, traceparent, input_checksum, available_at)"
     " SELECT id, agent, tenant, input, 'queued', priority, max_attempts, timeout_s,"
-    f" idempotency_key, trace_id, traceparent, checksum FROM {unnest_inputs(_INSERT_INPUTS)}"
+    " idempotency_key, trace_id, traceparent, checksum,"
+    " greatest(run_at, now() + make_interval(secs => delay_s))"
+    f" FROM {unnest_inputs(_INSERT_INPUTS)}"
     " ON CONFLICT (tenant, idempotency_key) DO NOTHING RETURNING *),"
     " e AS (INSERT INTO task_events (task_id, kind, status, attempt, detail)"
-    " SELECT id, 'submitted', status, attempts, CASE WHEN trace_id IS NULL THEN '{}'::jsonb"
-    " ELSE jsonb_build_object('trace_id', trace_id) END FROM t)"
+    " SELECT id, 'submitted', status, attempts, jsonb_strip_nulls(jsonb_build_object("
+    "'trace_id', trace_id, 'due_at', CASE WHEN available_at > now() THEN available_at END))"
+    " FROM t)"
     f" SELECT {TASK_COLUMNS} FROM t"
 )
 
@@ -123,7 +130,7 @@ class TaskStore(Store):
         row = await self._inserts.submit((
             uuid.uuid4(), new.agent, new.tenant, json_text(new.input), new.priority,
             new.max_attempts, new.timeout_s, new.idempotency_key, new.trace_id, new.traceparent,
-            new.checksum))
+            new.checksum, new.run_at, new.delay_s))
         if row is not None:
             return to_task(row), True
         found = await self.fetch_one(

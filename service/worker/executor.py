@@ -38,6 +38,8 @@ from service.worker.slots import BandedSlots
 
 T = TypeVar("T")
 _MAX_ERROR_CHARS = 2000
+EARLY_WAIT_S = 1.0
+"""A delivery this close before its task is due waits for it; earlier ones go back."""
 
 
 class TaskExecutor:
@@ -127,6 +129,13 @@ class TaskExecutor:
             run_id = new_run_id()  # one per delivery: a retried claim stays the same claim
             claim = await self._db(lambda: self.runs.claim(
                 message.task_id, redelivered=redelivered, run_id=run_id))
+            for _ in range(3):  # a delay queue's step rounds down: due within a second, wait
+                if not (isinstance(claim, NotClaimed) and claim.reason == "early"
+                        and claim.early_s <= EARLY_WAIT_S):
+                    break
+                await asyncio.sleep(claim.early_s)
+                claim = await self._db(lambda: self.runs.claim(
+                    message.task_id, redelivered=redelivered, run_id=run_id))
             if isinstance(claim, NotClaimed):
                 span.set_attribute("orchestrator.dropped", claim.reason)
                 await self._not_claimed(message, claim, redelivered)
@@ -136,6 +145,11 @@ class TaskExecutor:
 
     async def _not_claimed(self, message: TaskMessage, claim: NotClaimed,
                            redelivered: bool) -> None:
+        if claim.reason == "early":  # due later: the outbox sends it to the delay it needs
+            early_s = claim.early_s
+            self._recorded(await self._db(lambda: self.runs.hand_back(message.task_id, early_s)))
+            self.on_outbox_change()
+            return
         if claim.reason == "duplicate":
             self.lifecycle.emit(lambda m: m.duplicate_dropped(message.agent))
             await self._db(lambda: self.runs.record_duplicate(
