@@ -254,6 +254,35 @@ THRESHOLDS: tuple[Threshold, ...] = (
                       f'{s(m.AGENTS_LIVE)}{{agent="echo"}}': "0x60"},
         test_labels={"queue": URGENT_ECHO, "agent": "echo"}),
     Threshold(
+        alert="ScheduleNotFiring", metrics=(m.SCHEDULE_OVERDUE,),
+        scenario=sc.PROCESSING_STALLED, panel=panels.SCHEDULES_OVERDUE, unit="s",
+        warning=120, for_="2m",
+        expr=f"max({s(m.SCHEDULE_OVERDUE)}) > {{value}}",
+        summary="A recurring schedule has not fired for {value} past its due time",
+        description="The most overdue active schedule should have fired more than {value} ago"
+                    " (for {for_}): its tasks are not being created.",
+        runbook=Runbook(
+            meaning="No API process fires the schedules (every API process runs the scheduler,"
+                    " within a second of each due time), or its passes fail: the database"
+                    " refuses them, or a pass is stuck behind a lock.",
+            impact="The periodic work of that schedule (reports, syncs, sweeps) is not done;"
+                   " with policy skip, the due times missed meanwhile are not made up.",
+            diagnose=("orchestrator schedule list",
+                      "curl -sS --max-time 5 {api}/health/ready",
+                      "grep 'scheduler pass failed' {logs}/api.log | tail -n 5",
+                      f"{PSQL} -c \"SELECT name, next_due_at, paused FROM schedules WHERE NOT"
+                      " paused ORDER BY next_due_at LIMIT 5\""),
+            mitigate=("Start the API if none runs (orchestrator up, or orchestrator api): it"
+                      " fires what is due at once; a schedule whose policy is catch_up makes"
+                      " up every missed due time, skip only the last one within"
+                      " ORCH_SCHEDULE_GRACE_S.",
+                      "If the database refuses the passes, see DatabaseDown and"
+                      " DatabasePoolExhausted.",
+                      "To stop one schedule on purpose: orchestrator schedule pause NAME (a"
+                      " paused schedule is not late)."),
+            escalate=ESCALATE_P2),
+        test_series={f'{s(m.SCHEDULE_OVERDUE)}{{job="{API_JOB}"}}': ("600x60", "0x60")}),
+    Threshold(
         alert="TaskProcessingStalled", metrics=(m.TASKS_STARTED, m.QUEUE_MESSAGES),
         scenario=sc.PROCESSING_STALLED, panel=panels.THROUGHPUT, warning=0, for_="10m",
         expr=(f"(sum(rate({s(m.TASKS_STARTED)}[10m])) or vector(0)) <= {{value}}"

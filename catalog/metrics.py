@@ -118,6 +118,10 @@ PUBLISH_DURATION = _histogram("publish_duration_seconds",
                               "Time from publish to the broker's confirm.", ("queue",),
                               HTTP_BUCKETS)
 
+SCHEDULE_FIRES = _counter("schedule_fires", "Due times of recurring schedules handled: fired (a"
+                          " task created) or skipped (missed while no scheduler ran; the"
+                          " schedule's policy is skip).", ("outcome",))
+
 TASKS_PURGED = _counter("tasks_purged", "Finished tasks (with their timelines) deleted by"
                         " retention, by their final status.", ("status",))
 RECONCILED = _counter("reconciled_tasks",
@@ -202,6 +206,10 @@ AGENTS_LIVE = Sampled("agents_live", "gauge",
 HEARTBEAT_AGE = Sampled("agent_heartbeat_age_seconds", "gauge",
                         "Oldest heartbeat among the workers of an agent type seen in the last"
                         " 10 minutes.", ("agent",))
+SCHEDULES_ACTIVE = Sampled("schedules_active", "gauge", "Recurring schedules not paused.")
+SCHEDULE_OVERDUE = Sampled("schedule_overdue_seconds", "gauge",
+                           "How late the most overdue active schedule is: its next due time"
+                           " passed this long ago and it has not fired (0: none is late).")
 BACKUP_LAST_VERIFIED = Sampled("backup_last_verified_timestamp_seconds", "gauge",
                                "When the newest backup that passed `orchestrator backup verify`"
                                " was verified (Unix time; 0: none has been).")

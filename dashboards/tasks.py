@@ -164,6 +164,22 @@ def _agents(board: Board) -> None:
                     " loop stalls every request and task in that process."), 6, 8)
 
 
+def _schedules(board: Board) -> None:
+    board.row("Schedules")
+    board.add(timeseries_panel(
+        ap.SCHEDULES_OVERDUE, [Query(agg("max", m.SCHEDULE_OVERDUE), "late by")],
+        unit=SECONDS, min_value=0,
+        description="How long ago the most overdue active schedule should have fired (0: none"
+                    " is late). The API processes fire schedules within a second of due."), 12, 8)
+    board.add(timeseries_panel(
+        "Schedule fires",
+        [Query(sum_increase(m.SCHEDULE_FIRES, by=("outcome",)), "{{outcome}}"),
+         Query(agg("max", m.SCHEDULES_ACTIVE), "active schedules")],
+        unit=COUNT,
+        description="Due times fired (a task created) and skipped (missed while no API ran,"
+                    " policy skip) per interval, and the schedules not paused."), 12, 8)
+
+
 def _models(board: Board) -> None:
     board.row("Language models")
     board.add(timeseries_panel(
@@ -193,5 +209,6 @@ def dashboard() -> db.Dashboard:
     _waiting(board)
     _timing(board)
     _agents(board)
+    _schedules(board)
     _models(board)
     return board.dashboard()

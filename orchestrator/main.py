@@ -15,6 +15,7 @@ from orchestrator import dlq as dlq_cmd
 from orchestrator import keys as keys_cmd
 from orchestrator import processes
 from orchestrator import purge as purge_cmd
+from orchestrator import schedule as schedule_cmd
 from service.domain import TaskStatus
 from service.errors import MissingExtra
 from service.settings import CHECKOUT_ROOT, Settings, SettingsError, unknown_variables
@@ -84,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the window, e.g. 12h (a shift), 7d (a week; default 12h)")
     dlq_cmd.add_arguments(sub.add_parser("dlq", help="dead letters: list, show, replay, purge"
                                                      " (admin key)"))
+    schedule_cmd.add_arguments(sub.add_parser(
+        "schedule", help="recurring schedules: create, list, show, pause, resume, delete"))
 
     submit = sub.add_parser("submit", help="submit a task")
     submit.add_argument("agent", help="the agent type (orchestrator agents lists them)")
@@ -231,6 +234,8 @@ def _dispatch(args: argparse.Namespace, s: Settings) -> int:
     client = cmd.Client(s)
     if c == "dlq":
         return dlq_cmd.run(client, args)
+    if c == "schedule":
+        return schedule_cmd.run(client, args)
     if c == "report":
         from orchestrator.report import run as run_report
 

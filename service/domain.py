@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -61,6 +62,19 @@ class Task(msgspec.Struct, kw_only=True):
     finished_at: datetime | None = None
     updated_at: datetime
     published_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class TaskFields:
+    """What a task is created with, checked (``service.api.task_fields``): by a submission, and
+    by each due time of a schedule."""
+
+    agent: str
+    input: Any
+    checksum: str
+    priority: int
+    max_attempts: int
+    timeout_s: float
 
 
 class TaskEvent(msgspec.Struct, kw_only=True):

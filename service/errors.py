@@ -118,6 +118,22 @@ class InvalidTransition(OrchestratorError):
         )
 
 
+class ScheduleNotFound(OrchestratorError):
+    """The caller's tenant has no schedule of that name."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"schedule {name!r} does not exist (orchestrator schedule list shows"
+                         " them)")
+
+
+class ScheduleExists(OrchestratorError):
+    """The caller's tenant has a schedule of that name already."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"schedule {name!r} exists already: delete it first, or pick another"
+                         " name")
+
+
 class IdempotencyConflict(OrchestratorError):
     """The idempotency key was used before with a different request body."""
 

@@ -155,6 +155,11 @@ class TaskSettings:
     retention_interval_s: float = var("RETENTION_INTERVAL_S", 300.0)
     retention_batch: int = var("RETENTION_BATCH", 1000)
     """Tasks deleted per statement (each its own short transaction)."""
+    schedule_interval_s: float = var("SCHEDULE_INTERVAL_S", 1.0)
+    """How often each API process looks for schedules that are due."""
+    schedule_grace_s: float = var("SCHEDULE_GRACE_S", 60.0)
+    """A schedule whose policy is ``skip`` still fires a due time this late (after a restart);
+    later ones are skipped."""
 
 
 @dataclass(frozen=True)

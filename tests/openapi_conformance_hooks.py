@@ -1,5 +1,6 @@
 """Schemathesis hooks of tests/test_openapi_conformance.py (``SCHEMATHESIS_HOOKS``): the run
-never revokes or rotates the key it authenticates with.
+never revokes or rotates the key it authenticates with, and it knows the document's own string
+formats (``cron``, ``time-zone``: ``service.api.openapi.STRING_FORMATS``).
 
 Schemathesis learns values from the answers it gets (the key list names every live key) and
 feeds them to the other operations, so it finds the run's own key name and, revoking or rotating
@@ -12,6 +13,30 @@ import os
 from typing import Any
 
 import schemathesis
+from hypothesis import strategies as st
+
+from service.cron import zone
+
+_FIELDS = {  # each crontab field: values, and the largest step worth writing
+    "minute": (range(60), 30), "hour": (range(24), 12), "day": (range(1, 29), 14),
+    "month": (range(1, 13), 6), "weekday": (range(8), 3),
+}
+
+
+@st.composite
+def _cron_field(draw: Any, values: range, largest_step: int) -> str:
+    low = draw(st.sampled_from(values))
+    high = draw(st.sampled_from(values).filter(lambda v: v >= low))
+    step = draw(st.integers(1, largest_step))
+    return draw(st.sampled_from(["*", f"*/{step}", str(low), f"{low}-{high}",
+                                 f"{low}-{high}/{step}", f"{low},{high}"]))
+
+
+schemathesis.openapi.format("cron", st.tuples(
+    *(_cron_field(values, step) for values, step in _FIELDS.values())).map(" ".join))
+schemathesis.openapi.format("time-zone", st.sampled_from(
+    ["UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata", "Australia/Lord_Howe"]).filter(
+    lambda name: zone(name) is not None))
 
 PROTECTED_KEY_ENV = "ORCH_CONFORMANCE_KEY_NAME"
 """The variable that names the run's own key."""

@@ -28,6 +28,7 @@ from service.api.health import live, ready
 from service.api.json_depth import JsonDepthLimit
 from service.api.metrics import MetricsPort, metrics_endpoint
 from service.api.openapi import SECURITY, declare_rules, openapi_config
+from service.api.schedules import CreateSchedule, SchedulesController
 from service.api.schemas import SubmitTask
 from service.api.state import services_lifespan
 from service.api.tasks import TaskController
@@ -41,7 +42,8 @@ def create_app(settings: Settings | None = None, extra_handlers: Sequence[Any] =
     settings = settings or get_settings()
     v1 = Router(path="/",
                 route_handlers=[TaskController, KeysController, StatsController,
-                                DeadLettersController, ReportController, list_agents],
+                                DeadLettersController, ReportController, SchedulesController,
+                                list_agents],
                 guards=[require_api_key], security=SECURITY)
     handlers: list[Any] = [v1, live, ready, *extra_handlers]
     if settings.telemetry.metrics_enabled:
@@ -61,7 +63,8 @@ def create_app(settings: Settings | None = None, extra_handlers: Sequence[Any] =
     )
     declare_rules(app.openapi_schema, load_agent_modules(settings.worker.agent_modules),
                   settings.tasks.max_timeout_s,
-                  bodies=(SubmitTask, CreateKey, DeadLetterReplay, DeadLetterPurge))
+                  bodies=(SubmitTask, CreateKey, DeadLetterReplay, DeadLetterPurge,
+                          CreateSchedule))
     return app
 
 

@@ -21,6 +21,8 @@ from service.errors import (
     InvalidTransition,
     KeyProblem,
     OrchestratorError,
+    ScheduleExists,
+    ScheduleNotFound,
     TaskNotFound,
     TooManyRequests,
     UnknownAgent,
@@ -30,6 +32,8 @@ from service.telemetry.scrub import scrub
 _STATUS_OF: dict[type[OrchestratorError], int] = {
     TaskNotFound: 404,
     DeadLetterNotFound: 404,
+    ScheduleNotFound: 404,
+    ScheduleExists: 409,
     UnknownAgent: 422,
     InvalidTransition: 409,
     IdempotencyConflict: 409,

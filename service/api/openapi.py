@@ -99,6 +99,15 @@ def openapi_config(**kwargs: Any) -> OpenAPIConfig:
         **kwargs)
 
 
+STRING_FORMATS: dict[str, Any] = {
+    "run_at": OpenAPIFormat.DATE_TIME,  # a str the handler parses (msgspec's lax mode would
+    "cron": "cron",                     # take a number for a time)
+    "timezone": "time-zone",
+}
+"""String fields whose handlers check what the types cannot: the format says so (``cron``: five
+crontab fields; ``time-zone``: an IANA name)."""
+
+
 def declare_rules(openapi: OpenAPI, agents: Sequence[str], max_timeout_s: float,
                   bodies: Iterable[type[msgspec.Struct]]) -> None:
     """Say in ``openapi`` (as Litestar built it) what the API enforces but the types cannot:
@@ -127,10 +136,10 @@ def declare_rules(openapi: OpenAPI, agents: Sequence[str], max_timeout_s: float,
                     field.enum = list(agents)
                 if name == "timeout_s":
                     field.maximum = max_timeout_s
-                if name == "run_at":  # a str parsed by the handler (msgspec's lax mode would
-                    for member in field.one_of or [field]:  # take a number for a time)
+                if name in STRING_FORMATS:
+                    for member in field.one_of or [field]:
                         if isinstance(member, Schema) and member.type == OpenAPIType.STRING:
-                            member.format = OpenAPIFormat.DATE_TIME
+                            member.format = STRING_FORMATS[name]
 
 
 def _zero_bounds(kind: msgspec.inspect.Type | None, schema: Schema) -> None:

@@ -22,14 +22,19 @@ RunAt = Annotated[str, msgspec.Meta(max_length=64, description=(
     " starts it now"))]
 
 
-class SubmitTask(msgspec.Struct, forbid_unknown_fields=True):
-    """A task submission."""
+class TaskBody(msgspec.Struct, forbid_unknown_fields=True):
+    """The fields of a task, as a submission and a schedule give them."""
 
     agent: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
     input: Annotated[Any, documented(all_of=[STORABLE_JSON])] = None
     priority: Priority = 0
     max_attempts: Attempts | None = None
     timeout_s: Timeout | None = None
+
+
+class SubmitTask(TaskBody, forbid_unknown_fields=True):
+    """A task submission."""
+
     run_at: RunAt | None = None
     delay_s: Delay | None = None
 

@@ -19,6 +19,7 @@ from service.cache import Cache
 from service.db.keys import KeyStore
 from service.db.pool import Pool
 from service.db.retention import RetentionJob, RetentionStore
+from service.db.schedules import ScheduleStore
 from service.db.task_stats import TaskStats
 from service.db.tasks import TaskStore
 from service.db.workers import WorkerRegistry
@@ -26,6 +27,7 @@ from service.gauges.sampler import StateSampler
 from service.lifecycle import zero_agent_counters
 from service.resources import open_resources
 from service.retention import RetentionPolicy
+from service.scheduler import Scheduler
 from service.settings import Settings
 from service.telemetry.exposition import api_registry, mark_build
 from service.telemetry.http import flush_http_metrics
@@ -49,6 +51,7 @@ class Services:
     sampler: StateSampler
     registry: CollectorRegistry
     limits: TenantLimits
+    schedules: ScheduleStore
 
 
 @asynccontextmanager
@@ -70,6 +73,10 @@ async def open_services(settings: Settings, name: str = "api") -> AsyncIterator[
         retention = RetentionJob(RetentionStore(pool), RetentionPolicy.of(tasks),
                                  tasks.retention_interval_s, tasks.retention_batch)
         retention.start()
+        schedules = ScheduleStore(pool)
+        scheduler = Scheduler(schedules, interval_s=tasks.schedule_interval_s,
+                              grace_s=tasks.schedule_grace_s, on_fired=resources.relay.wake)
+        scheduler.start()
         try:
             await resources.cache.ping()
             yield Services(settings, pool, amqp, resources.cache,
@@ -77,8 +84,10 @@ async def open_services(settings: Settings, name: str = "api") -> AsyncIterator[
                            KeyCache(KeyStore(pool), settings.api.key_cache_ttl_s), workers,
                            resources.publisher, resources.relay, agents, sampler,
                            api_registry([sampler], settings.api.workers),
-                           TenantLimits(settings.limits, resources.cache, TaskStats(pool)))
+                           TenantLimits(settings.limits, resources.cache, TaskStats(pool)),
+                           schedules)
         finally:
+            await scheduler.stop()
             await retention.stop()
             shutdown_tracing()
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
-from litestar.exceptions import PermissionDeniedException, ValidationException
+from litestar.exceptions import ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import OpenAPIFormat
 from litestar.params import Parameter
@@ -19,8 +19,9 @@ from service.api.auth import actor, request_key
 from service.api.openapi import problems
 from service.api.schemas import BODIES, EventsOut, SubmitTask, TaskOut, TaskPage
 from service.api.state import Services
+from service.api.task_fields import task_fields
 from service.db.tasks import ID_PREFIX, NewTask, id_range
-from service.domain import Task, TaskStatus, input_checksum, json_text, storable_input
+from service.domain import Task, TaskStatus, json_text
 from service.errors import UnknownAgent
 from service.telemetry.tracing import current_traceparent
 
@@ -103,31 +104,16 @@ class TaskController(Controller):
             header="Idempotency-Key", required=False, max_length=_MAX_IDEMPOTENCY_KEY)] = None,
     ) -> Response[TaskOut]:
         services: Services = request.app.state.services
-        settings = services.settings
-        if data.agent not in services.agents:
-            raise UnknownAgent(data.agent, services.agents)
         key = request_key(request)
-        ceiling = settings.limits.max_priority
-        if data.priority > ceiling and not key.may("tasks:priority"):
-            raise PermissionDeniedException(
-                f"priority {data.priority} needs the scope 'tasks:priority' (without it the"
-                f" highest is {ceiling}); ask an operator for a key with it")
-        timeout_s = data.timeout_s if data.timeout_s is not None else settings.tasks.timeout_s
-        if timeout_s > settings.tasks.max_timeout_s:
-            raise ValidationException(
-                f"timeout_s {timeout_s:g} is above the limit of {settings.tasks.max_timeout_s:g}s",
-                extra=[{"source": "body", "key": "timeout_s",
-                        "message": f"must be at most {settings.tasks.max_timeout_s:g}"}])
+        fields = task_fields(services, key, data.agent, data.input, data.priority,
+                             data.max_attempts, data.timeout_s)
         run_at = _run_at(data.run_at)
         await services.limits.admit_task(key)
-        max_attempts = data.max_attempts or settings.tasks.max_attempts
         traceparent, trace_id = current_traceparent()
-        data.input = storable_input(data.input, settings.api.max_body_bytes)  # as stored, or 413
         new = NewTask(
-            agent=data.agent, input=data.input, tenant=key.tenant, priority=data.priority,
-            max_attempts=max_attempts, timeout_s=timeout_s,
-            checksum=input_checksum(data.input),
-            run_at=run_at, delay_s=data.delay_s or 0.0,
+            agent=fields.agent, input=fields.input, tenant=key.tenant, priority=fields.priority,
+            max_attempts=fields.max_attempts, timeout_s=fields.timeout_s,
+            checksum=fields.checksum, run_at=run_at, delay_s=data.delay_s or 0.0,
             idempotency_key=idempotency_key, trace_id=trace_id, traceparent=traceparent,
         )
         task, created = await services.tasks.submit(new)

@@ -16,6 +16,7 @@ from loguru import logger
 from catalog import metrics
 from service.broker.publisher import Publisher
 from service.db.outbox import OutboxStore
+from service.periodic import cancel_and_wait
 
 
 class OutboxRelay:
@@ -39,11 +40,8 @@ class OutboxRelay:
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def relay_once(self) -> tuple[int, int]:
         """Publish one batch; return ``(published, failed)``."""

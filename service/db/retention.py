@@ -4,14 +4,13 @@ another purger are skipped, not waited for), so submissions never queue behind a
 
 from __future__ import annotations
 
-import asyncio
-
 from loguru import logger
 
 from catalog import metrics
 from service.db.dead_letters import DeadLetterStore
 from service.db.query import Store
 from service.domain import TaskStatus
+from service.periodic import Periodic
 from service.retention import RETAINED, RetentionPolicy
 
 DEAD_LETTERS = "dead_letters"
@@ -46,7 +45,7 @@ class RetentionJob:
                  batch: int) -> None:
         self.store, self.policy = store, policy
         self.interval_s, self.batch = interval_s, batch
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic("retention", interval_s, self.run_once)
         for status in RETAINED:  # exposed from the start, at 0
             metrics.TASKS_PURGED.labels(status.value)
 
@@ -71,20 +70,7 @@ class RetentionJob:
         return purged
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="retention")
+        self._periodic.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                logger.warning("retention pass failed (tried again in {} s): {}",
-                               self.interval_s, exc)
-            await asyncio.sleep(self.interval_s)
+        await self._periodic.stop()

@@ -1,5 +1,5 @@
 """Scrape-time metrics of global state: tasks by status, backlogs, queue depths, live agents,
-open dead letters, the newest verified backup.
+open dead letters, the newest verified backup, schedules that are late.
 
 Computed from PostgreSQL and RabbitMQ when ``/metrics`` is scraped, at most once per
 ``max_age_s`` (scrapes stay cheap however many there are).
@@ -24,6 +24,7 @@ from service.cache import Cache
 from service.db.backup import BackupLedger
 from service.db.dead_letters import ORPHAN_AGENT, DeadLetterStore
 from service.db.outbox import OutboxStore
+from service.db.schedules import ScheduleStore
 from service.db.task_stats import TaskStats
 from service.db.workers import WorkerRegistry
 
@@ -38,6 +39,7 @@ class StateSampler(Collector):
         self.stats, self.outbox, self.workers, self.amqp = stats, outbox, workers, amqp
         self.backups = BackupLedger(stats.pool)
         self.dead_letters = DeadLetterStore(stats.pool)
+        self.schedules = ScheduleStore(stats.pool)
         self.agents = agents
         self.deployed_agents = deployed_agents
         self.cache = cache
@@ -66,7 +68,7 @@ class StateSampler(Collector):
             try:
                 results = await asyncio.wait_for(asyncio.gather(
                     self._tasks(values), self._queues(values), self._backups(values),
-                    self._dead_letters(values),
+                    self._dead_letters(values), self._schedules(values),
                     return_exceptions=True),
                     timeout_s)
             except TimeoutError:
@@ -114,6 +116,11 @@ class StateSampler(Collector):
             open_letters[(agent,)] = 0.0
         for agent, count in (await self.dead_letters.open_by_agent()).items():
             open_letters[(agent,)] = float(count)
+
+    async def _schedules(self, out: dict[Sampled, dict[tuple[str, ...], float]]) -> None:
+        active, overdue_s = await self.schedules.overdue()
+        out[metrics.SCHEDULES_ACTIVE][()] = active
+        out[metrics.SCHEDULE_OVERDUE][()] = overdue_s
 
     async def _backups(self, out: dict[Sampled, dict[tuple[str, ...], float]]) -> None:
         verified_at, age_s = await self.backups.last_verified()
