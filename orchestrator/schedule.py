@@ -30,8 +30,9 @@ def add_arguments(schedule: argparse.ArgumentParser) -> None:
     create.add_argument("--missed", choices=("skip", "catch-up"), default="skip",
                         help="due times missed while no API ran: skip (fire only the latest,"
                              " if at most ORCH_SCHEDULE_GRACE_S late) or catch-up (fire each)")
-    create.add_argument("--priority", type=int, choices=range(10), metavar="0-9")
-    create.add_argument("--max-attempts", type=int)
+    create.add_argument("--priority", type=int, choices=range(10), metavar="0-9",
+                        help="its tasks' priority (above 5 needs the tasks:priority scope)")
+    create.add_argument("--max-attempts", type=int, help="attempts before a task is dead")
     create.add_argument("--timeout-s", type=float, dest="task_timeout_s",
                         help="seconds one attempt may run")
     actions.add_parser("list", help="the schedules, with their next and last due times")
@@ -40,7 +41,8 @@ def add_arguments(schedule: argparse.ArgumentParser) -> None:
                             ("resume", "go on from the next due time (paused ones are not"
                                        " made up)"),
                             ("delete", "remove it (the tasks it created stay)")):
-        actions.add_parser(name, help=help_text).add_argument("name")
+        actions.add_parser(name, help=help_text).add_argument(
+            "name", help="the schedule's name (schedule list shows them)")
     for child in actions.choices.values():
         child.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                            help="machine-readable output")
