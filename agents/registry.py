@@ -16,6 +16,21 @@ AgentFn = Callable[[Any, TaskContext], Coroutine[Any, Any, Any]]
 
 
 @dataclass(frozen=True)
+class FlowLimits:
+    """How much of an agent type may run at once, across every worker (``None``: no limit).
+
+    ``rate`` and ``tokens`` are written ``N/s``, ``N/min`` or ``N/h``: tasks started, and
+    model tokens spent (what ``ctx.record_model_call`` reports). ``concurrency`` bounds the
+    tasks running at once; ``max_concurrency_per_key`` those of one ``concurrency_key``. A
+    deployment may change them (``ORCH_AGENT_LIMITS``)."""
+
+    rate: str | None = None
+    tokens: str | None = None
+    concurrency: int | None = None
+    max_concurrency_per_key: int | None = None
+
+
+@dataclass(frozen=True)
 class AgentSpec:
     """A registered agent type."""
 
@@ -24,6 +39,7 @@ class AgentSpec:
     description: str
     retry: RetryPolicy | None = None
     timeout_s: float | None = None
+    limits: FlowLimits = FlowLimits()
 
 
 _REGISTRY: dict[str, AgentSpec] = {}
@@ -32,14 +48,17 @@ AGENT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 would read as a priority band's suffix)."""
 
 
-def agent(name: str, *, retry: RetryPolicy | None = None,
-          timeout_s: float | None = None) -> Callable[[AgentFn], AgentFn]:
-    """Register ``fn`` as the agent type ``name``."""
+def agent(name: str, *, retry: RetryPolicy | None = None, timeout_s: float | None = None,
+          rate: str | None = None, tokens: str | None = None, concurrency: int | None = None,
+          max_concurrency_per_key: int | None = None) -> Callable[[AgentFn], AgentFn]:
+    """Register ``fn`` as the agent type ``name`` (its flow limits: ``FlowLimits``)."""
     if not AGENT_NAME.fullmatch(name):
         raise ValueError(f"agent name {name!r}: use 1-63 lowercase letters, digits, '_' or '-'"
                          " (starting with a letter or digit)")
     def register(fn: AgentFn) -> AgentFn:
-        _REGISTRY[name] = AgentSpec(name, fn, plain_summary(fn.__doc__), retry, timeout_s)
+        _REGISTRY[name] = AgentSpec(name, fn, plain_summary(fn.__doc__), retry, timeout_s,
+                                    FlowLimits(rate, tokens, concurrency,
+                                               max_concurrency_per_key))
         return fn
     return register
 

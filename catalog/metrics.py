@@ -97,6 +97,11 @@ TASKS_DEAD_LETTERED = _counter("tasks_dead_lettered",
                                "Tasks that went dead (retries exhausted or non-retryable).",
                                ("agent",))
 TASKS_CANCELLED = _counter("tasks_cancelled", "Tasks cancelled on request.", ("agent",))
+THROTTLE_LIMITS = ("rate", "tokens", "concurrency", "key_concurrency")
+"""The ``limit`` label values of ``TASKS_THROTTLED``: the flow limits a delivery can wait for."""
+TASKS_THROTTLED = _counter("tasks_throttled", "Deliveries held back by a flow limit of their"
+                           " agent type (rate, tokens, concurrency, key_concurrency): the task"
+                           " waits, no attempt is spent.", ("agent", "limit"))
 DUPLICATE_DELIVERIES = _counter("duplicate_deliveries",
                                 "Deliveries of a task that was finished or owned by another run;"
                                 " dropped.", ("agent",))

@@ -80,3 +80,15 @@ class RedisKeys:
 
     def heartbeat_pattern(self) -> str:
         return f"{self.prefix}hb:*"
+
+    def running(self, agent: str) -> str:
+        """The sorted set of an agent type's running tasks (score: when the lease ends)."""
+        return f"{self.prefix}flow:running:{agent}"
+
+    def running_for_key(self, agent: str, key_digest: str) -> str:
+        """The running tasks of one concurrency key (by its digest: keys are any text)."""
+        return f"{self.prefix}flow:key:{agent}:{key_digest}"
+
+    def flow_bucket(self, agent: str, what: str) -> str:
+        """A rate bucket of an agent type (without the prefix: the rate limiter adds it)."""
+        return f"flow:{what}:{agent}"

@@ -113,6 +113,14 @@ def _waiting(board: Board) -> None:
         unit=COUNT,
         description="Tasks still running 10 s past their own timeout: held by a"
                     " hung worker. Any value above zero for minutes is an incident."), 8, 8)
+    board.add(timeseries_panel(
+        "Flow-limit waits",
+        [Query(sum_rate(m.TASKS_THROTTLED, AGENT, by=("agent", "limit")),
+               "{{agent}} {{limit}}")],
+        unit=OPS,
+        description="Deliveries held back per second by a flow limit of their agent type"
+                    " (rate, tokens, concurrency, key_concurrency; ORCH_AGENT_LIMITS): the"
+                    " tasks wait, no attempt is spent."), 8, 8)
 
 
 def _timing(board: Board) -> None:

@@ -95,8 +95,9 @@ def _threads_run_ns(pid: int) -> int:
 @contextmanager
 def own_deployment(base: Settings, port: int, *, agents: str | None = None,
                    extra_env: dict[str, str] | None = None, api_workers: int = 1,
-                   drop_vhost: bool = True) -> Iterator[Deployment]:
-    """The API (plus one agent process serving ``agents``) on resources of their own.
+                   drop_vhost: bool = True, agent_processes: int = 1) -> Iterator[Deployment]:
+    """The API (plus ``agent_processes`` agent processes serving ``agents``) on resources of
+    their own.
 
     ``drop_vhost=False`` leaves the benchmark's vhost at exit, for deployments running side by
     side: only the one that exits last drops it.
@@ -112,8 +113,8 @@ def own_deployment(base: Settings, port: int, *, agents: str | None = None,
         conn.execute("TRUNCATE tasks CASCADE")
     command = [sys.executable, "-m", "orchestrator"]
     procs = [subprocess.Popen([*command, "api", "--workers", str(api_workers)], env=env)]
-    if agents:
-        procs.append(subprocess.Popen([*command, "agent", "--agents", agents], env=env))
+    for _ in range(agent_processes if agents else 0):
+        procs.append(subprocess.Popen([*command, "agent", "--agents", agents or ""], env=env))
     url = f"http://127.0.0.1:{port}"
     try:
         if not wait_until_answers(url, gone=lambda: any(p.poll() is not None for p in procs)):

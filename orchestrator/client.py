@@ -69,7 +69,8 @@ def resolve_task_id(client: Client, given: str) -> str:
 def submit(client: Client, agent: str, payload: str, *, wait: bool, timeout_s: float,
            as_json: bool, idempotency_key: str | None, max_attempts: int | None,
            priority: int | None = None, task_timeout_s: float | None = None,
-           run_at: str | None = None, delay_s: float | None = None) -> int:
+           run_at: str | None = None, delay_s: float | None = None,
+           concurrency_key: str | None = None) -> int:
     try:
         data = json.loads(payload)
     except json.JSONDecodeError as exc:
@@ -78,7 +79,7 @@ def submit(client: Client, agent: str, payload: str, *, wait: bool, timeout_s: f
     body: dict[str, Any] = {"agent": agent, "input": data}
     for field, value in (("max_attempts", max_attempts), ("priority", priority),
                          ("timeout_s", task_timeout_s), ("run_at", run_at),
-                         ("delay_s", delay_s)):
+                         ("delay_s", delay_s), ("concurrency_key", concurrency_key)):
         if value is not None:
             body[field] = value
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}

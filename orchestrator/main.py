@@ -102,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the task's priority (above 5 needs the tasks:priority scope)")
     submit.add_argument("--timeout-s", type=float, dest="task_timeout_s",
                         help="seconds one attempt may run before it is stopped")
+    submit.add_argument("--concurrency-key", metavar="KEY",
+                        help="tasks with the same key share the agent's max_concurrency_per_key")
     submit.add_argument("--run-at", metavar="TIME",
                         help="start it no earlier than this ISO 8601 time with an offset"
                              " (2026-12-03T18:00:00Z); it is stored now")
@@ -245,7 +247,8 @@ def _dispatch(args: argparse.Namespace, s: Settings) -> int:
                           timeout_s=args.timeout, as_json=args.json,
                           idempotency_key=args.idempotency_key, max_attempts=args.max_attempts,
                           priority=args.priority, task_timeout_s=args.task_timeout_s,
-                          run_at=args.run_at, delay_s=args.delay_s)
+                          run_at=args.run_at, delay_s=args.delay_s,
+                          concurrency_key=args.concurrency_key)
     if c == "tasks":
         return cmd.tasks(client, args.status, args.agent, args.limit, args.json,
                          cursor=args.cursor, every_page=args.every_page, stuck=args.stuck)

@@ -62,6 +62,9 @@ class Task(msgspec.Struct, kw_only=True):
     finished_at: datetime | None = None
     updated_at: datetime
     published_at: datetime | None = None
+    concurrency_key: str | None = None
+    waits: int = 0
+    """Times it waited for a flow limit, or was told by a provider to come back later."""
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,9 @@ class Middleware:
     def claim_refused(self, agent: str, reason: str) -> None:
         """A delivery of a task that is cancelled, or out of attempts (it went dead)."""
 
+    def throttled(self, task: Task, limit: str) -> None:
+        """A delivery over one of its agent's flow limits: the task waits (no attempt spent)."""
+
     def run_started(self, task: Task) -> None:
         """The task is claimed (``running``) and its agent is about to run."""
 
@@ -81,6 +84,9 @@ def zero_agent_counters(agents: list[str]) -> None:
     for counter in AGENT_COUNTERS:
         for agent in agents:
             counter.labels(agent)
+    for agent in agents:
+        for limit in metrics.THROTTLE_LIMITS:
+            metrics.TASKS_THROTTLED.labels(agent, limit)
 
 
 class RunMetrics(Middleware):
@@ -92,6 +98,9 @@ class RunMetrics(Middleware):
     def claim_refused(self, agent: str, reason: str) -> None:
         counter = metrics.TASKS_CANCELLED if reason == "cancelled" else metrics.TASKS_DEAD_LETTERED
         counter.labels(agent).inc()
+
+    def throttled(self, task: Task, limit: str) -> None:
+        metrics.TASKS_THROTTLED.labels(task.agent, limit).inc()
 
     def run_started(self, task: Task) -> None:
         metrics.TASKS_STARTED.labels(task.agent).inc()
@@ -143,6 +152,10 @@ class RunLogs(Middleware):
 
     def duplicate_dropped(self, agent: str) -> None:
         logger.info("duplicate delivery dropped")
+
+    def throttled(self, task: Task, limit: str) -> None:
+        logger.info("over the {} limit of {}: waits until {} ({} waits so far)", limit,
+                    task.agent, task.available_at.isoformat(), task.waits)
 
     def succeeded(self, task: Task) -> None:
         logger.info("task succeeded")

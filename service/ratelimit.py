@@ -48,8 +48,8 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < now then tat = now end
-local after = tat + interval
-if after - now > capacity then
+local after = tat + interval * tonumber(ARGV[4] or '1')
+if after - now > capacity and ARGV[5] ~= '1' then
   return {0, 0, math.ceil(after - capacity - now), math.ceil(tat - now)}
 end
 if ARGV[3] == '1' then
@@ -58,8 +58,10 @@ end
 return {1, math.floor((capacity - (after - now)) / interval), 0, math.ceil(after - now)}
 """
 """GCRA in one atomic step: ``KEYS[1]`` holds the theoretical arrival time (ms, Redis's own
-clock). ``ARGV``: ms per request, ms of burst capacity, 1 to take a slot (0 to only ask).
-Returns allowed, remaining, retry-after ms, ms until the bucket is full again."""
+clock). ``ARGV``: ms per request, ms of burst capacity, 1 to take a slot (0 to only ask), the
+requests it counts as (default 1), 1 to take them even past the capacity (a debit after the
+fact: model tokens spent). Returns allowed, remaining, retry-after ms, ms until the bucket is
+full again."""
 
 
 @dataclass(frozen=True)
@@ -88,12 +90,15 @@ class RateLimiter:
         self._script = client.register_script(_GCRA)
         self.prefix = prefix
 
-    async def hit(self, bucket: str, rate: Rate, burst: int, take: bool = True) -> Verdict:
-        """Take one request from ``bucket`` (or, ``take=False``, only ask whether one would
-        be allowed). Raises what the Redis client raises."""
+    async def hit(self, bucket: str, rate: Rate, burst: int, take: bool = True,
+                  cost: float = 1, force: bool = False) -> Verdict:
+        """Take one request (``cost`` of them) from ``bucket``, or, ``take=False``, only ask
+        whether one would be allowed; ``force`` takes them even past the burst (the bucket
+        then refuses until it has refilled). Raises what the Redis client raises."""
         interval_ms = 1000.0 / rate.per_second
         allowed, remaining, retry_ms, reset_ms = await self._script(
             keys=[f"{self.prefix}{bucket}"],
-            args=[interval_ms, interval_ms * max(1, burst), "1" if take else "0"])
+            args=[interval_ms, interval_ms * max(1, burst), "1" if take else "0", cost,
+                  "1" if force else "0"])
         return Verdict(bool(allowed), max(1, burst), int(remaining), int(retry_ms) / 1000,
                        int(reset_ms) / 1000)

@@ -183,6 +183,9 @@ class WorkerSettings:
     prefetch: int = var("PREFETCH", 32)
     """Deliveries a worker holds per queue (each agent type's priority band is one queue)."""
     concurrency: int = var("CONCURRENCY", 16)
+    agent_limits: str = var("AGENT_LIMITS", "")
+    """Flow limits per agent type, over what its ``@agent`` declares: ``NAME:rate=120/min,
+    tokens=90000/min,concurrency=20,max_concurrency_per_key=2;OTHER:...`` (``none`` lifts one)."""
     priority_lower_share: float = var("PRIORITY_LOWER_SHARE", 0.1)
     """Of the slots freed while several priority bands wait, this share (0 to 0.5) goes to the
     longest-waiting task of a lower band, so lower bands still progress under urgent load."""

@@ -66,10 +66,11 @@ def test_submit_wait_prints_the_finished_task(cli) -> None:  # type: ignore[no-u
 
 
 def test_submit_later_holds_the_task_until_due(cli) -> None:  # type: ignore[no-untyped-def]
-    result = cli("submit", "echo", "{}", "--delay", "1.5", "--priority", "4", "--wait", "--json")
+    result = cli("submit", "echo", "{}", "--delay", "1.5", "--priority", "4",
+                 "--concurrency-key", "customer-7", "--wait", "--json")
     assert result.returncode == 0, result.stderr
     task = json.loads(result.stdout)
-    assert task["priority"] == 4
+    assert task["priority"] == 4 and task["concurrency_key"] == "customer-7"
     held_s = (datetime.fromisoformat(task["started_at"])
               - datetime.fromisoformat(task["created_at"])).total_seconds()
     assert held_s >= 1.5

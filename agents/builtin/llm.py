@@ -3,15 +3,38 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 
 from agents.context import TaskContext
-from agents.errors import AgentError, NonRetryableError
+from agents.errors import AgentError, NonRetryableError, RetryLater
 from agents.registry import agent
 
 RETRYABLE_STATUS = frozenset({408, 429})
+COME_BACK_STATUS = frozenset({429, 503})
+"""With a ``Retry-After``, the provider says when: the retry spends no attempt."""
+MAX_RETRY_AFTER_S = 3600.0
+
+
+def retry_after_s(value: str | None, now: datetime | None = None) -> float | None:
+    """A ``Retry-After`` header (seconds, or an HTTP date) in seconds from now, at most an
+    hour; ``None`` when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
 
 
 @agent("llm")
@@ -78,6 +101,9 @@ def _raise_for_status(response: httpx.Response, url: str) -> None:
     if 200 <= status < 300:
         return
     detail = f"LLM endpoint {url} returned HTTP {status}: {_error_message(response)}"
+    after_s = retry_after_s(response.headers.get("Retry-After"))
+    if status in COME_BACK_STATUS and after_s is not None:
+        raise RetryLater(f"{detail} (Retry-After {after_s:g}s)", after_s)
     if status in RETRYABLE_STATUS or status >= 500:
         raise AgentError(detail)
     raise NonRetryableError(detail)

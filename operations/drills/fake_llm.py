@@ -39,17 +39,19 @@ class FakeLLM:
     requests: list[RecordedRequest] = field(default_factory=list)
     delay_s: float = 0.0
     response_model: str | None = None
-    _failures: list[tuple[int, str]] = field(default_factory=list)
+    _failures: list[tuple[int, str, str | None]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _ids: Iterator[int] = field(default_factory=itertools.count)
 
-    def fail_next(self, status: int, times: int = 1, message: str | None = None) -> None:
-        """Answer the next ``times`` requests with ``status`` and an OpenAI-style error body."""
+    def fail_next(self, status: int, times: int = 1, message: str | None = None,
+                  retry_after: str | None = None) -> None:
+        """Answer the next ``times`` requests with ``status`` and an OpenAI-style error body
+        (and a ``Retry-After`` header, when given)."""
         text = message or f"fake LLM failure with HTTP {status}"
         with self._lock:
-            self._failures.extend([(status, text)] * times)
+            self._failures.extend([(status, text, retry_after)] * times)
 
-    def _next_failure(self) -> tuple[int, str] | None:
+    def _next_failure(self) -> tuple[int, str, str | None] | None:
         with self._lock:
             return self._failures.pop(0) if self._failures else None
 
@@ -108,14 +110,18 @@ def _handler(fake: FakeLLM) -> type[BaseHTTPRequestHandler]:
             else:
                 self._send(200, completion(body, number, fake.response_model))
 
-        def _error(self, status: int, message: str) -> None:
+        def _error(self, status: int, message: str, retry_after: str | None = None) -> None:
             kind = ERROR_TYPES.get(status, "server_error" if status >= 500 else "api_error")
             self._send(status, {"error": {"message": message, "type": kind,
-                                          "param": None, "code": None}})
+                                          "param": None, "code": None}},
+                       {"Retry-After": retry_after} if retry_after else {})
 
-        def _send(self, status: int, payload: dict[str, Any]) -> None:
+        def _send(self, status: int, payload: dict[str, Any],
+                  headers: dict[str, str] | None = None) -> None:
             data = json.dumps(payload).encode()
             self.send_response(status)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()

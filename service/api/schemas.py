@@ -35,6 +35,9 @@ class TaskBody(msgspec.Struct, forbid_unknown_fields=True):
 class SubmitTask(TaskBody, forbid_unknown_fields=True):
     """A task submission."""
 
+    concurrency_key: Annotated[str, msgspec.Meta(min_length=1, max_length=200, description=(
+        "tasks with the same key (a customer, a conversation) share the agent's"
+        " max_concurrency_per_key"))] | None = None
     run_at: RunAt | None = None
     delay_s: Delay | None = None
 
@@ -75,6 +78,9 @@ class TaskOut(msgspec.Struct, kw_only=True):
     published_at: datetime | None
     available_at: datetime
     """When the task may start: its submission, its ``run_at``/``delay_s``, or its next retry."""
+    concurrency_key: str | None
+    waits: int
+    """Times it waited for a flow limit of its agent, or was told to come back later."""
     links: Links
 
     @classmethod

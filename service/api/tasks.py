@@ -114,6 +114,7 @@ class TaskController(Controller):
             agent=fields.agent, input=fields.input, tenant=key.tenant, priority=fields.priority,
             max_attempts=fields.max_attempts, timeout_s=fields.timeout_s,
             checksum=fields.checksum, run_at=run_at, delay_s=data.delay_s or 0.0,
+            concurrency_key=data.concurrency_key,
             idempotency_key=idempotency_key, trace_id=trace_id, traceparent=traceparent,
         )
         task, created = await services.tasks.submit(new)

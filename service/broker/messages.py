@@ -6,12 +6,14 @@ from __future__ import annotations
 import msgspec
 
 
-class TaskMessage(msgspec.Struct, frozen=True):
-    """The body of every task message: the id, the agent and the attempt it starts."""
+class TaskMessage(msgspec.Struct, frozen=True, omit_defaults=True):
+    """The body of every task message: the id, the agent and the attempt it starts, and the
+    task's concurrency key (flow limits are judged before the task is claimed)."""
 
     task_id: str
     agent: str
     attempt: int
+    key: str | None = None
 
 
 class CancelCommand(msgspec.Struct, frozen=True):

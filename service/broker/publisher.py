@@ -45,7 +45,8 @@ class Publisher:
         elif status is TaskStatus.DEAD:
             exchange_name, queue = names.DEAD_EXCHANGE, names.DEAD_LETTER_QUEUE
             detail = {"exchange": exchange_name, "queue": queue}
-        body = TaskMessage(pending.task_id, pending.agent, pending.attempts + 1)
+        body = TaskMessage(pending.task_id, pending.agent, pending.attempts + 1,
+                           pending.concurrency_key)
         exchange = self.topology.exchanges[exchange_name]
         with publish_span(pending.traceparent, exchange_name, pending.agent, pending.task_id,
                           headers):

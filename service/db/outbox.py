@@ -27,6 +27,7 @@ class PendingMessage:
     status: TaskStatus
     priority: int
     attempts: int
+    concurrency_key: str | None
     traceparent: str | None
     available_at: datetime
     now: datetime
@@ -40,7 +41,8 @@ PUBLISH_AHEAD_S = LONGEST_DELAY_S
 """A task due later than this waits in the outbox; sooner, it is published to a delay queue."""
 _IN_REACH = f"available_at < now() + make_interval(secs => {PUBLISH_AHEAD_S})"
 _CLAIM = (
-    "SELECT id::text AS task_id, agent, status, priority, attempts, traceparent, available_at,"
+    "SELECT id::text AS task_id, agent, status, priority, attempts, concurrency_key,"
+    " traceparent, available_at,"
     f" clock_timestamp() AS now FROM tasks WHERE published_at IS NULL AND {_IN_REACH}"
     " AND (status <> 'queued' OR created_at < now() - make_interval(secs => %s))"
     " ORDER BY priority DESC, created_at LIMIT %s FOR UPDATE SKIP LOCKED"

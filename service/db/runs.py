@@ -65,6 +65,21 @@ _RETRY = transition_sql(
     f" available_at = now() + make_interval(secs => %(delay_s)s), {_SET_COMMON}" + _FENCE,
     "retry_scheduled",
 )
+_RETRY_LATER = transition_sql(  # the service asked for it: the attempt is given back
+    "UPDATE tasks SET status = 'retrying', error = %(error)s, published_at = NULL,"
+    " max_attempts = max_attempts + 1, waits = waits + 1,"
+    f" available_at = now() + make_interval(secs => %(delay_s)s), {_SET_COMMON}" + _FENCE,
+    "retry_scheduled",
+)
+WAIT_CAP_S = 10.0
+_THROTTLE = transition_sql(  # spaced out the more it waited, jittered so waiters spread
+    "UPDATE tasks SET published_at = NULL, waits = waits + 1, available_at = now()"
+    " + make_interval(secs => greatest(%(wait_s)s, least(%(cap_s)s,"
+    " 0.25 * power(1.5, least(waits, 30)))) * (0.8 + 0.4 * random())),"
+    f" {_SET_COMMON} WHERE id = %(id)s AND status IN ('queued', 'retrying')"
+    " AND NOT cancel_requested",  # no published_at test: see _HAND_BACK
+    "throttled",
+)
 _BURY = transition_sql(
     "UPDATE tasks SET status = 'dead', error = %(error)s, published_at = NULL,"
     f" finished_at = now(), {_SET_COMMON}" + _FENCE,
@@ -89,10 +104,13 @@ _EARLY = (
 )
 _HAND_BACK = transition_sql(  # the outbox publishes it again, to the delay queue it needs
     f"UPDATE tasks SET published_at = NULL, {_SET_COMMON}"
-    " WHERE id = %(id)s AND status = 'queued' AND published_at IS NOT NULL"
-    " AND available_at > now()",
+    " WHERE id = %(id)s AND status = 'queued' AND available_at > now()",
     "early_delivery",
 )
+"""No test of ``published_at``: a delivery may come before the relay that published it has
+committed, and an ``UPDATE`` judges its ``WHERE`` on the row as its snapshot sees it (still
+unpublished): the test would fail, and the delivery be acked with its task left waiting for a
+message that is gone. Without it, the update waits for the relay's commit and applies after."""
 _DUPLICATE = (
     "INSERT INTO task_events (task_id, kind, status, attempt, worker_id, detail)"
     " SELECT id, 'duplicate_dropped', status, attempts, %(worker_id)s, %(detail)s"
@@ -143,6 +161,20 @@ class RunStore(Store):
             if row is not None:
                 return NotClaimed("exhausted", to_task(row))
         return NotClaimed("duplicate", None)
+
+    async def throttle(self, task_id: str, limit: str, wait_s: float) -> Task | None:
+        """Hand a delivery over a flow limit back to wait, at least ``wait_s`` (``None`` when
+        the task changed meanwhile)."""
+        row = await self._exec("task_throttle", _THROTTLE, task_id, wait_s=wait_s,
+                               cap_s=max(WAIT_CAP_S, wait_s), detail={"limit": limit})
+        return to_task(row) if row is not None else None
+
+    async def retry_later(self, run: Run, error: str, delay_s: float) -> Task | None:
+        """Retry after ``delay_s`` as the called service asked, giving the attempt back."""
+        return await self._outcome("task_retry_later", _RETRY_LATER, run, error=error,
+                                   delay_s=delay_s, detail={
+                                       "error": error, "delay_s": round(delay_s, 3),
+                                       "attempt_given_back": True})
 
     async def hand_back(self, task_id: str, early_s: float) -> Task | None:
         """Return a delivery that came before its task is due to the outbox (``None`` when

@@ -42,20 +42,22 @@ class NewTask:
     run_at: datetime | None = None
     delay_s: float = 0.0
     """Not before ``run_at`` and not before ``delay_s`` from now (the later of the two)."""
+    concurrency_key: str | None = None
 
 
 _INSERT_INPUTS = {
     "id": "uuid", "agent": "text", "tenant": "text", "input": "jsonb", "priority": "smallint",
     "max_attempts": "integer", "timeout_s": "float8", "idempotency_key": "text",
     "trace_id": "text", "traceparent": "text", "checksum": "text", "run_at": "timestamptz",
-    "delay_s": "float8",
+    "delay_s": "float8", "concurrency_key": "text",
 }
 _INSERT = (
     "WITH t AS (INSERT INTO tasks (id, agent, tenant, input, status, priority, max_attempts,"
-    " timeout_s, idempotency_key, trace_id, traceparent, input_checksum, available_at)"
+    " timeout_s, idempotency_key, trace_id, traceparent, input_checksum, available_at,"
+    " concurrency_key)"
     " SELECT id, agent, tenant, input, 'queued', priority, max_attempts, timeout_s,"
     " idempotency_key, trace_id, traceparent, checksum,"
-    " greatest(run_at, now() + make_interval(secs => delay_s))"
+    " greatest(run_at, now() + make_interval(secs => delay_s)), concurrency_key"
     f" FROM {unnest_inputs(_INSERT_INPUTS)}"
     " ON CONFLICT (tenant, idempotency_key) DO NOTHING RETURNING *),"
     " e AS (INSERT INTO task_events (task_id, kind, status, attempt, detail)"
@@ -130,7 +132,7 @@ class TaskStore(Store):
         row = await self._inserts.submit((
             uuid.uuid4(), new.agent, new.tenant, json_text(new.input), new.priority,
             new.max_attempts, new.timeout_s, new.idempotency_key, new.trace_id, new.traceparent,
-            new.checksum, new.run_at, new.delay_s))
+            new.checksum, new.run_at, new.delay_s, new.concurrency_key))
         if row is not None:
             return to_task(row), True
         found = await self.fetch_one(

@@ -20,7 +20,7 @@ from loguru import logger
 from psycopg_pool import PoolTimeout
 
 from agents.context import LlmEndpoint, TaskContext
-from agents.errors import NonRetryableError
+from agents.errors import NonRetryableError, RetryLater
 from agents.registry import get_agent
 from agents.retry import GiveUp, RetryPolicy, decide
 from catalog import names
@@ -34,10 +34,13 @@ from service.lifecycle import standard_lifecycle
 from service.settings import LlmSettings, TaskSettings
 from service.telemetry.scrub import error_text
 from service.telemetry.tracing import process_span, tracer
+from service.worker.flow import FlowControl, Wait
 from service.worker.slots import BandedSlots
 
 T = TypeVar("T")
 _MAX_ERROR_CHARS = 2000
+MAX_GIVEN_BACK = 50
+"""A task told to come back later this many times spends its attempts again."""
 EARLY_WAIT_S = 1.0
 """A delivery this close before its task is due waits for it; earlier ones go back."""
 
@@ -47,11 +50,13 @@ class TaskExecutor:
 
     def __init__(self, runs: RunStore, cache: Cache, *, concurrency: int, tasks: TaskSettings,
                  llm: LlmSettings, on_outbox_change: Callable[[], None],
-                 max_json_depth: int = 64, lower_band_share: float = 0.1) -> None:
+                 max_json_depth: int = 64, lower_band_share: float = 0.1,
+                 flow: FlowControl | None = None) -> None:
         self.runs = runs
         self.lifecycle = standard_lifecycle(cache)
         self.llm = LlmEndpoint(llm.base_url, llm.api_key, llm.model, llm.timeout_s)
         self.on_outbox_change = on_outbox_change
+        self.flow = flow
         self.max_result_bytes = tasks.max_result_bytes
         self.max_result_depth = max_json_depth
         self.default_policy = RetryPolicy(
@@ -126,22 +131,45 @@ class TaskExecutor:
                 logger.contextualize(task_id=message.task_id, agent=message.agent,
                                      attempt=message.attempt, worker_id=self.runs.worker_id):
             span.set_attribute("messaging.rabbitmq.redelivered", redelivered)
-            run_id = new_run_id()  # one per delivery: a retried claim stays the same claim
+            # a redelivery may be of a task whose worker died running it: it is claimed again
+            # whatever the limits say (the dead worker's lease still counts until it ends)
+            wait = await self.flow.admit(message.agent, message.task_id, message.key) \
+                if self.flow and not redelivered else None
+            if wait is not None:
+                span.set_attribute("orchestrator.throttled", wait.limit)
+                await self._throttled(message, wait)
+            else:
+                try:
+                    await self._claim_and_run(message, redelivered, span)
+                finally:
+                    if self.flow:
+                        await self.flow.release(message.task_id)
+            await delivery.ack()
+
+    async def _throttled(self, message: TaskMessage, wait: Wait) -> None:
+        task = await self._db(lambda: self.runs.throttle(message.task_id, wait.limit,
+                                                         wait.wait_s))
+        if task is not None:
+            self.lifecycle.emit(lambda m: m.throttled(task, wait.limit))
+            self._recorded(task)
+            self.on_outbox_change()
+
+    async def _claim_and_run(self, message: TaskMessage, redelivered: bool, span: Any) -> None:
+        run_id = new_run_id()  # one per delivery: a retried claim stays the same claim
+        claim = await self._db(lambda: self.runs.claim(
+            message.task_id, redelivered=redelivered, run_id=run_id))
+        for _ in range(3):  # a delay queue's step rounds down: due within a second, wait
+            if not (isinstance(claim, NotClaimed) and claim.reason == "early"
+                    and claim.early_s <= EARLY_WAIT_S):
+                break
+            await asyncio.sleep(claim.early_s)
             claim = await self._db(lambda: self.runs.claim(
                 message.task_id, redelivered=redelivered, run_id=run_id))
-            for _ in range(3):  # a delay queue's step rounds down: due within a second, wait
-                if not (isinstance(claim, NotClaimed) and claim.reason == "early"
-                        and claim.early_s <= EARLY_WAIT_S):
-                    break
-                await asyncio.sleep(claim.early_s)
-                claim = await self._db(lambda: self.runs.claim(
-                    message.task_id, redelivered=redelivered, run_id=run_id))
-            if isinstance(claim, NotClaimed):
-                span.set_attribute("orchestrator.dropped", claim.reason)
-                await self._not_claimed(message, claim, redelivered)
-            else:
-                await self._run(claim)
-            await delivery.ack()
+        if isinstance(claim, NotClaimed):
+            span.set_attribute("orchestrator.dropped", claim.reason)
+            await self._not_claimed(message, claim, redelivered)
+        else:
+            await self._run(claim)
 
     async def _not_claimed(self, message: TaskMessage, claim: NotClaimed,
                            redelivered: bool) -> None:
@@ -238,15 +266,24 @@ class TaskExecutor:
             self._cancel_requested.discard(task.id)
             if ctx.model_calls:
                 self.lifecycle.emit(lambda m: m.model_calls(task.agent, ctx.model_calls))
+                if self.flow:
+                    await self.flow.spend_tokens(task.agent, sum(
+                        int(c["tokens_in"]) + int(c["tokens_out"]) for c in ctx.model_calls))
 
     async def _failed(self, run: Run, error: BaseException) -> Task | None:
         task = run.task
         text = error_text(error, _MAX_ERROR_CHARS)  # scrubbed and bounded: stored and logged
-        self.lifecycle.emit(lambda m: m.attempt_failed(task, text))
+        later = error if isinstance(error, RetryLater) and task.waits < MAX_GIVEN_BACK else None
+        if later is None:  # told to come back later is no failed attempt
+            self.lifecycle.emit(lambda m: m.attempt_failed(task, text))
         spec = get_agent(task.agent)
         policy = spec.retry if spec and spec.retry else self.default_policy
         verdict = decide(task.attempts, task.max_attempts, error, policy)
-        if isinstance(verdict, GiveUp):
+        if later is not None:
+            after_s = later.after_s
+            done = await self._db(lambda: self.runs.retry_later(run, text, after_s))
+            self.lifecycle.emit(lambda m: m.retry_scheduled(task, after_s, text))
+        elif isinstance(verdict, GiveUp):
             reason = verdict.reason
             done = await self._db(lambda: self.runs.bury(run, text, reason))
             self.lifecycle.emit(lambda m: m.dead(task, reason, text))

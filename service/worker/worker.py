@@ -20,10 +20,12 @@ from service.db.runs import RunStore
 from service.db.workers import WorkerRegistry
 from service.errors import PortUnavailable
 from service.lifecycle import zero_agent_counters
+from service.periodic import Periodic
 from service.resources import open_resources
 from service.settings import Settings
 from service.telemetry.exposition import mark_build, serve_agent_metrics
 from service.worker.executor import TaskExecutor
+from service.worker.flow import LEASE_S, FlowControl, resolve_limits
 from service.worker.heartbeat import Heartbeat
 from service.worker.slots import check_lower_share
 
@@ -46,6 +48,7 @@ class Worker:
         if unknown:
             raise ValueError(f"unknown agents {unknown}; known agents: {known_agents()}")
         check_lower_share(settings.worker.priority_lower_share)
+        self.limits = resolve_limits(chosen, settings.worker.agent_limits)
         self.settings = settings
         self.agents = chosen
         self.worker_id = worker_id or new_worker_id()
@@ -80,11 +83,18 @@ class Worker:
             s, f"agent {self.worker_id}", actor=self.worker_id,
             new_tasks_after_s=AGENT_TAKEOVER_S, probe_slots=self._slots))
         self.pool, self.cache, self.connection = shared.pool, shared.cache, shared.amqp
+        flow = None
+        if any(limits.any for limits in self.limits.values()):
+            flow = FlowControl(self.cache.client, self.cache.keys, self.limits)
+            renewal = Periodic("flow lease renewal", LEASE_S / 3, flow.renew)
+            renewal.start()
+            resources.push_async_callback(renewal.stop)
         self.executor = TaskExecutor(RunStore(self.pool, self.worker_id), self.cache,
                                      concurrency=s.worker.concurrency, tasks=s.tasks, llm=s.llm,
                                      on_outbox_change=shared.relay.wake,
                                      max_json_depth=s.api.max_json_depth,
-                                     lower_band_share=s.worker.priority_lower_share)
+                                     lower_band_share=s.worker.priority_lower_share,
+                                     flow=flow)
         self.consume_channel = await self.connection.channel()
         await self.consume_channel.set_qos(prefetch_count=s.worker.prefetch)
         topology = Topology(self.consume_channel, s.broker.delivery_limit)
@@ -109,6 +119,9 @@ class Worker:
             for band, queue in reversed(list(enumerate(queues))):  # highest band first
                 tag = await queue.consume(self.executor.consumer(band))
                 self._consumers.append((queue, tag))
+        for agent, limits in self.limits.items():
+            if limits.any:
+                logger.info("flow limits of {} (all workers together): {}", agent, limits)
         logger.info("worker {} consuming {} (concurrency {}, prefetch {})", self.worker_id,
                     ",".join(self.agents), s.worker.concurrency, s.worker.prefetch)
 
