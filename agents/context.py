@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+import httpx
+
+ModelError = Literal["timeout", "rate_limited", "server_error", "invalid_response",
+                     "unreachable", "refused"]
+"""How a model call failed: no answer in time, 429, 5xx, an answer that is no completion, no
+connection, another 4xx."""
+MODEL_ERRORS: tuple[ModelError, ...] = ("timeout", "rate_limited", "server_error",
+                                        "invalid_response", "unreachable", "refused")
 
 
 @dataclass(frozen=True)
@@ -14,6 +23,8 @@ class LlmEndpoint:
     api_key: str
     model: str
     timeout_s: float
+    client: httpx.AsyncClient | None = None
+    """The process's one HTTP client (its connection pool); ``None``: a call makes its own."""
 
 
 @dataclass
@@ -30,6 +41,13 @@ class TaskContext:
 
     def record_model_call(self, model: str, tokens_in: int, tokens_out: int,
                           latency_s: float) -> None:
-        """Note one model call (the runtime turns these into metrics)."""
+        """Note one model call (the runtime turns these into metrics, the task's tokens and
+        cost, and the agent's token budget)."""
         self.model_calls.append({"model": model, "tokens_in": tokens_in,
-                                 "tokens_out": tokens_out, "latency_s": latency_s})
+                                 "tokens_out": tokens_out, "latency_s": latency_s,
+                                 "error": None})
+
+    def record_model_error(self, model: str, kind: ModelError, latency_s: float) -> None:
+        """Note a model call that failed (counted by kind; it spent no tokens)."""
+        self.model_calls.append({"model": model, "tokens_in": 0, "tokens_out": 0,
+                                 "latency_s": latency_s, "error": kind})

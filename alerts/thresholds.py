@@ -15,7 +15,7 @@ from catalog import names, panels
 from catalog.jobs import AGENT_JOB, API_JOB, ORCHESTRATOR_JOBS
 from catalog.metrics import series_name as s
 from catalog.priorities import BANDS
-from service.settings import DatabaseSettings
+from service.settings import DatabaseSettings, LlmSettings
 
 
 def _promql_regex(pattern: str) -> str:
@@ -34,6 +34,10 @@ PRODUCTION_AGENTS = f'agent!~"{"|".join(map(re.escape, names.DEMO_AGENTS))}"'
 API_ROUTES = 'route=~"/v1/.+"'
 MEMORY_LIMIT_BYTES = 1024 * 2**20
 """The memory a process may use before it is killed (the container limit in the stack)."""
+LLM_DAILY_BUDGET_USD = LlmSettings().daily_budget_usd
+"""The model spend a day may cost (``ORCH_LLM_DAILY_BUDGET_USD``'s default)."""
+FAST_SPEND = 10
+"""The fast window's pace, as a multiple of the daily budget: the day's budget in 2.4 hours."""
 BACKUP_MAX_AGE_S = DatabaseSettings().backup_max_age_s
 """How old the newest verified backup may be (``ORCH_BACKUP_MAX_AGE_S``'s default)."""
 
@@ -282,6 +286,39 @@ THRESHOLDS: tuple[Threshold, ...] = (
                       " paused schedule is not late)."),
             escalate=ESCALATE_P2),
         test_series={f'{s(m.SCHEDULE_OVERDUE)}{{job="{API_JOB}"}}': ("600x60", "0x60")}),
+    Threshold(
+        alert="ModelSpendOverBudget", metrics=(m.MODEL_COST,),
+        scenario=sc.RESOURCE_EXHAUSTION, panel=panels.MODEL_SPEND,
+        warning=LLM_DAILY_BUDGET_USD, warning_setting="llm.daily_budget_usd", for_="5m",
+        expr=(f"((sum(rate({s(m.MODEL_COST)}[1h])) * 86400 > {FAST_SPEND} * {{value}})"
+              f" and (sum(rate({s(m.MODEL_COST)}[5m])) * 86400 > {FAST_SPEND} * {{value}}))"
+              f" or ((sum(rate({s(m.MODEL_COST)}[6h])) * 86400 > {{value}})"
+              f" and (sum(rate({s(m.MODEL_COST)}[30m])) * 86400 > {{value}}))"),
+        summary="Model spend is on pace to pass the daily budget of {value} USD",
+        description="The language-model calls cost, at their pace over the last hour (and"
+                    f" five minutes), more than {FAST_SPEND:g} times the daily budget of"
+                    " {value} USD a day, or over six hours (and thirty minutes) more than the"
+                    " budget itself.",
+        runbook=Runbook(
+            meaning="The agents call models faster or with larger prompts than the budget"
+                    " (ORCH_LLM_DAILY_BUDGET_USD; the rules use its default) allows: a burst"
+                    " of work, a loop that retries a model call, a prompt that grew, or a"
+                    " pricier model.",
+            impact="Money: at the fast pace the day's budget is gone in a few hours. Nothing"
+                   " is down.",
+            diagnose=("curl -sS {agent_metrics}/metrics | grep -E"
+                      " '^orchestrator_model_(cost_usd|input_tokens|output_tokens)_total'",
+                      "orchestrator report --since 6h",
+                      "orchestrator tasks --agent llm --limit 20"),
+            mitigate=("Bound the spend: ORCH_AGENT_LIMITS=llm:tokens=N/min (or"
+                      " concurrency=N) on the agents, restarted; tasks wait instead of calling.",
+                      "Pause the schedules that feed it: orchestrator schedule pause NAME.",
+                      "Find the tasks that cost most: " + PSQL + " -c \"SELECT id, agent,"
+                      " tokens_in, tokens_out, cost_usd FROM tasks ORDER BY cost_usd DESC"
+                      " LIMIT 10\""),
+            escalate=ESCALATE_P2),
+        test_series={f'{s(m.MODEL_COST)}{{job="{AGENT_JOB}",agent="llm",model="gpt-4o-mini"}}':
+                     ("0+1x120", "0x120")}),
     Threshold(
         alert="TaskProcessingStalled", metrics=(m.TASKS_STARTED, m.QUEUE_MESSAGES),
         scenario=sc.PROCESSING_STALLED, panel=panels.THROUGHPUT, warning=0, for_="10m",

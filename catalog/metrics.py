@@ -172,7 +172,14 @@ DISK_SIZE = _gauge("disk_size_bytes", "Size of a volume the orchestrator writes 
                    ("volume",), mode="max")
 
 # --- AI agents -----------------------------------------------------------------------------------
-MODEL_CALLS = _counter("model_calls", "Calls to a language model.", ("agent", "model"))
+MODEL_CALLS = _counter("model_calls", "Calls to a language model (failed ones too).",
+                       ("agent", "model"))
+MODEL_ERRORS = _counter("model_errors", "Language-model calls that failed, by kind: timeout,"
+                        " rate_limited (429), server_error (5xx), invalid_response,"
+                        " unreachable, refused (another 4xx).", ("agent", "model", "kind"))
+MODEL_COST = _counter("model_cost_usd", "What language-model calls cost, in USD, at the price"
+                      " table (ORCH_LLM_PRICES; a model without a price costs 0).",
+                      ("agent", "model"))
 MODEL_INPUT_TOKENS = _counter("model_input_tokens", "Prompt tokens sent to a language model.",
                               ("agent", "model"))
 MODEL_OUTPUT_TOKENS = _counter("model_output_tokens",

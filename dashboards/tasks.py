@@ -189,7 +189,7 @@ def _schedules(board: Board) -> None:
 
 
 def _models(board: Board) -> None:
-    board.row("Language models")
+    board.row("Language models and spend")
     board.add(timeseries_panel(
         "Model calls",
         [Query(sum_rate(m.MODEL_CALLS, AGENT, by=("agent", "model")),
@@ -207,6 +207,20 @@ def _models(board: Board) -> None:
         [Query(quantile(q, m.MODEL_LATENCY, AGENT, by=("model",)),
                f"p{q * 100:g} {{{{model}}}}") for q in (0.5, 0.99)],
         unit=SECONDS, description="Median and 99th percentile model-call latency."), 8, 8)
+    board.add(timeseries_panel(
+        ap.MODEL_SPEND,
+        [Query(f"{sum_rate(m.MODEL_COST, AGENT, by=('agent', 'model'))} * 86400",
+               "{{agent}} {{model}}")],
+        unit="currencyUSD", min_value=0,
+        description="What the model calls cost, as USD per day at the current pace (the price"
+                    " table ORCH_LLM_PRICES); the line is the daily budget"
+                    " (ORCH_LLM_DAILY_BUDGET_USD, ModelSpendOverBudget)."), 12, 8)
+    board.add(timeseries_panel(
+        "Model errors",
+        [Query(sum_rate(m.MODEL_ERRORS, AGENT, by=("agent", "kind")), "{{agent}} {{kind}}")],
+        unit=OPS,
+        description="Failed model calls per second by kind: timeout, rate_limited (429),"
+                    " server_error (5xx), invalid_response, unreachable, refused."), 12, 8)
 
 
 def dashboard() -> db.Dashboard:

@@ -65,6 +65,10 @@ class Task(msgspec.Struct, kw_only=True):
     concurrency_key: str | None = None
     waits: int = 0
     """Times it waited for a flow limit, or was told by a provider to come back later."""
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+    """What its model calls used, over all its attempts."""
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from typing import Any
 
 from loguru import logger
 
+from agents.context import MODEL_ERRORS
 from catalog import metrics
 from service.cache import Cache
 from service.domain import Task
@@ -89,6 +90,14 @@ def zero_agent_counters(agents: list[str]) -> None:
             metrics.TASKS_THROTTLED.labels(agent, limit)
 
 
+def zero_model_counters(agents: list[str], model: str) -> None:
+    """The model counters at 0 for the default model: the first error or cost is an increase."""
+    for agent in agents:
+        metrics.MODEL_COST.labels(agent, model)
+        for kind in MODEL_ERRORS:
+            metrics.MODEL_ERRORS.labels(agent, model, kind)
+
+
 class RunMetrics(Middleware):
     """The task metrics of the catalog, by agent."""
 
@@ -122,6 +131,9 @@ class RunMetrics(Middleware):
             metrics.MODEL_INPUT_TOKENS.labels(*labels).inc(call["tokens_in"])
             metrics.MODEL_OUTPUT_TOKENS.labels(*labels).inc(call["tokens_out"])
             metrics.MODEL_LATENCY.labels(*labels).observe(call["latency_s"])
+            metrics.MODEL_COST.labels(*labels).inc(call.get("cost_usd", 0.0))
+            if call.get("error"):
+                metrics.MODEL_ERRORS.labels(*labels, call["error"]).inc()
 
     def succeeded(self, task: Task) -> None:
         metrics.TASKS_SUCCEEDED.labels(task.agent).inc()

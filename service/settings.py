@@ -207,6 +207,12 @@ class LlmSettings:
     api_key: str = var("LLM_API_KEY", "", secret=True)
     model: str = var("LLM_MODEL", "gpt-4o-mini")
     timeout_s: float = var("LLM_TIMEOUT_S", 60.0)
+    prices: str = var("LLM_PRICES", "")
+    """USD per million tokens in and out, per model: ``gpt-4o-mini=0.15/0.60,gpt-4o=2.5/10``
+    (a model not listed costs 0, and says so in the worker's log once)."""
+    daily_budget_usd: float = var("LLM_DAILY_BUDGET_USD", 50.0)
+    """The model spend a day may cost: ModelSpendOverBudget warns when the spend rate, over a
+    fast or a slow pair of windows, would run past it. The committed rules use the default."""
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import pytest
 
 from agents.builtin.llm import llm
 from agents.context import LlmEndpoint, TaskContext
-from agents.errors import AgentError, NonRetryableError
+from agents.errors import AgentError, NonRetryableError, RetryLater
 from agents.registry import get_agent
 from operations.drills.fake_llm import FakeLLM, running_fake_llm
 
@@ -48,7 +48,7 @@ async def test_prompt_round_trip_sends_openai_payload_and_records_usage(fake: Fa
     assert result["usage"] == {"prompt_tokens": 5, "completion_tokens": 6, "total_tokens": 11}
     assert 0 < result["latency_s"] < 5
     assert ctx.model_calls == [{"model": "test-model", "tokens_in": 5, "tokens_out": 6,
-                                "latency_s": result["latency_s"]}]
+                                "latency_s": result["latency_s"], "error": None}]
 
 
 async def test_messages_model_and_options_are_passed_through(fake: FakeLLM) -> None:
@@ -86,7 +86,8 @@ async def test_server_errors_and_rate_limits_are_retryable(fake: FakeLLM, status
     message = str(info.value)
     assert f"HTTP {status}" in message and fake.base_url in message
     assert "try again later" in message and KEY not in message
-    assert ctx.model_calls == []
+    kind = "rate_limited" if status == 429 else "server_error"
+    assert [(c["error"], c["tokens_in"]) for c in ctx.model_calls] == [(kind, 0)]
     # the failure was one-shot: the next call succeeds
     assert (await llm({"prompt": "hi"}, ctx))["content"] == "echo: hi"
 
@@ -141,3 +142,12 @@ async def test_invalid_input_is_permanent_and_sends_nothing(
         await llm(payload, make_ctx(fake.base_url))
     assert expected in str(info.value)
     assert fake.requests == []
+
+
+@pytest.mark.parametrize("status", [429, 503])
+async def test_a_retry_after_asks_to_come_back_later(fake: FakeLLM, status: int) -> None:
+    fake.fail_next(status, retry_after="7")
+    ctx = make_ctx(fake.base_url)
+    with pytest.raises(RetryLater) as info:
+        await llm({"prompt": "hi"}, ctx)
+    assert info.value.after_s == 7.0 and f"HTTP {status}" in str(info.value)

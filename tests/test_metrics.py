@@ -143,7 +143,7 @@ async def test_every_catalog_metric_is_exposed_with_its_labels_and_moves(
 
 def test_no_task_metric_carries_an_unbounded_label() -> None:
     allowed = {"agent", "queue", "outcome", "route", "method", "status", "operation", "model",
-               "action", "volume", "version", "python", "component", "limit"}
+               "action", "volume", "version", "python", "component", "limit", "kind"}
     assert metrics.INSTRUMENTED and metrics.SAMPLED, "nothing to check"
     for metric in (*metrics.INSTRUMENTED, *metrics.SAMPLED, *metrics.EXTERNAL):
         assert set(label_names(metric)) <= allowed | {"job", "instance", "generation"}, metric

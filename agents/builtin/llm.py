@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from agents.context import TaskContext
+from agents.context import LlmEndpoint, ModelError, TaskContext
 from agents.errors import AgentError, NonRetryableError, RetryLater
 from agents.registry import agent
 
@@ -48,18 +48,42 @@ async def llm(payload: Any, ctx: TaskContext) -> dict[str, Any]:
     url = endpoint.base_url.rstrip("/") + "/chat/completions"
     headers = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
     started = time.perf_counter()
+    model = body["model"]
     try:
-        async with httpx.AsyncClient(timeout=endpoint.timeout_s) as client:
-            response = await client.post(url, json=body, headers=headers)
+        response = await _post(endpoint, url, body, headers)
     except httpx.TimeoutException as exc:
+        ctx.record_model_error(model, "timeout", time.perf_counter() - started)
         raise AgentError(f"LLM endpoint {url} timed out after {endpoint.timeout_s}s "
                          f"({type(exc).__name__})") from exc
     except httpx.TransportError as exc:
+        ctx.record_model_error(model, "unreachable", time.perf_counter() - started)
         raise AgentError(f"LLM endpoint {url} is not reachable ({type(exc).__name__}: {exc}); "
                          "check ORCH_LLM_BASE_URL and that the server is up") from exc
     latency_s = time.perf_counter() - started
-    _raise_for_status(response, url)
-    return _parse_response(response, url, body["model"], latency_s, ctx)
+    try:
+        _raise_for_status(response, url)
+        return _parse_response(response, url, model, latency_s, ctx)
+    except AgentError:
+        ctx.record_model_error(model, _kind(response.status_code), latency_s)
+        raise
+
+
+async def _post(endpoint: LlmEndpoint, url: str, body: dict[str, Any],
+                headers: dict[str, str]) -> httpx.Response:
+    """One request, on the process's client when the runtime gave one."""
+    if endpoint.client is not None:
+        return await endpoint.client.post(url, json=body, headers=headers,
+                                          timeout=endpoint.timeout_s)
+    async with httpx.AsyncClient(timeout=endpoint.timeout_s) as client:
+        return await client.post(url, json=body, headers=headers)
+
+
+def _kind(status: int) -> ModelError:
+    if status == 429:
+        return "rate_limited"
+    if status >= 500:
+        return "server_error"
+    return "invalid_response" if 200 <= status < 300 else "refused"
 
 
 def build_request(payload: Any, default_model: str) -> dict[str, Any]:

@@ -81,6 +81,10 @@ class TaskOut(msgspec.Struct, kw_only=True):
     concurrency_key: str | None
     waits: int
     """Times it waited for a flow limit of its agent, or was told to come back later."""
+    tokens_in: int
+    tokens_out: int
+    cost_usd: float
+    """Model tokens its attempts used, and their cost (``ORCH_LLM_PRICES``)."""
     links: Links
 
     @classmethod

@@ -80,6 +80,11 @@ _THROTTLE = transition_sql(  # spaced out the more it waited, jittered so waiter
     " AND NOT cancel_requested",  # no published_at test: see _HAND_BACK
     "throttled",
 )
+_USAGE = (  # fenced like an outcome: only the run that holds the task adds to it
+    "UPDATE tasks SET tokens_in = tokens_in + %(tokens_in)s,"
+    " tokens_out = tokens_out + %(tokens_out)s, cost_usd = cost_usd + %(cost_usd)s"
+    " WHERE id = %(id)s AND run_id = %(run_id)s AND status = 'running'"
+)
 _BURY = transition_sql(
     "UPDATE tasks SET status = 'dead', error = %(error)s, published_at = NULL,"
     f" finished_at = now(), {_SET_COMMON}" + _FENCE,
@@ -97,14 +102,14 @@ _LOST = transition_sql(
     " WHERE id = %(id)s AND status = 'running' AND attempts >= max_attempts",
     "dead_lettered",
 )
-_EARLY = (
-    "SELECT extract(epoch FROM available_at - now()) AS early_s FROM tasks"
-    " WHERE id = %(id)s AND status = 'queued' AND available_at > now()"
-    " AND NOT cancel_requested"
+_EARLY = (  # still queued and claimable but for its time: early, or due since the claim
+    "SELECT greatest(0, extract(epoch FROM available_at - now())) AS early_s FROM tasks"
+    " WHERE id = %(id)s AND status = 'queued' AND NOT cancel_requested"
+    " AND attempts < max_attempts"
 )
 _HAND_BACK = transition_sql(  # the outbox publishes it again, to the delay queue it needs
     f"UPDATE tasks SET published_at = NULL, {_SET_COMMON}"
-    " WHERE id = %(id)s AND status = 'queued' AND available_at > now()",
+    " WHERE id = %(id)s AND status = 'queued' AND (available_at > now() OR %(anyway)s)",
     "early_delivery",
 )
 """No test of ``published_at``: a delivery may come before the relay that published it has
@@ -176,12 +181,20 @@ class RunStore(Store):
                                        "error": error, "delay_s": round(delay_s, 3),
                                        "attempt_given_back": True})
 
-    async def hand_back(self, task_id: str, early_s: float) -> Task | None:
+    async def hand_back(self, task_id: str, early_s: float, anyway: bool = False) -> Task | None:
         """Return a delivery that came before its task is due to the outbox (``None`` when
-        the task changed meanwhile)."""
-        row = await self._exec("task_hand_back", _HAND_BACK, task_id,
+        the task changed meanwhile, or came due: unless ``anyway``)."""
+        row = await self._exec("task_hand_back", _HAND_BACK, task_id, anyway=anyway,
                                detail={"early_s": round(early_s, 3)})
         return to_task(row) if row is not None else None
+
+    async def add_usage(self, run: Run, tokens_in: int, tokens_out: int,
+                        cost_usd: float) -> None:
+        """Add what this run's model calls used to the task (before its outcome is recorded,
+        so the outcome's row carries it)."""
+        await self.run("task_usage", _USAGE, {
+            "id": run.task.id, "run_id": run.run_id, "tokens_in": tokens_in,
+            "tokens_out": tokens_out, "cost_usd": cost_usd})
 
     async def succeed(self, run: Run, result_json: str) -> Task | None:
         """Record the result (JSON text); ``None`` when another run owns the task now.

@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import httpx
 import psycopg
 from aio_pika.abc import AbstractIncomingMessage
 from loguru import logger
@@ -31,6 +32,7 @@ from service.db.runs import NotClaimed, Run, RunStore, new_run_id
 from service.domain import Task, input_intact, result_json
 from service.errors import IntegrityError
 from service.lifecycle import standard_lifecycle
+from service.pricing import PriceTable, parse_prices
 from service.settings import LlmSettings, TaskSettings
 from service.telemetry.scrub import error_text
 from service.telemetry.tracing import process_span, tracer
@@ -51,10 +53,14 @@ class TaskExecutor:
     def __init__(self, runs: RunStore, cache: Cache, *, concurrency: int, tasks: TaskSettings,
                  llm: LlmSettings, on_outbox_change: Callable[[], None],
                  max_json_depth: int = 64, lower_band_share: float = 0.1,
-                 flow: FlowControl | None = None) -> None:
+                 flow: FlowControl | None = None,
+                 llm_client: httpx.AsyncClient | None = None) -> None:
         self.runs = runs
         self.lifecycle = standard_lifecycle(cache)
-        self.llm = LlmEndpoint(llm.base_url, llm.api_key, llm.model, llm.timeout_s)
+        self.llm = LlmEndpoint(llm.base_url, llm.api_key, llm.model, llm.timeout_s, llm_client)
+        self.prices = PriceTable(parse_prices(llm.prices))
+        self._calls: dict[str, list[dict[str, Any]]] = {}
+        """The model calls of attempts that ended, until they are accounted for."""
         self.on_outbox_change = on_outbox_change
         self.flow = flow
         self.max_result_bytes = tasks.max_result_bytes
@@ -156,15 +162,21 @@ class TaskExecutor:
 
     async def _claim_and_run(self, message: TaskMessage, redelivered: bool, span: Any) -> None:
         run_id = new_run_id()  # one per delivery: a retried claim stays the same claim
-        claim = await self._db(lambda: self.runs.claim(
-            message.task_id, redelivered=redelivered, run_id=run_id))
-        for _ in range(3):  # a delay queue's step rounds down: due within a second, wait
-            if not (isinstance(claim, NotClaimed) and claim.reason == "early"
-                    and claim.early_s <= EARLY_WAIT_S):
-                break
-            await asyncio.sleep(claim.early_s)
+        for last in (False, False, False, False, True):
             claim = await self._db(lambda: self.runs.claim(
                 message.task_id, redelivered=redelivered, run_id=run_id))
+            if not (isinstance(claim, NotClaimed) and claim.reason == "early"):
+                break
+            if claim.early_s <= EARLY_WAIT_S and not last:  # a delay step rounds down: wait
+                await asyncio.sleep(claim.early_s)
+                continue
+            early_s = claim.early_s  # due later: the outbox sends it to the delay it needs
+            handed = await self._db(functools.partial(self.runs.hand_back, message.task_id,
+                                                      early_s, anyway=last))
+            if handed is not None:  # (None: it came due meanwhile; claim it again)
+                self._recorded(handed)
+                self.on_outbox_change()
+                return
         if isinstance(claim, NotClaimed):
             span.set_attribute("orchestrator.dropped", claim.reason)
             await self._not_claimed(message, claim, redelivered)
@@ -173,11 +185,6 @@ class TaskExecutor:
 
     async def _not_claimed(self, message: TaskMessage, claim: NotClaimed,
                            redelivered: bool) -> None:
-        if claim.reason == "early":  # due later: the outbox sends it to the delay it needs
-            early_s = claim.early_s
-            self._recorded(await self._db(lambda: self.runs.hand_back(message.task_id, early_s)))
-            self.on_outbox_change()
-            return
         if claim.reason == "duplicate":
             self.lifecycle.emit(lambda m: m.duplicate_dropped(message.agent))
             await self._db(lambda: self.runs.record_duplicate(
@@ -206,6 +213,7 @@ class TaskExecutor:
         finally:
             seconds = time.perf_counter() - started
             self.lifecycle.emit(lambda m: m.run_ended(task, seconds))
+        await self._account(run)
         if error is None:
             done, error = await self._store_result(run, result)
         if error is None:
@@ -264,11 +272,26 @@ class TaskExecutor:
         finally:
             self.running.pop(task.id, None)
             self._cancel_requested.discard(task.id)
-            if ctx.model_calls:
-                self.lifecycle.emit(lambda m: m.model_calls(task.agent, ctx.model_calls))
-                if self.flow:
-                    await self.flow.spend_tokens(task.agent, sum(
-                        int(c["tokens_in"]) + int(c["tokens_out"]) for c in ctx.model_calls))
+            self._calls[task.id] = ctx.model_calls
+
+    async def _account(self, run: Run) -> None:
+        """The model calls of the attempt just ended: their cost, their metrics, the agent's
+        token budget, and the task's own tokens and cost."""
+        calls = self._calls.pop(run.task.id, [])
+        if not calls:
+            return
+        agent = run.task.agent
+        for call in calls:
+            call["cost_usd"] = self.prices.cost_usd(call["model"], int(call["tokens_in"]),
+                                                    int(call["tokens_out"]))
+        self.lifecycle.emit(lambda m: m.model_calls(agent, calls))
+        tokens_in = sum(int(c["tokens_in"]) for c in calls)
+        tokens_out = sum(int(c["tokens_out"]) for c in calls)
+        if self.flow:
+            await self.flow.spend_tokens(agent, tokens_in + tokens_out)
+        cost = sum(float(c["cost_usd"]) for c in calls)
+        if tokens_in or tokens_out or cost:
+            await self._db(lambda: self.runs.add_usage(run, tokens_in, tokens_out, cost))
 
     async def _failed(self, run: Run, error: BaseException) -> Task | None:
         task = run.task

@@ -10,6 +10,7 @@ import socket
 import uuid
 from contextlib import AsyncExitStack
 
+import httpx
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from loguru import logger
 
@@ -19,8 +20,9 @@ from service.broker.topology import Topology
 from service.db.runs import RunStore
 from service.db.workers import WorkerRegistry
 from service.errors import PortUnavailable
-from service.lifecycle import zero_agent_counters
+from service.lifecycle import zero_agent_counters, zero_model_counters
 from service.periodic import Periodic
+from service.pricing import parse_prices
 from service.resources import open_resources
 from service.settings import Settings
 from service.telemetry.exposition import mark_build, serve_agent_metrics
@@ -49,6 +51,7 @@ class Worker:
             raise ValueError(f"unknown agents {unknown}; known agents: {known_agents()}")
         check_lower_share(settings.worker.priority_lower_share)
         self.limits = resolve_limits(chosen, settings.worker.agent_limits)
+        parse_prices(settings.llm.prices)  # a bad price table fails the start, naming it
         self.settings = settings
         self.agents = chosen
         self.worker_id = worker_id or new_worker_id()
@@ -89,12 +92,14 @@ class Worker:
             renewal = Periodic("flow lease renewal", LEASE_S / 3, flow.renew)
             renewal.start()
             resources.push_async_callback(renewal.stop)
+        llm_client = httpx.AsyncClient(timeout=s.llm.timeout_s)  # one per process
+        resources.push_async_callback(llm_client.aclose)
         self.executor = TaskExecutor(RunStore(self.pool, self.worker_id), self.cache,
                                      concurrency=s.worker.concurrency, tasks=s.tasks, llm=s.llm,
                                      on_outbox_change=shared.relay.wake,
                                      max_json_depth=s.api.max_json_depth,
                                      lower_band_share=s.worker.priority_lower_share,
-                                     flow=flow)
+                                     flow=flow, llm_client=llm_client)
         self.consume_channel = await self.connection.channel()
         await self.consume_channel.set_qos(prefetch_count=s.worker.prefetch)
         topology = Topology(self.consume_channel, s.broker.delivery_limit)
@@ -112,6 +117,7 @@ class Worker:
         resources.push_async_callback(heartbeat.stop)
         mark_build("agent")
         zero_agent_counters(self.agents)
+        zero_model_counters(self.agents, s.llm.model)
         control = await topology.declare_control_queue(self.worker_id)
         await control.consume(self._on_control, no_ack=True)
         for agent in self.agents:
