@@ -7,13 +7,16 @@ import msgspec
 
 
 class TaskMessage(msgspec.Struct, frozen=True, omit_defaults=True):
-    """The body of every task message: the id, the agent and the attempt it starts, and the
-    task's concurrency key (flow limits are judged before the task is claimed)."""
+    """The body of every task message: the id, the agent and the attempt it starts, the
+    task's concurrency key and its due time (flow limits are judged before the claim)."""
 
     task_id: str
     agent: str
     attempt: int
     key: str | None = None
+    due: float | None = None
+    """When the task may start (Unix time) if that was later than the publish: a delivery
+    that comes early goes back (or waits) before it takes a flow-limit slot."""
 
 
 class CancelCommand(msgspec.Struct, frozen=True):

@@ -45,8 +45,9 @@ class Publisher:
         elif status is TaskStatus.DEAD:
             exchange_name, queue = names.DEAD_EXCHANGE, names.DEAD_LETTER_QUEUE
             detail = {"exchange": exchange_name, "queue": queue}
+        due = pending.available_at.timestamp() if pending.delay_s > 0 else None
         body = TaskMessage(pending.task_id, pending.agent, pending.attempts + 1,
-                           pending.concurrency_key)
+                           pending.concurrency_key, due)
         exchange = self.topology.exchanges[exchange_name]
         with publish_span(pending.traceparent, exchange_name, pending.agent, pending.task_id,
                           headers):

@@ -109,7 +109,8 @@ _EARLY = (  # still queued and claimable but for its time: early, or due since t
 )
 _HAND_BACK = transition_sql(  # the outbox publishes it again, to the delay queue it needs
     f"UPDATE tasks SET published_at = NULL, {_SET_COMMON}"
-    " WHERE id = %(id)s AND status = 'queued' AND (available_at > now() OR %(anyway)s)",
+    " WHERE id = %(id)s AND status IN ('queued', 'retrying')"
+    " AND (available_at > now() OR %(anyway)s)",
     "early_delivery",
 )
 """No test of ``published_at``: a delivery may come before the relay that published it has

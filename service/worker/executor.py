@@ -137,6 +137,9 @@ class TaskExecutor:
                 logger.contextualize(task_id=message.task_id, agent=message.agent,
                                      attempt=message.attempt, worker_id=self.runs.worker_id):
             span.set_attribute("messaging.rabbitmq.redelivered", redelivered)
+            if await self._early(message):
+                await delivery.ack()
+                return
             # a redelivery may be of a task whose worker died running it: it is claimed again
             # whatever the limits say (the dead worker's lease still counts until it ends)
             wait = await self.flow.admit(message.agent, message.task_id, message.key) \
@@ -151,6 +154,20 @@ class TaskExecutor:
                     if self.flow:
                         await self.flow.release(message.task_id)
             await delivery.ack()
+
+    async def _early(self, message: TaskMessage) -> bool:
+        """A delivery well before its due time goes back to the outbox (True); one due within
+        ``EARLY_WAIT_S`` waits for it. Before any flow-limit slot is taken."""
+        early_s = message.due - time.time() if message.due is not None else 0.0
+        if early_s > EARLY_WAIT_S:
+            handed = await self._db(lambda: self.runs.hand_back(message.task_id, early_s))
+            if handed is not None:
+                self._recorded(handed)
+                self.on_outbox_change()
+                return True
+        elif early_s > 0:
+            await asyncio.sleep(early_s)
+        return False
 
     async def _throttled(self, message: TaskMessage, wait: Wait) -> None:
         task = await self._db(lambda: self.runs.throttle(message.task_id, wait.limit,
