@@ -59,8 +59,6 @@ class TaskExecutor:
         self.lifecycle = standard_lifecycle(cache)
         self.llm = LlmEndpoint(llm.base_url, llm.api_key, llm.model, llm.timeout_s, llm_client)
         self.prices = PriceTable(parse_prices(llm.prices))
-        self._calls: dict[str, list[dict[str, Any]]] = {}
-        """The model calls of attempts that ended, until they are accounted for."""
         self.on_outbox_change = on_outbox_change
         self.flow = flow
         self.max_result_bytes = tasks.max_result_bytes
@@ -219,6 +217,7 @@ class TaskExecutor:
         started = time.perf_counter()
         result: Any
         error: BaseException | None
+        calls: list[dict[str, Any]] = []  # the attempt's model calls, as the agent reports them
         try:
             if not input_intact(task):
                 self.lifecycle.emit(lambda m: m.integrity_failed(task))
@@ -226,11 +225,11 @@ class TaskExecutor:
                     f"input of task {task.id} does not match its checksum: the stored data"
                     " changed after submission; not running it")
             else:
-                result, error = await self._call_agent(run)
+                result, error = await self._call_agent(run, calls)
         finally:
             seconds = time.perf_counter() - started
             self.lifecycle.emit(lambda m: m.run_ended(task, seconds))
-        await self._account(run)
+        await self._account(run, calls)
         if error is None:
             done, error = await self._store_result(run, result)
         if error is None:
@@ -258,14 +257,16 @@ class TaskExecutor:
         except psycopg.DataError as exc:
             return None, NonRetryableError(f"the agent's result cannot be stored: {exc}")
 
-    async def _call_agent(self, run: Run) -> tuple[Any, BaseException | None]:
-        """Run the agent function with its timeout; returns ``(result, error)``."""
+    async def _call_agent(self, run: Run,
+                          calls: list[dict[str, Any]]) -> tuple[Any, BaseException | None]:
+        """Run the agent function with its timeout; returns ``(result, error)``. The model
+        calls it reports land in ``calls``."""
         task = run.task
         spec = get_agent(task.agent)
         if spec is None:
             return None, NonRetryableError(f"no agent {task.agent!r} registered in this worker")
         ctx = TaskContext(task.id, task.agent, task.attempts, task.max_attempts,
-                          self.runs.worker_id, self.llm)
+                          self.runs.worker_id, self.llm, calls)
         timeout_s = min(task.timeout_s, spec.timeout_s or task.timeout_s)
         async def traced_call() -> Any:
             with tracer().start_as_current_span(f"agent {task.agent}", attributes={
@@ -289,12 +290,10 @@ class TaskExecutor:
         finally:
             self.running.pop(task.id, None)
             self._cancel_requested.discard(task.id)
-            self._calls[task.id] = ctx.model_calls
 
-    async def _account(self, run: Run) -> None:
+    async def _account(self, run: Run, calls: list[dict[str, Any]]) -> None:
         """The model calls of the attempt just ended: their cost, their metrics, the agent's
         token budget, and the task's own tokens and cost."""
-        calls = self._calls.pop(run.task.id, [])
         if not calls:
             return
         agent = run.task.agent

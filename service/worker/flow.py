@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from loguru import logger
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from agents.registry import FlowLimits, get_agent, known_agents
@@ -68,8 +69,8 @@ class Limits:
                                             self.per_key))
 
 
-_FIELDS = {"rate": "rate", "tokens": "tokens", "concurrency": "concurrency",
-           "max_concurrency_per_key": "max_concurrency_per_key"}
+_FIELDS = ("rate", "tokens", "concurrency", "max_concurrency_per_key")
+"""The fields of ``FlowLimits`` a deployment may set."""
 
 
 def _overrides(text: str) -> dict[str, dict[str, str]]:
@@ -130,11 +131,11 @@ class Wait:
 class FlowControl:
     """The limits of the agent types one worker serves."""
 
-    def __init__(self, client: object, keys: RedisKeys, limits: dict[str, Limits]) -> None:
+    def __init__(self, client: Redis, keys: RedisKeys, limits: dict[str, Limits]) -> None:
         self.keys = keys
         self.limits = limits
         self._redis = client
-        self._lease = client.register_script(_LEASE)  # type: ignore[attr-defined]
+        self._lease = client.register_script(_LEASE)
         self._buckets = RateLimiter(client, keys.prefix)
         self._held: dict[str, tuple[str, str | None]] = {}
         """Leases this worker holds: task id -> (agent, key digest)."""
@@ -155,7 +156,7 @@ class FlowControl:
                     keys=[self.keys.running(agent),
                           self.keys.running_for_key(agent, digest or "-")],
                     args=[task_id, int(LEASE_S * 1000), limits.concurrency or 0,
-                          limits.per_key if digest else 0])
+                          (limits.per_key or 0) if digest else 0])
                 if full:
                     return Wait("concurrency" if int(full) == 1 else "key_concurrency", 0.0)
                 self._held[task_id] = (agent, digest)
@@ -187,7 +188,7 @@ class FlowControl:
             return
         agent, digest = held
         try:
-            pipe = self._redis.pipeline(transaction=False)  # type: ignore[attr-defined]
+            pipe = self._redis.pipeline(transaction=False)
             pipe.zrem(self.keys.running(agent), task_id)
             if digest is not None:
                 pipe.zrem(self.keys.running_for_key(agent, digest), task_id)
@@ -212,7 +213,7 @@ class FlowControl:
             return
         until = (time.time() + LEASE_S) * 1000
         try:
-            pipe = self._redis.pipeline(transaction=False)  # type: ignore[attr-defined]
+            pipe = self._redis.pipeline(transaction=False)
             for task_id, (agent, digest) in list(self._held.items()):
                 pipe.zadd(self.keys.running(agent), {task_id: until}, xx=True)
                 if digest is not None:
