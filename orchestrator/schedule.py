@@ -35,6 +35,9 @@ def add_arguments(schedule: argparse.ArgumentParser) -> None:
     create.add_argument("--max-attempts", type=int, help="attempts before a task is dead")
     create.add_argument("--timeout-s", type=float, dest="task_timeout_s",
                         help="seconds one attempt may run")
+    create.add_argument("--concurrency-key", metavar="KEY",
+                        help="its tasks share the agent's max_concurrency_per_key with others"
+                             " of this key")
     actions.add_parser("list", help="the schedules, with their next and last due times")
     for name, help_text in (("show", "one schedule"),
                             ("pause", "stop creating tasks until resumed"),
@@ -61,7 +64,8 @@ def run(client: Client, args: argparse.Namespace) -> int:
                                 "input": payload, "timezone": args.timezone,
                                 "missed": args.missed.replace("-", "_")}
         for field, value in (("priority", args.priority), ("max_attempts", args.max_attempts),
-                             ("timeout_s", args.task_timeout_s)):
+                             ("timeout_s", args.task_timeout_s),
+                             ("concurrency_key", args.concurrency_key)):
             if value is not None:
                 body[field] = value
         return _shown(client.call("POST", PATH, json=body), as_json)

@@ -93,11 +93,13 @@ def test_what_cannot_be_scheduled_is_said(expr: str, zone: str, says: str) -> No
 async def test_a_schedule_is_created_read_paused_resumed_and_deleted(
         client: httpx.AsyncClient) -> None:
     body = {"name": "api-life", "cron": "0 4 * * *", "agent": "echo", "input": {"n": 1},
-            "timezone": "Asia/Kolkata", "missed": "catch_up", "priority": 3}
+            "timezone": "Asia/Kolkata", "missed": "catch_up", "priority": 3,
+            "concurrency_key": "reports"}
     created = await client.post("/v1/schedules", json=body)
     assert created.status_code == 201, created.text
     schedule = created.json()
     assert (schedule["missed"], schedule["paused"], schedule["fired"]) == ("catch_up", False, 0)
+    assert schedule["concurrency_key"] == "reports"
     assert _at(schedule["next_due_at"]).astimezone(UTC).strftime("%H:%M") == "22:30"
     again = await client.post("/v1/schedules", json=body)
     assert again.status_code == 409 and "exists already" in again.json()["detail"]
@@ -186,7 +188,7 @@ async def _create(client: httpx.AsyncClient, name: str, missed: str,
                   cron_expr: str = "* * * * *") -> None:
     response = await client.post("/v1/schedules", json={
         "name": name, "cron": cron_expr, "agent": "echo", "input": {"schedule": name},
-        "missed": missed})
+        "missed": missed, "concurrency_key": name})
     assert response.status_code == 201, response.text
 
 
@@ -228,6 +230,9 @@ async def test_after_downtime_catch_up_fires_each_due_time_and_skip_only_the_lat
         assert state["behind-catch-up"]["fired"] == len(caught_up)
         assert _at(state["behind-skip"]["next_due_at"]) > datetime.now(UTC)
         wait_until(lambda: {status for *_, status in _fires(database)} == {"succeeded"}, 20)
+        with psycopg.connect(database) as conn:
+            keys = {row[0] for row in conn.execute("SELECT concurrency_key FROM tasks")}
+        assert keys == {"behind-catch-up", "behind-skip"}  # each task has its schedule's key
         exposed = (await client.get("/metrics")).text
         assert "orchestrator_schedules_active 2.0" in exposed
         assert "orchestrator_schedule_overdue_seconds 0.0" in exposed

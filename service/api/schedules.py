@@ -54,6 +54,7 @@ class ScheduleOut(msgspec.Struct):
     priority: int
     max_attempts: int
     timeout_s: float
+    concurrency_key: str | None
     paused: bool
     next_due_at: datetime
     last_due_at: datetime | None
@@ -97,7 +98,8 @@ class SchedulesController(Controller):
         first = _checked_cron(data.cron, data.timezone)
         row = await services.schedules.create(NewSchedule(
             tenant=key.tenant, name=data.name, cron=data.cron, timezone=data.timezone,
-            missed=data.missed, task=fields, created_by=actor(request), next_due_at=first))
+            missed=data.missed, task=fields, created_by=actor(request), next_due_at=first,
+            concurrency_key=data.concurrency_key))
         return ScheduleOut.of(row)
 
     @get("/", opt={"scope": "tasks:read"}, summary="List schedules", responses=problems())

@@ -30,14 +30,14 @@ class TaskBody(msgspec.Struct, forbid_unknown_fields=True):
     priority: Priority = 0
     max_attempts: Attempts | None = None
     timeout_s: Timeout | None = None
+    concurrency_key: Annotated[str, msgspec.Meta(min_length=1, max_length=200, description=(
+        "tasks with the same key (a customer, a conversation) share the agent's"
+        " max_concurrency_per_key"))] | None = None
 
 
 class SubmitTask(TaskBody, forbid_unknown_fields=True):
     """A task submission."""
 
-    concurrency_key: Annotated[str, msgspec.Meta(min_length=1, max_length=200, description=(
-        "tasks with the same key (a customer, a conversation) share the agent's"
-        " max_concurrency_per_key"))] | None = None
     run_at: RunAt | None = None
     delay_s: Delay | None = None
 

@@ -32,19 +32,20 @@ class NewSchedule:
     """What each of its tasks is created with."""
     created_by: str | None
     next_due_at: datetime
+    concurrency_key: str | None = None
 
 
 COLUMNS = (
     "id, tenant, name, cron, timezone, missed, agent, input, priority, max_attempts, timeout_s,"
-    " paused, next_due_at, last_due_at, last_fired_at, last_task_id::text AS last_task_id,"
-    " fired, skipped, created_at, created_by"
+    " concurrency_key, paused, next_due_at, last_due_at, last_fired_at,"
+    " last_task_id::text AS last_task_id, fired, skipped, created_at, created_by"
 )
 _INSERT = (
     "INSERT INTO schedules (tenant, name, cron, timezone, missed, agent, input, input_checksum,"
-    " priority, max_attempts, timeout_s, created_by, next_due_at)"
+    " priority, max_attempts, timeout_s, created_by, next_due_at, concurrency_key)"
     " VALUES (%(tenant)s, %(name)s, %(cron)s, %(timezone)s, %(missed)s, %(agent)s, %(input)s,"
     " %(checksum)s, %(priority)s, %(max_attempts)s, %(timeout_s)s, %(created_by)s,"
-    f" %(next_due_at)s) RETURNING {COLUMNS}"
+    f" %(next_due_at)s, %(concurrency_key)s) RETURNING {COLUMNS}"
 )
 _VISIBLE = "(%(tenant)s::text IS NULL OR tenant = %(tenant)s)"
 _LIST = f"SELECT {COLUMNS} FROM schedules WHERE {_VISIBLE} ORDER BY tenant, name"
@@ -65,9 +66,10 @@ _FIRE = (
     " VALUES (%(schedule_id)s, %(due_at)s, %(task_id)s) ON CONFLICT DO NOTHING"
     " RETURNING task_id),"
     " t AS (INSERT INTO tasks (id, agent, tenant, input, status, priority, max_attempts,"
-    " timeout_s, input_checksum)"
+    " timeout_s, input_checksum, concurrency_key)"
     " SELECT f.task_id, s.agent, s.tenant, s.input, 'queued', s.priority, s.max_attempts,"
-    " s.timeout_s, s.input_checksum FROM f, schedules s WHERE s.id = %(schedule_id)s"
+    " s.timeout_s, s.input_checksum, s.concurrency_key FROM f, schedules s"
+    " WHERE s.id = %(schedule_id)s"
     " RETURNING *),"
     " e AS (INSERT INTO task_events (task_id, kind, status, attempt, detail)"
     " SELECT id, 'submitted', status, attempts, %(detail)s FROM t)"
