@@ -17,7 +17,7 @@ from agents.builtin.llm import retry_after_s
 from agents.registry import FlowLimits
 from operations.drills.fake_llm import FakeLLM
 from service.ratelimit import Rate
-from service.worker.flow import Limits, _parsed, resolve_limits
+from service.worker.flow import Limits, Wait, _parsed, resolve_limits
 from tests.services import Env, api_client, start_agent, start_api
 from tests.tasks import events, submit, wait_for
 
@@ -159,3 +159,35 @@ async def test_retry_after_from_the_model_spends_no_attempt(
                if e["kind"] == "retry_scheduled"]
     assert len(retries) == 2 and all(r["attempt_given_back"] and r["delay_s"] == 1
                                      for r in retries)
+
+
+@pytest.mark.integration
+async def test_a_lease_is_renewed_on_the_redis_clock_and_a_slot_freed_on_release() -> None:
+    import uuid
+
+    import redis.asyncio as aioredis
+
+    from catalog.names import RedisKeys
+    from service.worker.flow import LEASE_S, FlowControl
+    from tests.services import REDIS_URL
+
+    client = aioredis.Redis.from_url(REDIS_URL)
+    keys = RedisKeys(f"orch_test_flow_{uuid.uuid4().hex[:8]}:")
+    try:
+        flow = FlowControl(client, keys, {"sleep": Limits(concurrency=1)})
+        assert await flow.admit("sleep", "task-1", None) is None
+        assert await flow.admit("sleep", "task-2", None) == Wait("concurrency", 0.0)
+        taken = await client.zscore(keys.running("sleep"), "task-1")
+        await asyncio.sleep(0.05)
+        await flow.renew()
+        renewed = await client.zscore(keys.running("sleep"), "task-1")
+        seconds, micros = await client.time()
+        redis_now_ms = seconds * 1000 + micros // 1000
+        assert taken is not None and renewed is not None and renewed > taken
+        assert abs(renewed - (redis_now_ms + LEASE_S * 1000)) < 1000
+        await flow.release("task-1")
+        assert await flow.admit("sleep", "task-2", None) is None
+    finally:
+        for key in [k async for k in client.scan_iter(f"{keys.prefix}*")]:
+            await client.delete(key)
+        await client.aclose()

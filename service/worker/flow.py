@@ -53,6 +53,18 @@ return 0
 """Take a slot in the agent's set (``KEYS[1]``) and the key's (``KEYS[2]``) at once, or none:
 ``ARGV`` member, lease ms, the two limits (0: none). Returns 0, or which set is full."""
 
+_RENEW = """
+local t = redis.call('TIME')
+local expires = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
+for i = 2, #ARGV do
+  redis.call('ZADD', KEYS[1], 'XX', expires, ARGV[i])
+end
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]) + 1000)
+return 0
+"""
+"""Extend the leases of ``ARGV[2..]`` in the set ``KEYS[1]`` by ``ARGV[1]`` ms, on Redis's own
+clock like the leases were taken (a lease that ran out is not taken again)."""
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -136,6 +148,7 @@ class FlowControl:
         self.limits = limits
         self._redis = client
         self._lease = client.register_script(_LEASE)
+        self._renew = client.register_script(_RENEW)
         self._buckets = RateLimiter(client, keys.prefix)
         self._held: dict[str, tuple[str, str | None]] = {}
         """Leases this worker holds: task id -> (agent, key digest)."""
@@ -209,17 +222,14 @@ class FlowControl:
 
     async def renew(self) -> None:
         """Extend the leases of the tasks still running here (a periodic pass)."""
-        if not self._held:
-            return
-        until = (time.time() + LEASE_S) * 1000
+        by_set: dict[str, list[str]] = {}
+        for task_id, (agent, digest) in list(self._held.items()):
+            by_set.setdefault(self.keys.running(agent), []).append(task_id)
+            if digest is not None:
+                by_set.setdefault(self.keys.running_for_key(agent, digest), []).append(task_id)
         try:
-            pipe = self._redis.pipeline(transaction=False)
-            for task_id, (agent, digest) in list(self._held.items()):
-                pipe.zadd(self.keys.running(agent), {task_id: until}, xx=True)
-                if digest is not None:
-                    pipe.zadd(self.keys.running_for_key(agent, digest), {task_id: until},
-                              xx=True)
-            await pipe.execute()
+            for key, members in by_set.items():
+                await self._renew(keys=[key], args=[int(LEASE_S * 1000), *members])
         except RedisError as exc:
             self._warn(exc)
 
