@@ -10,6 +10,7 @@ COPY alerts alerts
 COPY dashboards dashboards
 COPY loadtest loadtest
 COPY stack/__init__.py stack/*.py stack/
+COPY stack/k8s stack/k8s
 COPY operations operations
 # no extras: the image runs the API and agents, without matplotlib or grafana-foundation-sdk
 RUN pip install --no-cache-dir --prefix=/install .

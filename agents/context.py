@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -25,11 +27,18 @@ class LlmEndpoint:
     timeout_s: float
     client: httpx.AsyncClient | None = None
     """The process's one HTTP client (its connection pool); ``None``: a call makes its own."""
+    stream: bool = False
+    """Ask for streamed completions (``ORCH_LLM_STREAM``): pieces reach the task's stream."""
+
+
+Report = Callable[[Literal["progress", "output"], dict[str, Any]], Awaitable[Any]]
+"""Where the runtime sends what an agent reports while it runs (the task's stream)."""
 
 
 @dataclass
 class TaskContext:
-    """The task being run, the model endpoint, and a place to record model usage."""
+    """The task being run, the model endpoint, a place to record model usage, and the task's
+    stream for progress and partial output."""
 
     task_id: str
     agent: str
@@ -38,6 +47,29 @@ class TaskContext:
     worker_id: str
     llm: LlmEndpoint
     model_calls: list[dict[str, Any]] = field(default_factory=list)
+    report: Report | None = None
+    """``None`` (an agent called outside a worker): reports are kept in ``reported``."""
+    reported: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    async def progress(self, fraction: float, message: str = "") -> None:
+        """Tell followers how far the task is (``fraction`` from 0 to 1) and what it does."""
+        if isinstance(fraction, bool) or not isinstance(fraction, int | float) \
+                or not math.isfinite(fraction) or not 0 <= fraction <= 1:
+            raise ValueError(f"progress fraction must be a number from 0 to 1, not {fraction!r}")
+        if not isinstance(message, str):
+            raise TypeError(f"progress message must be text, not {type(message).__name__}")
+        await self._send("progress", {"attempt": self.attempt, "fraction": float(fraction),
+                                      "message": message})
+
+    async def emit(self, chunk: Any) -> None:
+        """Send a piece of partial output (text, or any JSON value) to followers, in order."""
+        await self._send("output", {"attempt": self.attempt, "chunk": chunk})
+
+    async def _send(self, kind: Literal["progress", "output"], data: dict[str, Any]) -> None:
+        if self.report is None:
+            self.reported.append((kind, data))
+        else:
+            await self.report(kind, data)
 
     def record_model_call(self, model: str, tokens_in: int, tokens_out: int,
                           latency_s: float) -> None:

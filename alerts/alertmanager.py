@@ -21,7 +21,7 @@ DATABASE_ALERTS = ("ApiLatencyHigh", "ApiErrorRatioHigh", "DbPoolUsageHigh", "Db
                    "SloApiAvailabilityBudgetBurn", "SloQueueWaitBudgetBurn")
 INHIBITIONS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     # (source alert, the alerts it silences while it fires, labels that must be equal)
-    ("RabbitmqDown", QUEUE_ALERTS, ()),
+    ("RabbitmqDown", (*QUEUE_ALERTS, "RabbitmqNodeDown", "QuorumQueueMembersOffline"), ()),
     ("DatabaseDown", DATABASE_ALERTS, ()),
     ("ApiDown", ("SloApiAvailabilityBudgetBurn", "ApiLatencyHigh", "ApiErrorRatioHigh"), ()),
     ("AgentsMissing", ("AgentHeartbeatStale", "OldestQueuedTaskTooOld"), ("agent",)),

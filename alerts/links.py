@@ -47,7 +47,7 @@ class Deployment:
                               f"{s.worker.metrics_port or WorkerSettings().metrics_port}",
             database_url=_without_password(s.database.url),
             redis_url=_without_password(s.redis.url),
-            amqp_vhost=unquote(urlsplit(s.broker.url).path.lstrip("/")) or "/",
+            amqp_vhost=unquote(urlsplit(s.broker.urls[0]).path.lstrip("/")) or "/",
             rabbitmq_node=s.broker.node,
             logs_dir=logs_dir or str(s.state_path / LOGS),
             warnings_at=tuple((t.alert, _setting(s, t.warning_setting))

@@ -8,7 +8,7 @@ from typing import Any
 
 from alerts.model import Severity
 from alerts.rules import ALERTS_GROUP, SLOS_GROUP, rule_group
-from alerts.slos import QUEUE_WAIT_BUCKET, SLOS, alert_name
+from alerts.slos import FAST_WAIT, MODEL_WAIT, SLOS, alert_name
 from alerts.thresholds import THRESHOLDS
 from catalog.names import DEMO_AGENTS
 
@@ -84,6 +84,15 @@ def slo_tests() -> list[dict[str, Any]]:
                                                    if v != "0+0x400"}),
                           "alert_rule_test": [{"eval_time": SLO_EVAL_TIME, "alertname": name,
                                                "exp_alerts": firing}]})
+        if slo.name == "queue-wait":  # a model agent's tasks waiting 30 s are late too
+            slow_model = {k.replace('agent="echo"', 'agent="llm"'): v
+                          for k, v in bad.items() if MODEL_WAIT.bucket not in k}
+            bucket = next(k for k in bad if MODEL_WAIT.bucket in k).replace("echo", "llm")
+            slow_model[bucket] = "0+0x400"
+            tests.append({"name": f"{name}: model calls waiting past their target burn it",
+                          "interval": "1m", "input_series": _series(slow_model),
+                          "alert_rule_test": [{"eval_time": SLO_EVAL_TIME, "alertname": name,
+                                               "exp_alerts": firing}]})
         few = {k: v.replace("0+60x400", "0+1x45") for k, v in bad.items()}
         tests.append({"name": f"{name}: a few bad events in a quiet hour page nobody",
                       "interval": "1m", "input_series": _series(few),
@@ -114,11 +123,14 @@ def _slo_series(slo: str) -> tuple[dict[str, str], dict[str, str]]:
         dead, ok = s(m.TASKS_DEAD_LETTERED), s(m.TASKS_SUCCEEDED)
         return ({f'{dead}{{agent="echo"}}': "0+60x400", f'{ok}{{agent="echo"}}': "0+0x400"},
                 {f'{dead}{{agent="echo"}}': "0+0x400", f'{ok}{{agent="echo"}}': "0+60x400"})
+    # every task waits 5 s: late for a fast agent (echo), on time for a model agent (llm)
     count, bucket = s(m.QUEUE_WAIT, "_count"), s(m.QUEUE_WAIT, "_bucket")
-    return ({f'{count}{{agent="echo"}}': "0+60x400",
-             f'{bucket}{{agent="echo",le="{QUEUE_WAIT_BUCKET}"}}': "0+0x400"},
-            {f'{count}{{agent="echo"}}': "0+60x400",
-             f'{bucket}{{agent="echo",le="{QUEUE_WAIT_BUCKET}"}}': "0+60x400"})
+
+    def waited_5s(agent: str) -> dict[str, str]:
+        return {f'{count}{{agent="{agent}"}}': "0+60x400",
+                f'{bucket}{{agent="{agent}",le="{FAST_WAIT.bucket}"}}': "0+0x400",
+                f'{bucket}{{agent="{agent}",le="{MODEL_WAIT.bucket}"}}': "0+60x400"}
+    return waited_5s("echo"), waited_5s("llm")
 
 
 def promtool_tests(rule_file: str, group: str) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from alerts import scenarios as sc
 from alerts.model import Runbook, Threshold
 from catalog import metrics as m
 from catalog import names, panels
-from catalog.jobs import AGENT_JOB, API_JOB, ORCHESTRATOR_JOBS
+from catalog.jobs import AGENT_JOB, API_JOB, ORCHESTRATOR_JOBS, RABBITMQ_JOB
 from catalog.metrics import series_name as s
 from catalog.priorities import BANDS
 from service.settings import DatabaseSettings, LlmSettings
@@ -190,6 +190,66 @@ THRESHOLDS: tuple[Threshold, ...] = (
                       "The outbox relay publishes the backlog by itself once it is back."),
             escalate=ESCALATE_P1),
         test_series={f'{s(m.BROKER_UP)}{{job="{AGENT_JOB}"}}': ("0x60", "1x60")}),
+    Threshold(
+        alert="RabbitmqNodeDown", metrics=(m.UP,), scenario=sc.BROKER_DOWN,
+        panel=panels.RABBITMQ_NODES_DOWN, warning=1, for_="1m",
+        expr=f'count({s(m.UP)}{{job="{RABBITMQ_JOB}"}} == 0) >= {{value}}',
+        summary="A RabbitMQ node is down",
+        description="{value} or more RabbitMQ nodes have not answered Prometheus for {for_}:"
+                    " the cluster serves on the others while each quorum queue keeps a"
+                    " majority of its members.",
+        runbook=Runbook(
+            meaning="A node of the RabbitMQ cluster stopped, crashed or is cut off. Clients on"
+                    " it have moved to the other nodes (ORCH_AMQP_URL lists them); its quorum"
+                    " queue members are offline and leaders moved.",
+            impact="None while the other nodes keep a majority of every queue's members; one"
+                   " more lost node can take queues offline (QuorumQueueMembersOffline says"
+                   " which).",
+            diagnose=("{rabbitmqctl} cluster_status",
+                      "{rabbitmqctl} list_queues -p {vhost} name leader members online",
+                      "orchestrator stats"),
+            mitigate=("Start the node again (rabbitmq-server -detached): it rejoins and its"
+                      " members catch up by themselves.",
+                      "If its disk is lost for good, remove it (rabbitmqctl forget_cluster_node"
+                      " NODE) and grow the queues onto a new one (rabbitmq-queues grow NODE"
+                      " all)."),
+            escalate=ESCALATE_P2),
+        test_series={f'{s(m.UP)}{{job="{RABBITMQ_JOB}",instance="rabbit-1"}}': ("0x60", "1x60"),
+                     f'{s(m.UP)}{{job="{RABBITMQ_JOB}",instance="rabbit-2"}}': ("1x60", "1x60")}),
+    Threshold(
+        alert="QuorumQueueMembersOffline", metrics=(m.RABBITMQ_RAFT_TERM,),
+        scenario=sc.BROKER_DOWN, panel=panels.QUORUM_MEMBERS, warning=1, critical=0.51,
+        for_="1m",
+        expr=(f"count by (vhost, queue) ({s(m.RABBITMQ_RAFT_TERM)}) / on (vhost, queue)"
+              f" max_over_time((count by (vhost, queue) ({s(m.RABBITMQ_RAFT_TERM)}))[1h:])"
+              " < {value}"),
+        summary="Quorum queue {{ $labels.queue }} has members offline",
+        description="{{ $labels.queue }} ({{ $labels.vhost }}) has had fewer than {value} of"
+                    " its members online for {for_} (of the most it had over the last hour;"
+                    " critical: no majority, the queue takes and delivers nothing).",
+        unit="%", fold=("queue", "vhost"),
+        runbook=Runbook(
+            meaning="Members of quorum queues are on nodes that are down or cut off. With a"
+                    " majority online the queue works and re-replicates when the node returns;"
+                    " without one it accepts and delivers nothing.",
+            impact="Warning: none yet, but less redundancy. Critical: tasks of the affected"
+                   " agent types wait in the outbox (publishes are not confirmed) and nothing"
+                   " is delivered.",
+            diagnose=("{rabbitmqctl} list_queues -p {vhost} name leader members online",
+                      "{rabbitmqctl} cluster_status",
+                      "orchestrator stats"),
+            mitigate=("Bring the nodes back (rabbitmq-server -detached); the members catch up"
+                      " by themselves.",
+                      "A member removed for good keeps this warning for up to an hour (the"
+                      " share is of the most seen in an hour): grow the queue onto another node"
+                      " (rabbitmq-queues grow NODE all)."),
+            escalate=ESCALATE_P1),
+        test_labels={"vhost": "/", "queue": names.agent_queue("echo")},
+        test_series={
+            f'{s(m.RABBITMQ_RAFT_TERM)}{{instance="rabbit-{n}",vhost="/",'
+            f'queue="{names.agent_queue("echo")}"}}': ("1x60" if n == 1 else "1x20 _x40",
+                                                      "1x60")
+            for n in (1, 2, 3)}),
     Threshold(
         alert="RedisDown", metrics=(m.REDIS_UP,), scenario=sc.REDIS_DOWN,
         panel=panels.REDIS_UP, warning=1, for_="2m",

@@ -51,7 +51,7 @@ class External:
     documentation: str
     labelnames: tuple[str, ...] = ()
     exposed: bool = True
-    """False for series Prometheus creates (never on a /metrics page)."""
+    """False for series no orchestrator process serves: Prometheus's ``up``, RabbitMQ's own."""
 
     @property
     def full_name(self) -> str:
@@ -188,6 +188,22 @@ MODEL_OUTPUT_TOKENS = _counter("model_output_tokens",
 MODEL_LATENCY = _histogram("model_call_duration_seconds", "Latency of one language-model call.",
                            ("agent", "model"), MODEL_BUCKETS)
 
+CALLBACK_OUTCOMES = ("delivered", "retried", "failed", "refused")
+CALLBACKS = _counter("callbacks", "Completion-callback deliveries by outcome: delivered (a 2xx),"
+                     " retried (failed, tried again later), failed (the last attempt failed:"
+                     " given up), refused (an address callbacks may not call).", ("outcome",))
+CALLBACK_DURATION = _histogram("callback_duration_seconds", "Time of one callback delivery"
+                               " attempt (until the receiver's answer).", (), HTTP_BUCKETS)
+
+STREAM_KINDS = ("progress", "output")
+STREAM_OUTCOMES = ("written", "dropped")
+STREAM_ENTRIES = _counter("stream_entries", "Progress and output entries agents reported while"
+                         " running (kind progress or output), by outcome: written to the"
+                         " task's stream, or dropped (Redis could not take them).",
+                         ("agent", "kind", "outcome"))
+STREAM_FOLLOWERS = _gauge("stream_followers", "Clients following a task's stream"
+                          " (GET /v1/tasks/{id}/stream) now.")
+
 # --- build ---------------------------------------------------------------------------------------
 BUILD_INFO = _gauge("build_info", "Always 1; the labels say what is running.",
                     ("version", "python", "component"), mode="max")
@@ -242,9 +258,13 @@ GC_COLLECTIONS = External("python_gc_collections_total", "counter",
                          "Garbage collections by generation.", ("generation",))
 UP = External("up", "gauge", "1 when Prometheus scraped the target (written by Prometheus).",
               ("job", "instance"), exposed=False)
+RABBITMQ_RAFT_TERM = External(
+    "rabbitmq_raft_term_total", "counter",
+    "The Raft term of a quorum queue's member, one series per member online (RabbitMQ's"
+    " per-object metrics on each node).", ("vhost", "queue"), exposed=False)
 EXTERNAL: tuple[External, ...] = (PROCESS_RESIDENT_MEMORY, PROCESS_CPU, PROCESS_START_TIME,
                                   PROCESS_OPEN_FDS,
-                                  PROCESS_MAX_FDS, GC_COLLECTIONS, UP)
+                                  PROCESS_MAX_FDS, GC_COLLECTIONS, UP, RABBITMQ_RAFT_TERM)
 
 SAMPLED: tuple[Sampled, ...] = tuple(v for v in tuple(globals().values())
                                      if isinstance(v, Sampled))

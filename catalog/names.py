@@ -27,6 +27,11 @@ DEMO_AGENTS = ("fail", "sleep")
 """Built-in agents that fail or stall on purpose (exercises and drills): the SLOs and the
 failure-ratio alert leave them out, so playing with them burns no production budget."""
 
+FAST_AGENTS = ("echo", "summarize")
+"""Built-in agents that answer in milliseconds (no model call): their tasks are held to the
+fast queue-wait objective (``alerts.slos.QUEUE_WAIT_CLASSES``); every other type to the one for
+agents that wait on models."""
+
 DELAY_HEADER = "orch-delay-ms"  # no "x-" prefix: headers exchanges ignore those
 TRACEPARENT_HEADER = "traceparent"
 
@@ -57,7 +62,14 @@ def agent_of_queue(queue: str) -> str:
 
 
 def delay_queue(delay_ms: int) -> str:
-    """The delay queue for one backoff step; expired messages go back to ``WORK_EXCHANGE``."""
+    """The delay queue for one backoff step (a quorum queue); expired messages go back to
+    ``WORK_EXCHANGE``."""
+    return f"orch.delay.{delay_ms}ms.quorum"
+
+
+def legacy_delay_queue(delay_ms: int) -> str:
+    """Where earlier releases kept that step, in a classic (unreplicated) queue: unbound when
+    the quorum one is declared, deleted once its messages have expired."""
     return f"orch.delay.{delay_ms}ms"
 
 
@@ -74,6 +86,10 @@ class RedisKeys:
 
     def task(self, task_id: str) -> str:
         return f"{self.prefix}task:{task_id}"
+
+    def stream(self, task_id: str) -> str:
+        """The stream of a task's progress and partial output."""
+        return f"{self.prefix}stream:{task_id}"
 
     def heartbeat(self, worker_id: str) -> str:
         return f"{self.prefix}hb:{worker_id}"

@@ -27,6 +27,8 @@ BROKER = "orch-broker"
 DATA = "orch-data"
 PROCESS = "orch-process"
 SLOS = "orch-slos"
+DATASOURCE_UID = "orch-prometheus"
+"""The Prometheus datasource every panel queries (provisioned with the dashboards)."""
 
 DASHBOARD_TITLES = {
     OVERVIEW: "Orchestrator / Overview",
@@ -51,6 +53,8 @@ DEAD_LETTERS = Panel(BROKER, 4, "Open dead letters")
 OUTBOX_BACKLOG = Panel(BROKER, 5, "Outbox backlog")
 PUBLISH_FAILURES = Panel(BROKER, 6, "Publish failures")
 RECONCILED = Panel(BROKER, 7, "Tasks reconciled")
+RABBITMQ_NODES_DOWN = Panel(BROKER, 8, "RabbitMQ nodes down")
+QUORUM_MEMBERS = Panel(BROKER, 9, "Quorum queue members online")
 BACKUP_AGE = Panel(DATA, 4, "Age of the last verified backup")
 REDIS_UP = Panel(DATA, 5, "Redis up")
 CACHE_HIT_RATIO = Panel(DATA, 6, "Cache hit ratio")

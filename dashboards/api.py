@@ -47,6 +47,12 @@ def _traffic(board: Board) -> None:
         unit=COUNT,
         description="Requests being answered right now, per API process: climbs when"
                     " requests queue behind a slow dependency."), 6, 8)
+    board.add(timeseries_panel(
+        "Stream followers",
+        [Query(agg("sum", m.STREAM_FOLLOWERS, by=("instance",)), "{{instance}}")],
+        unit=COUNT,
+        description="Clients following a task's stream (GET /v1/tasks/{id}/stream) now, per"
+                    " API process: each holds a connection."), 6, 8)
 
 
 def _errors_and_latency(board: Board) -> None:

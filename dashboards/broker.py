@@ -15,6 +15,7 @@ from dashboards.common import (
     COUNT,
     NONE,
     OPS,
+    RATIO,
     SECONDS,
     UP_DOWN,
     Query,
@@ -38,14 +39,22 @@ def _connections(board: Board) -> None:
     board.add(stat_panel(
         "RabbitMQ exporter up", [Query(sel(m.UP, eq("job", RABBITMQ_JOB)), "{{instance}}")],
         unit=NONE, background=True, sparkline=False, mappings=UP_DOWN, extra=[lv.UP],
-        description="Whether Prometheus scrapes RabbitMQ's own metrics endpoint."), 4, 8)
+        description="Whether Prometheus scrapes each RabbitMQ node's own metrics endpoint."),
+        4, 8)
+    board.add(stat_panel(
+        ap.RABBITMQ_NODES_DOWN, [Query(lv.signal(lv.threshold("RabbitmqNodeDown")) +
+                                       " or vector(0)", "nodes down")],
+        unit=COUNT, background=True, sparkline=False,
+        description="RabbitMQ nodes whose metrics endpoint does not answer. The cluster serves"
+                    " on while a majority of each quorum queue's members is up; the clients"
+                    " move to the other nodes."), 4, 8)
     board.add(timeseries_panel(
         ap.PUBLISH_FAILURES,
         [Query(sum_rate(m.OUTBOX_PUBLISH_FAILURES), "failed (not confirmed)"),
          Query(sum_rate(m.OUTBOX_PUBLISHED), "confirmed")],
         unit=OPS,
         description="Outbox messages the broker did not confirm (they stay in the outbox and"
-                    " are retried), next to the ones it confirmed, per second."), 12, 8)
+                    " are retried), next to the ones it confirmed, per second."), 8, 8)
 
 
 def _queues(board: Board) -> None:
@@ -54,13 +63,20 @@ def _queues(board: Board) -> None:
         ap.QUEUE_DEPTH, [Query(agg("max", m.QUEUE_MESSAGES, QUEUE, by=("queue",)), "{{queue}}")],
         unit=COUNT,
         description="Messages ready in each queue: work arriving faster than the agents"
-                    " finish it."), 12, 8)
+                    " finish it."), 8, 8)
     board.add(timeseries_panel(
         ap.QUEUE_CONSUMERS,
         [Query(agg("max", m.QUEUE_CONSUMERS, QUEUE, by=("queue",)), "{{queue}}")],
         unit=COUNT, min_value=0,
         description="Consumers attached to each queue: an agent queue with waiting messages"
-                    " and no consumer is served by no worker."), 12, 8)
+                    " and no consumer is served by no worker."), 8, 8)
+    members = lv.threshold("QuorumQueueMembersOffline")
+    board.add(timeseries_panel(
+        ap.QUORUM_MEMBERS, [Query(lv.signal(members), "{{queue}}")],
+        unit=RATIO, min_value=0,
+        description="Each quorum queue's members online, as a share of the most it had over"
+                    " the last hour. Below 1 a member is down or out of the cluster; at half"
+                    " or below the queue has no majority and takes no messages."), 8, 8)
 
 
 def _dead_letters_and_outbox(board: Board) -> None:

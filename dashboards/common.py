@@ -22,10 +22,9 @@ from grafana_foundation_sdk.models import heatmap as hm
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
 from alerts.model import Slo, Threshold
-from catalog.panels import DASHBOARD_TITLES, Panel
+from catalog.panels import DASHBOARD_TITLES, DATASOURCE_UID, Panel
 from dashboards import levels as lv
 
-DATASOURCE_UID = "orch-prometheus"
 DATASOURCE_TYPE = "prometheus"
 
 

@@ -7,7 +7,7 @@ from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.builders import stat, timeseries
 
 from alerts.model import Severity, Slo
-from alerts.slos import QUEUE_WAIT_TARGET_S, RATE_WINDOWS, SLOS, ratio_record, raw_error_ratio
+from alerts.slos import QUEUE_WAIT_CLASSES, RATE_WINDOWS, SLOS, ratio_record, raw_error_ratio
 from catalog import panels as ap
 from dashboards import levels as lv
 from dashboards.common import COUNT, RATIO, Query, stat_panel, timeseries_panel
@@ -61,7 +61,8 @@ def _burn_panel(slo: Slo) -> timeseries.Panel:
 def _sli_panel(slo: Slo) -> timeseries.Panel:
     extra = ""
     if slo.name == "queue-wait":
-        extra = f" (a good event: started within {QUEUE_WAIT_TARGET_S:g}s)"
+        extra = " (a good event: started within its class's target: " + ", ".join(
+            f"{c.target_s:g}s for {c.name} agents" for c in QUEUE_WAIT_CLASSES) + ")"
     return timeseries_panel(
         f"{slo.name} SLI", [Query(f"1 - {error_ratio(slo, w)}", w) for w in SLI_WINDOWS],
         unit=RATIO,

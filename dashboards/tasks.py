@@ -6,7 +6,7 @@ from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.builders import timeseries
 
 from alerts.model import Severity
-from alerts.slos import QUEUE_WAIT_TARGET_S
+from alerts.slos import QUEUE_WAIT_CLASSES
 from catalog import metrics as m
 from catalog import panels as ap
 from catalog.metrics import AnyMetric
@@ -127,9 +127,10 @@ def _timing(board: Board) -> None:
     board.row("Timing")
     board.add(_percentiles(
         "Queue wait percentiles", m.QUEUE_WAIT,
-        f"Time from a task (or its retry) becoming due to a worker starting it. The line is"
-        f" the queue-wait SLO target ({QUEUE_WAIT_TARGET_S:g}s).",
-        [lv.Level(QUEUE_WAIT_TARGET_S, Severity.WARNING, True)]), 8, 8)
+        "Time from a task (or its retry) becoming due to a worker starting it. The lines are"
+        " the queue-wait SLO targets: " + ", ".join(
+            f"{c.target_s:g}s for {c.description}" for c in QUEUE_WAIT_CLASSES) + ".",
+        [lv.Level(c.target_s, Severity.WARNING, True) for c in QUEUE_WAIT_CLASSES]), 8, 8)
     board.add(_percentiles(
         "Run duration percentiles", m.RUN_DURATION,
         "Time an agent spent on one attempt."), 8, 8)
@@ -221,6 +222,22 @@ def _models(board: Board) -> None:
         unit=OPS,
         description="Failed model calls per second by kind: timeout, rate_limited (429),"
                     " server_error (5xx), invalid_response, unreachable, refused."), 12, 8)
+    board.add(timeseries_panel(
+        "Task streams",
+        [Query(sum_rate(m.STREAM_ENTRIES, AGENT, by=("kind", "outcome")),
+               "{{kind}} {{outcome}}")],
+        unit=OPS,
+        description="Progress and output entries agents report per second (GET"
+                    " /v1/tasks/{id}/stream), written or dropped: dropped ones found Redis"
+                    " unable to take them (the tasks ran on)."), 12, 8)
+    board.add(timeseries_panel(
+        "Completion callbacks",
+        [Query(sum_rate(m.CALLBACKS, by=("outcome",)), "{{outcome}}")],
+        unit=OPS,
+        description="Callback deliveries per second (callback_url): delivered, retried (tried"
+                    " again with backoff), failed (given up after ORCH_CALLBACK_MAX_ATTEMPTS),"
+                    " refused (an address callbacks may not call: ORCH_CALLBACK_ALLOW_PRIVATE)."),
+        12, 8)
 
 
 def dashboard() -> db.Dashboard:

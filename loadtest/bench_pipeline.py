@@ -73,8 +73,10 @@ async def submit_all(url: str, key: str, count: int, connections: int, agent: st
     return ids, latencies, elapsed
 
 
-def wait_finished(database_url: str, ids: list[str], timeout_s: float) -> list[tuple[Any, ...]]:
-    """Poll PostgreSQL until every task is final; return (created, finished, status) rows.
+def wait_finished(database_url: str, ids: list[str] | None, timeout_s: float,
+                  columns: str = "created_at, finished_at, status") -> list[tuple[Any, ...]]:
+    """Poll PostgreSQL until every task is final; return the ``columns`` of the tasks ``ids``
+    (``None``: of every task).
 
     The benchmark owns its database, so the poll counts the unfinished tasks of the whole table
     (through the status index: cheap, so the measurement does not load the database it
@@ -91,8 +93,10 @@ def wait_finished(database_url: str, ids: list[str], timeout_s: float) -> list[t
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{pending[0] if pending else '?'} tasks unfinished")
             time.sleep(0.2)
-        return conn.execute("SELECT created_at, finished_at, status FROM tasks"
-                            " WHERE id = ANY(%s::uuid[])", (ids,)).fetchall()
+        if ids is None:
+            return conn.execute(f"SELECT {columns} FROM tasks").fetchall()
+        return conn.execute(f"SELECT {columns} FROM tasks WHERE id = ANY(%s::uuid[])",
+                            (ids,)).fetchall()
 
 
 async def measure(url: str, key: str, database_url: str, tasks: int,

@@ -83,7 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="wait this long after the run for the last scrapes")
     out.add_argument("--drill-queue-wait-target", type=float, metavar="S",
                      help="DRILLS ONLY: judge queue wait against S seconds, overriding"
-                          " QUEUE_WAIT_TARGET_S of the queue-wait SLO object")
+                          " the class targets of the queue-wait SLO object")
     search = parser.add_argument_group("capacity search (--find-max)")
     search.add_argument("--find-max", action="store_true",
                         help="step the rate up from --rate until an SLO breaks")
@@ -114,7 +114,6 @@ def _inputs(entries: list[str]) -> dict[str, Any]:
 def build_config(args: argparse.Namespace, settings: Settings) -> LoadConfig:
     """A :class:`loadtest.generator.LoadConfig` from the options; ValueError when they do not
     fit together."""
-    from alerts.slos import QUEUE_WAIT_TARGET_S
     from loadtest.generator import LoadConfig
     from loadtest.profiles import Constant, Profile, Ramp, Steps
     from loadtest.workload import Workload, parse_mix
@@ -138,8 +137,7 @@ def build_config(args: argparse.Namespace, settings: Settings) -> LoadConfig:
     workload = Workload(parse_mix(args.mix), payload_bytes=args.payload_bytes,
                         inputs=_inputs(args.input), max_attempts=args.max_attempts,
                         timeout_s=args.task_timeout)
-    target = (args.drill_queue_wait_target if args.drill_queue_wait_target is not None
-              else QUEUE_WAIT_TARGET_S)
+    target = args.drill_queue_wait_target  # None: each agent type's class target
     if args.max_connections < 1 or args.pollers < 1:
         raise ValueError("--max-connections and --pollers must be at least 1")
     if not 0 < args.track <= 1:

@@ -29,17 +29,17 @@ BENCH_KEY = KeySpec("bench", scopes=(*DEFAULT_SCOPES, "tasks:priority"), rate_li
 it may submit any priority)."""
 
 
-def bench_settings(base: Settings | None = None) -> Settings:
+def bench_settings(base: Settings | None = None, database: str = BENCH_NAME) -> Settings:
     """Settings pointing at the benchmark's own database, vhost and Redis prefix."""
     base = base or Settings.from_env()
-    amqp_url = base.broker.url
+    amqp_url = base.broker.urls[0]
     if shutil.which("rabbitmqctl"):
         subprocess.run(["rabbitmqctl", "-q", "add_vhost", BENCH_NAME], capture_output=True)
         subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", BENCH_NAME, "guest",
                         ".*", ".*", ".*"], capture_output=True, check=True)
-        amqp_url = urlsplit(base.broker.url)._replace(path=f"/{BENCH_NAME}").geturl()
+        amqp_url = urlsplit(base.broker.urls[0])._replace(path=f"/{BENCH_NAME}").geturl()
     return base.with_overrides(
-        database_url=base.database.url.rsplit("/", 1)[0] + f"/{BENCH_NAME}",
+        database_url=base.database.url.rsplit("/", 1)[0] + f"/{database}",
         amqp_url=amqp_url, redis_prefix=f"{BENCH_NAME}:")
 
 
@@ -72,12 +72,12 @@ def tree_cpu_s(root: int) -> float:
     total_ns, todo = 0, [root]
     while todo:
         pid = todo.pop()
-        total_ns += _threads_run_ns(pid)
+        total_ns += threads_run_ns(pid)
         todo.extend(children.get(pid, ()))
     return total_ns / 1e9
 
 
-def _threads_run_ns(pid: int) -> int:
+def threads_run_ns(pid: int) -> int:
     total = 0
     try:
         threads = os.listdir(f"/proc/{pid}/task")
@@ -95,22 +95,24 @@ def _threads_run_ns(pid: int) -> int:
 @contextmanager
 def own_deployment(base: Settings, port: int, *, agents: str | None = None,
                    extra_env: dict[str, str] | None = None, api_workers: int = 1,
-                   drop_vhost: bool = True, agent_processes: int = 1) -> Iterator[Deployment]:
+                   drop_vhost: bool = True, agent_processes: int = 1,
+                   database: str = BENCH_NAME, keep_tasks: bool = False) -> Iterator[Deployment]:
     """The API (plus ``agent_processes`` agent processes serving ``agents``) on resources of
-    their own.
+    their own, the tasks of an earlier run deleted unless ``keep_tasks``.
 
     ``drop_vhost=False`` leaves the benchmark's vhost at exit, for deployments running side by
     side: only the one that exits last drops it.
     """
-    settings = bench_settings(base)
+    settings = bench_settings(base, database)
     database_url = settings.database.url
     env = {**os.environ, "ORCH_DATABASE_URL": database_url, "ORCH_AMQP_URL": settings.broker.url,
            "ORCH_REDIS_PREFIX": f"{BENCH_NAME}:", "ORCH_API_PORT": str(port),
            "ORCH_LOG_LEVEL": "WARNING", "ORCH_AGENT_METRICS_PORT": "0", **(extra_env or {})}
     asyncio.run(ensure_database(settings.database))
     key = asyncio.run(provision_key(settings.database, BENCH_KEY))
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("TRUNCATE tasks CASCADE")
+    if not keep_tasks:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute("TRUNCATE tasks CASCADE")
     command = [sys.executable, "-m", "orchestrator"]
     procs = [subprocess.Popen([*command, "api", "--workers", str(api_workers)], env=env)]
     for _ in range(agent_processes if agents else 0):

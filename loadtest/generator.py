@@ -37,7 +37,7 @@ class LoadConfig:
     api_key: str
     profile: Profile
     workload: Workload
-    queue_wait_target_s: float
+    queue_wait_target_s: float | None
     duration_s: float | None = 60.0
     max_requests: int | None = None
     max_connections: int = 256

@@ -60,7 +60,8 @@ def latency_over_time(report: dict[str, Any], path: Path) -> Path:
     for key, label, style in (("submit_p50_ms", "submit p50", "-"),
                               ("submit_p99_ms", "submit p99", "--"),
                               ("e2e_p50_ms", "end-to-end p50", "-"),
-                              ("e2e_p99_ms", "end-to-end p99", "--")):
+                              ("e2e_p99_ms", "end-to-end p99", "--"),
+                              ("queue_wait_p99_ms", "queue wait p99", ":")):
         points = [(s, r[key]) for s, r in zip(seconds, rows, strict=True) if r.get(key)]
         if points:
             ax.plot(*zip(*points, strict=True), style, label=label, marker=".")

@@ -24,6 +24,8 @@ from service.errors import MissingExtra
 LATENCIES = (("submit", "submit (HTTP, from intended send)"),
              ("end_to_end", "end-to-end (intended send to final state)"),
              ("queue_wait", "queue wait (created to started)"),
+             ("outbox_wait", "  of it in the outbox (created to published)"),
+             ("broker_wait", "  of it in the queue and prefetch (published to started)"),
              ("run", "run (started to finished)"),
              ("lateness", "generator lateness (actual - intended send)"))
 
@@ -42,7 +44,8 @@ def series_rows(stats: RunStats, offset_s: int = 0) -> list[dict[str, Any]]:
                          "completed": 0, "in_flight": 0})
             continue
         latencies = {f"{name}_p{q}_ms": _ms(h.percentile(q / 100))
-                     for name, h in (("submit", row.submit), ("e2e", row.end_to_end))
+                     for name, h in (("submit", row.submit), ("e2e", row.end_to_end),
+                                     ("queue_wait", row.queue_wait))
                      for q in (50, 99)}
         rows.append({
             "second": second + offset_s, "sent": row.sent, "accepted": row.accepted,

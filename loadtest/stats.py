@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from alerts.slos import wait_class
 from loadtest.histogram import Histogram
 
 CONNECTION_ERROR = "connection"
@@ -46,6 +47,8 @@ class SecondStats:
     """Submit latency of the requests due in this second."""
     end_to_end: Histogram = field(default_factory=Histogram)
     """End-to-end latency of the tasks due in this second."""
+    queue_wait: Histogram = field(default_factory=Histogram)
+    """Queue wait (created to started) of the tasks due in this second."""
 
 
 @dataclass
@@ -68,22 +71,30 @@ class TaskTimes:
     run_s: float | None
     server_s: float | None
     """``finished_at - created_at``."""
+    outbox_s: float | None = None
+    """Where the queue wait went, part 1: ``published_at - created_at`` (in the outbox)."""
+    broker_s: float | None = None
+    """Part 2: ``started_at - published_at`` (in the agent queue and a worker's prefetch)."""
 
     @classmethod
     def of(cls, task: dict[str, Any]) -> TaskTimes:
         created = _parse_time(task.get("created_at"))
+        published = _parse_time(task.get("published_at"))
         started = _parse_time(task.get("started_at"))
         finished = _parse_time(task.get("finished_at"))
         return cls(status=str(task.get("status")),
                    queue_wait_s=_seconds(created, started), run_s=_seconds(started, finished),
-                   server_s=_seconds(created, finished))
+                   server_s=_seconds(created, finished), outbox_s=_seconds(created, published),
+                   broker_s=_seconds(published, started))
 
 
 class RunStats:
     """Everything one run records; fed by the generator and the completion tracker."""
 
-    def __init__(self, queue_wait_target_s: float) -> None:
+    def __init__(self, queue_wait_target_s: float | None = None) -> None:
         self.queue_wait_target_s = queue_wait_target_s
+        """A drill's override of the queue-wait target; ``None``: each agent type's class
+        target (``alerts.slos.QUEUE_WAIT_CLASSES``)."""
         self.sent = 0
         self.answered = 0
         self.accepted = 0
@@ -98,6 +109,8 @@ class RunStats:
         self.end_to_end = Histogram()
         """Intended send time to the task's final state."""
         self.queue_wait = Histogram()
+        self.outbox_wait = Histogram()
+        self.broker_wait = Histogram()
         self.run = Histogram()
         self.lateness = Histogram()
         """Actual minus intended send time: how far the generator itself fell behind."""
@@ -167,10 +180,14 @@ class RunStats:
             self.errors[TASK_DEAD] += 1
         elif times.status == "cancelled":
             self.errors[TASK_CANCELLED] += 1
+        if times.outbox_s is not None and times.broker_s is not None:
+            self.outbox_wait.record(times.outbox_s)
+            self.broker_wait.record(times.broker_s)
         if times.queue_wait_s is not None:
             self.queue_wait.record(times.queue_wait_s)
+            self.second(intended_s).queue_wait.record(times.queue_wait_s)
             self.queue_wait_total += 1
-            self.queue_wait_good += times.queue_wait_s <= self.queue_wait_target_s
+            self.queue_wait_good += times.queue_wait_s <= self.wait_target_s(agent)
         if times.run_s is not None:
             self.run.record(times.run_s)
         if times.server_s is not None:
@@ -184,12 +201,18 @@ class RunStats:
                                                                            done)
         return times
 
-    def record_unfinished(self, started: bool, waited_s: float) -> None:
+    def wait_target_s(self, agent: str) -> float:
+        """The queue-wait target ``agent``'s tasks are judged against."""
+        if self.queue_wait_target_s is not None:
+            return self.queue_wait_target_s
+        return wait_class(agent).target_s
+
+    def record_unfinished(self, agent: str, started: bool, waited_s: float) -> None:
         """A task still not final when the run stopped waiting. One that never started and has
         waited past the queue-wait target counts against that objective already."""
         self.tasks["unfinished"] += 1
         self.errors[TASK_UNFINISHED] += 1
-        if not started and waited_s > self.queue_wait_target_s:
+        if not started and waited_s > self.wait_target_s(agent):
             self.queue_wait_total += 1
 
     @property

@@ -87,7 +87,7 @@ class CompletionTracker:
         self._tasks = []
         now = self.clock()
         for item in self._heap:
-            self.stats.record_unfinished(item.started,
+            self.stats.record_unfinished(item.agent, item.started,
                                          now - item.intended_s - item.send_offset_s)
         self._heap.clear()
         await self.pool.close()

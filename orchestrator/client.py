@@ -70,7 +70,8 @@ def submit(client: Client, agent: str, payload: str, *, wait: bool, timeout_s: f
            as_json: bool, idempotency_key: str | None, max_attempts: int | None,
            priority: int | None = None, task_timeout_s: float | None = None,
            run_at: str | None = None, delay_s: float | None = None,
-           concurrency_key: str | None = None) -> int:
+           concurrency_key: str | None = None, follow: bool = False,
+           callback_url: str | None = None) -> int:
     try:
         data = json.loads(payload)
     except json.JSONDecodeError as exc:
@@ -79,17 +80,36 @@ def submit(client: Client, agent: str, payload: str, *, wait: bool, timeout_s: f
     body: dict[str, Any] = {"agent": agent, "input": data}
     for field, value in (("max_attempts", max_attempts), ("priority", priority),
                          ("timeout_s", task_timeout_s), ("run_at", run_at),
-                         ("delay_s", delay_s), ("concurrency_key", concurrency_key)):
+                         ("delay_s", delay_s), ("concurrency_key", concurrency_key),
+                         ("callback_url", callback_url)):
         if value is not None:
             body[field] = value
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
     task = client.call("POST", "/v1/tasks", json=body, headers=headers)
+    if follow:
+        return follow_task(client, task["id"], timeout_s, as_json)
     if wait:
         task = _wait(client, task, timeout_s)
     print_json(task) if as_json else print_task(task)
     if not wait or task["status"] == "succeeded":
         return 0
     return 1 if task["status"] in FINAL else NOT_FINISHED
+
+
+def follow_task(client: Client, task_id: str, timeout_s: float, as_json: bool) -> int:
+    """Print the task's stream as it comes (its output on stdout, or stderr with ``--json``),
+    then the final task; exit codes as ``submit --wait``."""
+    from orchestrator.follow import follow
+
+    task_id = resolve_task_id(client, task_id)
+    print(f"task {task_id}", file=sys.stderr, flush=True)
+    final = follow(client, task_id, timeout_s, out=sys.stderr if as_json else sys.stdout)
+    if final is None:
+        print(f"still unfinished after {timeout_s:g} s; follow it again with: orchestrator"
+              f" follow {task_id}", file=sys.stderr)
+        return NOT_FINISHED
+    print_json(final) if as_json else print_task(final)
+    return 0 if final["status"] == "succeeded" else 1
 
 
 def _wait(client: Client, task: dict[str, Any], timeout_s: float) -> dict[str, Any]:
@@ -108,6 +128,22 @@ def _wait(client: Client, task: dict[str, Any], timeout_s: float) -> dict[str, A
         print(f"still {task['status']} after {timeout_s:g} s; follow it with: orchestrator"
               f" status {task['id']}", file=sys.stderr)
     return task
+
+
+def callback_secret(client: Client, rotate: bool, as_json: bool) -> int:
+    """The secret this key's tenant's callbacks are signed with (a new one with ``rotate``)."""
+    secret = client.call("POST" if rotate else "GET",
+                         "/v1/callbacks/secret" + ("/rotate" if rotate else ""))
+    if as_json:
+        print_json(secret)
+        return 0
+    print(secret["secret"])
+    until = secret.get("previous_secret_valid_until")
+    print(f"tenant {secret['tenant']}; callbacks carry {secret['signature_header']}:"
+          " t=<unix time>,v1=<HMAC-SHA256 of t, '.', the body>"
+          + (f"; the previous secret signs too until {until}" if until else ""),
+          file=sys.stderr)
+    return 0
 
 
 def status(client: Client, task_id: str, as_json: bool) -> int:
@@ -172,7 +208,11 @@ def agents(client: Client, as_json: bool) -> int:
     if as_json:
         print_json(listing)
         return 0
-    print_table(listing["agents"], ["name", "live_workers", "queue", "description"])
+    for agent in listing["agents"]:
+        agent["flow_limits"] = " ".join(f"{k}={v}" for k, v in agent["limits"].items()
+                                        if v is not None) or "-"
+    print_table(listing["agents"], ["name", "live_workers", "queue", "flow_limits",
+                                    "description"])
     print(f"\nworkers (from {listing['source']}):")
     print_table(listing["workers"], ["worker_id", "agents", "in_flight", "concurrency"])
     return 0

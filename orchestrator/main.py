@@ -35,8 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--workers", type=int, help="server worker processes")
     agent = sub.add_parser("agent", help="run an agent worker process")
     agent.add_argument("--agents", help="comma-separated agent types (default: all)")
-    agent.add_argument("--concurrency", type=int,
-                       help="tasks run at once (default ORCH_CONCURRENCY)")
+    agent.add_argument("--concurrency", metavar="N[,AGENT=N]",
+                       help="tasks of one agent type run at once, a default and per-type"
+                            " numbers (default ORCH_CONCURRENCY)")
     agent.add_argument("--metrics-port", type=int, help="port of this agent's /metrics (0: any)")
     for runner in (up, api, agent):
         runner.add_argument("--log-format", choices=("json", "human"),
@@ -70,9 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
     drill_run.add_argument("--parallel", type=int, default=1,
                            help="drill stacks to run side by side (default 1)")
     sub.add_parser("migrate", help="apply database migrations")
-    render = sub.add_parser("render", help="regenerate rules, Alertmanager config, runbook")
+    render = sub.add_parser("render", help="regenerate rules, Alertmanager config, runbook,"
+                                               " dashboards, Kubernetes manifests")
     render.add_argument("--root", type=Path, default=CHECKOUT_ROOT,
                         help="the project checkout to write into (default: this one)")
+    render.add_argument("--kubernetes", type=Path, metavar="DIR",
+                        help="instead, write the Kubernetes manifests (base and overlays) for"
+                             " this environment's ORCH_ settings into DIR: alert links follow"
+                             " ORCH_PUBLIC_URL and ORCH_GRAFANA_URL, the ConfigMap every value")
 
     keys_cmd.add_arguments(sub.add_parser("keys", help="API keys: create, list, revoke,"
                                                        " rotate"))
@@ -94,7 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--wait", action="store_true",
                         help="wait until the task finishes, telling each status change (exit 0:"
                              " succeeded, 1: dead or cancelled, 3: still unfinished)")
-    submit.add_argument("--timeout", type=float, default=60.0, help="seconds to --wait")
+    submit.add_argument("--follow", action="store_true",
+                        help="wait, printing the task's stream as it comes: its output on"
+                             " stdout, progress and transitions on stderr (implies --wait)")
+    submit.add_argument("--timeout", type=float, default=60.0,
+                        help="seconds to --wait or --follow")
     submit.add_argument("--idempotency-key",
                         help="the same key and input return the first task, not a new one")
     submit.add_argument("--max-attempts", type=int, help="attempts before the task is dead")
@@ -102,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the task's priority (above 5 needs the tasks:priority scope)")
     submit.add_argument("--timeout-s", type=float, dest="task_timeout_s",
                         help="seconds one attempt may run before it is stopped")
+    submit.add_argument("--callback-url", metavar="URL",
+                        help="POST the final task here when it ends, signed (see orchestrator"
+                             " callbacks secret)")
     submit.add_argument("--concurrency-key", metavar="KEY",
                         help="tasks with the same key share the agent's max_concurrency_per_key")
     submit.add_argument("--run-at", metavar="TIME",
@@ -110,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--delay", type=float, metavar="SECONDS", dest="delay_s",
                         help="start it no earlier than this many seconds from now")
     for name, help_text in (("status", "show one task"), ("events", "a task's timeline"),
+                            ("follow", "print a task's stream live (output, progress,"
+                                       " transitions) until it ends"),
                             ("cancel", "cancel a task (a running one gets a cancel request)"),
                             ("retry", "requeue a dead task")):
         one = sub.add_parser(name, help=help_text)
@@ -117,6 +132,14 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "events":
             one.add_argument("--absolute", action="store_true",
                              help="UTC times instead of the time since the first event")
+        if name == "follow":
+            one.add_argument("--timeout", type=float, default=600.0,
+                             help="seconds to follow (default 600)")
+    callbacks = sub.add_parser("callbacks", help="completion callbacks: the signing secret")
+    callbacks.add_argument("what", choices=["secret"],
+                           help="secret: the one this key's tenant's callbacks are signed with")
+    callbacks.add_argument("--rotate", action="store_true",
+                           help="make a new one (the previous one signs too for a day)")
     listing = sub.add_parser("tasks", help="list tasks, newest first")
     listing.add_argument("--status", choices=[s.value for s in TaskStatus],
                          help="only tasks in this status")
@@ -206,9 +229,10 @@ def _dispatch(args: argparse.Namespace, s: Settings) -> int:
         print(script(build_parser(), args.shell))
         return 0
     if c == "render":
-        from orchestrator.render import render_all
+        from orchestrator.render import render_all, render_kubernetes
 
-        changed = render_all(args.root)
+        changed = (render_kubernetes(s, args.kubernetes) if args.kubernetes
+                   else render_all(args.root))
         print("\n".join(f"wrote {path}" for path in changed) or "everything is up to date")
         return 0
     if c == "doctor":
@@ -248,7 +272,8 @@ def _dispatch(args: argparse.Namespace, s: Settings) -> int:
                           idempotency_key=args.idempotency_key, max_attempts=args.max_attempts,
                           priority=args.priority, task_timeout_s=args.task_timeout_s,
                           run_at=args.run_at, delay_s=args.delay_s,
-                          concurrency_key=args.concurrency_key)
+                          concurrency_key=args.concurrency_key, follow=args.follow,
+                          callback_url=args.callback_url)
     if c == "tasks":
         return cmd.tasks(client, args.status, args.agent, args.limit, args.json,
                          cursor=args.cursor, every_page=args.every_page, stuck=args.stuck)
@@ -258,6 +283,10 @@ def _dispatch(args: argparse.Namespace, s: Settings) -> int:
         return cmd.events(client, args.task_id, args.json, args.absolute)
     if c == "agents":
         return cmd.agents(client, args.json)
+    if c == "callbacks":
+        return cmd.callback_secret(client, args.rotate, args.json)
+    if c == "follow":
+        return cmd.follow_task(client, args.task_id, args.timeout, args.json)
     single = {"status": cmd.status, "cancel": cmd.cancel, "retry": cmd.retry}
     return single[c](client, args.task_id, args.json)
 

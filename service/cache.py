@@ -93,7 +93,7 @@ class Cache:
     async def get_task(self, task_id: str) -> Task | None:
         """The cached task; ``None`` on a miss or when Redis is unavailable (counted apart)."""
         failed = object()
-        raw = await self._call(lambda: self.client.hget(self.keys.task(task_id), "doc"), failed)
+        raw = await self.guarded(lambda: self.client.hget(self.keys.task(task_id), "doc"), failed)
         outcome = "error" if raw is failed else "hit" if raw else "miss"
         self._lookups[outcome].inc()
         return _decode_task(raw) if isinstance(raw, bytes) and raw else None
@@ -116,7 +116,7 @@ class Cache:
         """Write the tasks before returning: for a transition of a task that may already be
         cached (cancel, requeue), so the caller's next read cannot see the older state."""
         if tasks:
-            await self._call(functools.partial(self._write, list(tasks)), None)
+            await self.guarded(functools.partial(self._write, list(tasks)), None)
 
     async def flush(self) -> None:
         """Write every queued task now (tests and shutdown)."""
@@ -129,7 +129,7 @@ class Cache:
         while self._pending:  # writes queued while a pipeline was in flight go in the next one
             tasks = list(self._pending.values())
             self._pending = {}
-            await self._call(functools.partial(self._write, tasks), None)
+            await self.guarded(functools.partial(self._write, tasks), None)
 
     async def _write(self, tasks: list[Task]) -> None:
         async with self.client.pipeline(transaction=False) as pipe:
@@ -140,11 +140,11 @@ class Cache:
             await pipe.execute()
 
     async def put_heartbeat(self, worker_id: str, beat: dict[str, Any], ttl_s: float) -> None:
-        await self._call(lambda: self.client.set(
+        await self.guarded(lambda: self.client.set(
             self.keys.heartbeat(worker_id), _encode(beat), px=int(ttl_s * 1000)), None)
 
     async def delete_heartbeat(self, worker_id: str) -> None:
-        await self._call(lambda: self.client.delete(self.keys.heartbeat(worker_id)), 0)
+        await self.guarded(lambda: self.client.delete(self.keys.heartbeat(worker_id)), 0)
 
     async def heartbeats(self) -> list[dict[str, Any]] | None:
         """Every live heartbeat, or ``None`` when Redis cannot say."""
@@ -153,13 +153,14 @@ class Cache:
                                                           count=500)]
             values = await self.client.mget(keys) if keys else []
             return [msgspec.json.decode(v) for v in values if v]
-        return await self._call(read, None)
+        return await self.guarded(read, None)
 
     async def close(self) -> None:
         await self.flush()
         await self.client.aclose()
 
-    async def _call(self, op: Callable[[], Awaitable[T]], fallback: T) -> T:
+    async def guarded(self, op: Callable[[], Awaitable[T]], fallback: T) -> T:
+        """Run ``op`` on Redis; ``fallback`` when Redis is being left alone or it fails."""
         if not self.available:
             return fallback
         try:

@@ -69,6 +69,11 @@ class Task(msgspec.Struct, kw_only=True):
     tokens_out: int = 0
     cost_usd: float = 0.0
     """What its model calls used, over all its attempts."""
+    callback_url: str | None = None
+    callback_state: str | None = None
+    """Its completion callback: ``pending``, ``delivered``, ``failed`` (given up) or
+    ``refused`` (its address may not be called)."""
+    callback_attempts: int = 0
 
 
 @dataclass(frozen=True)

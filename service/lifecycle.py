@@ -88,6 +88,9 @@ def zero_agent_counters(agents: list[str]) -> None:
     for agent in agents:
         for limit in metrics.THROTTLE_LIMITS:
             metrics.TASKS_THROTTLED.labels(agent, limit)
+        for kind in metrics.STREAM_KINDS:
+            for outcome in metrics.STREAM_OUTCOMES:
+                metrics.STREAM_ENTRIES.labels(agent, kind, outcome)
 
 
 def zero_model_counters(agents: list[str], model: str) -> None:

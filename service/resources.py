@@ -59,7 +59,7 @@ async def open_resources(settings: Settings, name: str, *, actor: str | None = N
         amqp = await connect(settings.broker, name)
         stack.push_async_callback(amqp.close)  # unacked messages go back to their queues
         channel = await amqp.channel(publisher_confirms=True)
-        topology = Topology(channel, settings.broker.delivery_limit)
+        topology = Topology(amqp, channel, settings.broker)
         await topology.declare_core()
         publisher = Publisher(topology)
         outbox = OutboxStore(pool, actor or name, new_tasks_after_s=new_tasks_after_s)

@@ -6,6 +6,7 @@ SCOPES = {
     "tasks:read": "read, list and follow the tenant's tasks",
     "tasks:write": "submit, cancel and requeue the tenant's tasks",
     "tasks:priority": "submit above the default priority ceiling",
+    "queues:read": "the backlog of every agent type (GET /v1/admin/queue-stats, for autoscalers)",
     "admin": "every tenant's tasks, the keys, the operator views",
 }
 DEFAULT_SCOPES = ("tasks:write", "tasks:read")

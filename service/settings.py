@@ -47,7 +47,12 @@ class DatabaseSettings:
 @dataclass(frozen=True)
 class BrokerSettings:
     url: str = var("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/", secret=True)
+    """One broker, or the nodes of one cluster comma-separated (each process connects to the
+    first that answers and moves to the next when it loses it)."""
     delivery_limit: int = var("DELIVERY_LIMIT", 5)
+    quorum_group_size: int = var("QUORUM_GROUP_SIZE", 3)
+    """Replicas of each quorum queue when it is created (``x-quorum-initial-group-size``; a
+    cluster of fewer nodes has one per node). A queue that exists keeps its members."""
     node: str = var("RABBITMQ_NODE", "")
     """The RabbitMQ node name for ``rabbitmqctl -n`` in runbook commands (empty: its default);
     set by ``stack up`` when it starts a RabbitMQ of its own."""
@@ -56,6 +61,11 @@ class BrokerSettings:
     reconcile_interval_s: float = var("RECONCILE_INTERVAL_S", 15.0)
     reconcile_after_s: float = var("RECONCILE_AFTER_S", 60.0)
     """A waiting task is published again when its message is gone and it has waited this long."""
+
+    @property
+    def urls(self) -> list[str]:
+        """The node URLs of ``ORCH_AMQP_URL``, in order."""
+        return [part.strip() for part in self.url.split(",") if part.strip()]
 
 
 @dataclass(frozen=True)
@@ -67,6 +77,10 @@ class RedisSettings:
     max_connections: int = var("REDIS_MAX_CONNECTIONS", 64)
     """The client's connection pool per process (redis-py's default of 2**31 is no bound;
     a call that finds every connection in use waits for one instead of failing the cache)."""
+    stream_ttl_s: int = var("STREAM_TTL_S", 86400)
+    """How long a task's stream of progress and output is kept after its last entry."""
+    stream_max_entries: int = var("STREAM_MAX_ENTRIES", 10000)
+    """Entries a task's stream keeps (about: older ones are trimmed)."""
 
 
 @dataclass(frozen=True)
@@ -143,6 +157,9 @@ class TaskSettings:
     idempotency_ttl_s: float = var("IDEMPOTENCY_TTL_S", 86400.0)
     """An idempotency key answers with its task for this long; later it starts a new task."""
     max_result_bytes: int = var("MAX_RESULT_BYTES", 1_048_576)
+    max_stream_entry_bytes: int = var("STREAM_MAX_ENTRY_BYTES", 65_536)
+    """Largest progress or output entry an agent may report (as JSON); a larger one fails the
+    call that reports it."""
     """An agent result larger than this (as stored JSON) fails the task, without retries."""
     stuck_queued_s: float = var("STUCK_QUEUED_S", 60.0)
     """A due task waiting this long is stuck (``orchestrator tasks --stuck``): six times the
@@ -155,6 +172,9 @@ class TaskSettings:
     retention_interval_s: float = var("RETENTION_INTERVAL_S", 300.0)
     retention_batch: int = var("RETENTION_BATCH", 1000)
     """Tasks deleted per statement (each its own short transaction)."""
+    count_fold_interval_s: float = var("COUNT_FOLD_INTERVAL_S", 2.0)
+    """How often an API process folds the task count deltas (appended with every transition)
+    into the counts the gauges read; one process folds at a time."""
     schedule_interval_s: float = var("SCHEDULE_INTERVAL_S", 1.0)
     """How often each API process looks for schedules that are due."""
     schedule_grace_s: float = var("SCHEDULE_GRACE_S", 60.0)
@@ -180,9 +200,12 @@ class LimitSettings:
 
 @dataclass(frozen=True)
 class WorkerSettings:
-    prefetch: int = var("PREFETCH", 32)
-    """Deliveries a worker holds per queue (each agent type's priority band is one queue)."""
-    concurrency: int = var("CONCURRENCY", 16)
+    prefetch: int = var("PREFETCH", 0)
+    """Deliveries a worker holds per queue (each agent type's priority band is one queue);
+    0: the agent type's concurrency, so any one band can fill its slots."""
+    concurrency: str = var("CONCURRENCY", "100")
+    """Tasks of one agent type a worker process runs at once, each type its own slots: a
+    default and per-type numbers, ``100,summarize=4,llm=400`` (agents mostly wait on models)."""
     agent_limits: str = var("AGENT_LIMITS", "")
     """Flow limits per agent type, over what its ``@agent`` declares: ``NAME:rate=120/min,
     tokens=90000/min,concurrency=20,max_concurrency_per_key=2;OTHER:...`` (``none`` lifts one)."""
@@ -207,12 +230,34 @@ class LlmSettings:
     api_key: str = var("LLM_API_KEY", "", secret=True)
     model: str = var("LLM_MODEL", "gpt-4o-mini")
     timeout_s: float = var("LLM_TIMEOUT_S", 60.0)
+    stream: bool = var("LLM_STREAM", True)
+    """The ``llm`` agent asks for a streamed completion and passes each piece on to the task's
+    stream as it comes (a task's ``"stream": false`` asks for the whole answer at once)."""
     prices: str = var("LLM_PRICES", "")
     """USD per million tokens in and out, per model: ``gpt-4o-mini=0.15/0.60,gpt-4o=2.5/10``
     (a model not listed costs 0, and says so in the worker's log once)."""
     daily_budget_usd: float = var("LLM_DAILY_BUDGET_USD", 50.0)
     """The model spend a day may cost: ModelSpendOverBudget warns when the spend rate, over a
     fast or a slow pair of windows, would run past it. The committed rules use the default."""
+
+
+@dataclass(frozen=True)
+class CallbackSettings:
+    """Completion callbacks (``callback_url`` on submit), delivered by the API processes."""
+
+    allow_private: bool = var("CALLBACK_ALLOW_PRIVATE", False)
+    """Let callbacks call loopback, private and link-local addresses (off: SSRF)."""
+    timeout_s: float = var("CALLBACK_TIMEOUT_S", 10.0)
+    max_attempts: int = var("CALLBACK_MAX_ATTEMPTS", 12)
+    """Deliveries tried before the callback is given up (``failed`` on the task)."""
+    base_delay_s: float = var("CALLBACK_BASE_DELAY_S", 2.0)
+    max_delay_s: float = var("CALLBACK_MAX_DELAY_S", 900.0)
+    """The wait after a failed delivery doubles from the base up to this (with jitter)."""
+    interval_s: float = var("CALLBACK_INTERVAL_S", 0.5)
+    """How often each API process looks for due callbacks (a task ended by an agent is called
+    back within about this long)."""
+    secret_overlap_s: float = var("CALLBACK_SECRET_OVERLAP_S", 86400.0)
+    """After a rotation the previous secret signs too this long."""
 
 
 @dataclass(frozen=True)
@@ -259,7 +304,8 @@ class StackSettings:
 SECTIONS: dict[str, type] = {
     "database": DatabaseSettings, "broker": BrokerSettings, "redis": RedisSettings,
     "api": ApiSettings, "tasks": TaskSettings, "limits": LimitSettings,
-    "worker": WorkerSettings, "llm": LlmSettings, "telemetry": TelemetrySettings,
+    "worker": WorkerSettings, "llm": LlmSettings, "callbacks": CallbackSettings,
+    "telemetry": TelemetrySettings,
     "stack": StackSettings,
 }
 
@@ -292,6 +338,7 @@ class Settings:
     limits: LimitSettings = field(default_factory=LimitSettings)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     llm: LlmSettings = field(default_factory=LlmSettings)
+    callbacks: CallbackSettings = field(default_factory=CallbackSettings)
     telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
     stack: StackSettings = field(default_factory=StackSettings)
     state_dir: str = field(default_factory=lambda: default_state_dir(os.environ))
@@ -406,6 +453,26 @@ def unknown_variables(settings: Settings) -> list[str]:
         hint = f" (did you mean {close[0]}?)" if close else ""
         lines.append(f"{name} is not a setting of the orchestrator and is ignored{hint}")
     return lines
+
+
+def environment(settings: Settings, *, secret: bool) -> dict[str, str]:
+    """Every ``ORCH_*`` variable (the secret ones, or the others) with its value in
+    ``settings``, as text ``from_env`` reads back to the same value: a deployment's
+    configuration written out whole."""
+    out = {}
+    for name, section in SECTIONS.items():
+        for f in _variables(section):
+            if f.metadata["secret"] == secret:
+                out[PREFIX + f.metadata["env"]] = _text(getattr(getattr(settings, name), f.name))
+    return out
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(value)
+    return str(value)
 
 
 class SettingsError(ValueError):

@@ -106,17 +106,22 @@ def destroy_env(env: Env) -> None:
 class Proc:
     """An ``orchestrator`` subprocess with its output in a log file."""
 
-    def __init__(self, env: Env, args: list[str], environ: dict[str, str] | None = None) -> None:
+    def __init__(self, env: Env, args: list[str], environ: dict[str, str] | None = None,
+                 launcher: tuple[str, ...] = ()) -> None:
+        """``launcher`` runs the command (``ip netns exec NS``: on another host)."""
         self.log_path = env.logs / f"{args[0]}-{uuid.uuid4().hex[:6]}.log"
         self._log = self.log_path.open("wb")
         full_env = {**os.environ, **(environ or env.environ)}
-        self.popen = subprocess.Popen([*ORCHESTRATOR, *args],
+        self.popen = subprocess.Popen([*launcher, *ORCHESTRATOR, *args],
                                       stdout=self._log, stderr=subprocess.STDOUT, env=full_env,
                                       start_new_session=True)  # its own group: see kill()
         env.processes.append(self)
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def exited(self) -> bool:
+        return self.popen.poll() is not None
 
     def wait_for_output(self, text: str, timeout_s: float = 30) -> None:
         deadline = time.monotonic() + timeout_s

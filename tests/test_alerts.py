@@ -150,7 +150,7 @@ def test_every_metric_an_expression_names_is_in_the_catalog() -> None:
     recorded = {r["record"] for g in rule_groups()["groups"] for r in g["rules"] if "record" in r}
     promql_words = {"sum", "max", "min", "by", "rate", "delta", "increase", "and", "or", "on",
                     "vector", "histogram_quantile", "predict_linear", "count", "label_replace",
-                    "time",
+                    "time", "max_over_time",
                     "le", "job", "instance"}
     promql_words |= {label for metric in (*metrics.INSTRUMENTED, *metrics.SAMPLED,
                                           *metrics.EXTERNAL)
@@ -159,7 +159,7 @@ def test_every_metric_an_expression_names_is_in_the_catalog() -> None:
     for group in rule_groups()["groups"]:
         for rule in group["rules"]:
             expr = re.sub(r'"[^"]*"', '""', rule["expr"])  # drop label values
-            expr = re.sub(r"\[\d+[smhd]\]", "", expr)  # and range durations
+            expr = re.sub(r"\[\d+[smhd](:(\d+[smhd])?)?\]", "", expr)  # ranges, subqueries
             expr = re.sub(r"\{[^}]*\}", "", expr)  # and matchers
             words = set(re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", expr))
             named = {w for w in words - promql_words if not re.fullmatch(r"\d+[smhd]", w)}
@@ -192,10 +192,14 @@ def test_every_cli_command_in_the_runbook_exists() -> None:
         assert result.returncode == 0, (command, result.stderr)
 
 
-def test_the_queue_wait_target_is_a_bucket_of_the_histogram_as_exposed() -> None:
+def test_each_queue_wait_target_is_a_bucket_of_the_histogram_as_exposed() -> None:
     from prometheus_client.utils import floatToGoString
 
-    from alerts.slos import QUEUE_WAIT_BUCKET, QUEUE_WAIT_TARGET_S
+    from alerts.slos import QUEUE_WAIT_CLASSES, wait_class
 
-    assert QUEUE_WAIT_TARGET_S in metrics.TASK_BUCKETS
-    assert QUEUE_WAIT_BUCKET == floatToGoString(QUEUE_WAIT_TARGET_S) == "10.0"
+    for wait in QUEUE_WAIT_CLASSES:
+        assert wait.target_s in metrics.TASK_BUCKETS
+        assert wait.bucket == floatToGoString(wait.target_s)
+    assert [c.bucket for c in QUEUE_WAIT_CLASSES] == ["1.0", "10.0"]
+    assert wait_class("echo").target_s == 1.0 and wait_class("llm").target_s == 10.0
+    assert wait_class("someone-elses-agent").name == "model"  # the default class

@@ -55,6 +55,15 @@ async def test_request_without_a_key_is_401_and_says_how_to_send_one(
     assert "orchestrator keys create" in body["detail"]
 
 
+async def test_options_names_every_method_of_the_path(client: httpx.AsyncClient) -> None:
+    answer = await client.options("/v1/tasks")
+    assert answer.status_code == 204 and answer.headers["Allow"] == "GET, OPTIONS, POST"
+    task = await submit(client, "echo", {"options": True})
+    answer = await client.options(f"/v1/tasks/{task['id']}")
+    assert answer.status_code == 204 and "GET" in answer.headers["Allow"]
+    assert (await client.get("/v1/tasks", params={"limit": 1})).status_code == 200  # others pass
+
+
 async def test_non_bearer_authorization_header_is_401_malformed(
         anonymous: httpx.AsyncClient) -> None:
     body = problem(await anonymous.get("/v1/tasks", headers={"Authorization": "Basic x"}), 401)

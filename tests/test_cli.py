@@ -121,7 +121,8 @@ def test_stats_and_stuck_tasks_at_a_glance(own_env: Env) -> None:
     url = start_api(own_env, environ=own_env.with_vars(stuck_queued_s="1"))
     admin = create_key(own_env, None, "admin")
     cli = command_line(own_env, url, admin)
-    start_agent(own_env, "--agents", "sleep,fail", "--concurrency", "1")
+    start_agent(own_env, "--agents", "sleep,fail", "--concurrency", "1",
+                environ=own_env.with_vars(prefetch="2"))  # a delivery waits for the one slot
     assert cli("submit", "fail", '{"non_retryable": true}', "--wait").returncode == 1
     held = [json.loads(cli("submit", "sleep", '{"seconds": 60}', "--json").stdout)["id"]
             for _ in range(2)]
@@ -239,6 +240,9 @@ def test_tasks_and_agents_list_as_tables_and_json(cli) -> None:  # type: ignore[
     agents = json.loads(cli("agents", "--json").stdout)
     assert {a["name"] for a in agents["agents"]} >= {"echo", "fail", "sleep", "summarize", "llm"}
     assert next(a for a in agents["agents"] if a["name"] == "echo")["live_workers"] >= 1
+    header, *rows = cli("agents").stdout.splitlines()
+    assert header.split()[:4] == ["NAME", "LIVE_WORKERS", "QUEUE", "FLOW_LIMITS"]
+    assert next(r for r in rows if r.startswith("echo")).split()[3] == "-"  # none declared
 
 
 def test_errors_are_one_line_with_a_non_zero_exit(cli) -> None:  # type: ignore[no-untyped-def]

@@ -120,6 +120,12 @@ async def test_a_rate_holds_across_two_workers(own_env: Env) -> None:
         start_agent(own_env, "--agents", "echo")
     database = own_env.settings.database.url
     async with api_client(own_env, url) as client:
+        listed = {a["name"]: a["limits"] for a in (await client.get("/v1/agents")).json()[
+            "agents"]}  # the declared limits as this deployment changed them
+        assert listed["echo"] == {"rate": "10/s", "tokens": None, "concurrency": None,
+                                  "max_concurrency_per_key": None}
+        assert listed["sleep"]["concurrency"] == 3
+        assert listed["sleep"]["max_concurrency_per_key"] == 2
         ids = [(await submit(client, "echo", {"n": n}))["id"] for n in range(40)]
         for task_id in ids:
             assert (await wait_for(client, task_id, timeout_s=60))["status"] == "succeeded"

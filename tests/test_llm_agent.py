@@ -151,3 +151,47 @@ async def test_a_retry_after_asks_to_come_back_later(fake: FakeLLM, status: int)
     with pytest.raises(RetryLater) as info:
         await llm({"prompt": "hi"}, ctx)
     assert info.value.after_s == 7.0 and f"HTTP {status}" in str(info.value)
+
+
+async def test_a_streamed_completion_emits_each_piece_in_order_and_keeps_the_usage(
+        fake: FakeLLM) -> None:
+    ctx = make_ctx(fake.base_url)
+    ctx.llm = LlmEndpoint(fake.base_url, KEY, "test-model", 60.0, stream=True)
+    result = await llm({"prompt": "one two three four"}, ctx)
+
+    sent = fake.requests[0].body
+    assert sent["stream"] is True and sent["stream_options"] == {"include_usage": True}
+    assert ctx.reported == [("output", {"attempt": 1, "chunk": piece})
+                            for piece in ["echo:", " one", " two", " three", " four"]]
+    assert result["content"] == "echo: one two three four"
+    assert result["finish_reason"] == "stop"
+    assert result["usage"] == {"prompt_tokens": 4, "completion_tokens": 5, "total_tokens": 9}
+    assert ctx.model_calls[0]["tokens_out"] == 5 and ctx.model_calls[0]["error"] is None
+
+    whole = make_ctx(fake.base_url)
+    whole.llm = ctx.llm
+    assert (await llm({"prompt": "one", "stream": False}, whole))["content"] == "echo: one"
+    assert "stream" not in fake.requests[1].body and whole.reported == []
+
+
+async def test_a_streamed_request_refused_with_retry_after_comes_back_later(
+        fake: FakeLLM) -> None:
+    ctx = make_ctx(fake.base_url)
+    ctx.llm = LlmEndpoint(fake.base_url, KEY, "test-model", 60.0, stream=True)
+    fake.fail_next(429, retry_after="7")
+    with pytest.raises(RetryLater) as raised:
+        await llm({"prompt": "hi"}, ctx)
+    assert raised.value.after_s == 7
+    assert ctx.model_calls[0]["error"] == "rate_limited" and ctx.reported == []
+    with pytest.raises(NonRetryableError, match='"stream" must be true or false'):
+        await llm({"prompt": "hi", "stream": "yes"}, ctx)
+
+
+@pytest.mark.parametrize("fraction", [-0.1, 1.5, float("nan"), True, "half"])
+async def test_progress_outside_zero_to_one_is_refused(fraction: Any) -> None:
+    ctx = make_ctx("http://unused")
+    with pytest.raises(ValueError, match="from 0 to 1"):
+        await ctx.progress(fraction)
+    await ctx.progress(0.5, "half way")
+    assert ctx.reported == [("progress", {"attempt": 1, "fraction": 0.5,
+                                          "message": "half way"})]

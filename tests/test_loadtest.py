@@ -18,12 +18,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from alerts.slos import QUEUE_WAIT_TARGET_S, SLOS, ratio_record
+from alerts.slos import QUEUE_WAIT_TARGET_S, SLOS, ratio_record, wait_class
 from loadtest import prometheus
 from loadtest.findmax import SearchConfig, find_max
 from loadtest.generator import LoadConfig, RunResult, run_load
 from loadtest.histogram import MAX_RELATIVE_ERROR, Histogram, bucket_bounds, bucket_index
 from loadtest.profiles import Constant, Ramp, Steps, expected_requests, schedule
+from loadtest.report import series_rows
 from loadtest.stats import RunStats
 from loadtest.verdicts import BREACH, EXIT_BREACH, EXIT_OK, NO_DATA, PASS, exit_code, verdicts
 from loadtest.workload import Workload, parse_mix
@@ -97,9 +98,10 @@ def test_failing_tasks_breach_the_task_success_slo(env: Env, api_url: str, api_k
 @pytest.mark.integration
 def test_a_slow_agent_breaches_the_queue_wait_slo(logs_dir: Path) -> None:
     """One sleep worker with one slot, tasks of 0.5 s arriving at 20/s: later tasks wait longer
-    than the SLO's own target (no drill override)."""
+    than the SLO's own target for their class (no drill override)."""
     sleep_s, rate = 0.5, 20.0
-    count = math.ceil(QUEUE_WAIT_TARGET_S / (sleep_s - 1 / rate)) + 5  # the last 5 wait too long
+    target_s = wait_class("sleep").target_s
+    count = math.ceil(target_s / (sleep_s - 1 / rate)) + 5  # the last 5 wait too long
     env = create_env(logs_dir)
     try:
         url = start_api(env)
@@ -114,9 +116,10 @@ def test_a_slow_agent_breaches_the_queue_wait_slo(logs_dir: Path) -> None:
     wait = verdict(report, "queue-wait")
     assert wait["status"] == BREACH, wait
     assert wait["total"] == count and wait["good"] < count
-    assert report["config"]["queue_wait_target_s"] == QUEUE_WAIT_TARGET_S
+    assert report["config"]["queue_wait_target_s"] is None  # each class's own target
+    assert "1s for fast agents, 10s for model agents" in wait["detail"]
     assert verdict(report, "task-success")["status"] == PASS
-    assert report["latency_ms"]["queue_wait"]["max_ms"] > QUEUE_WAIT_TARGET_S * 1000
+    assert report["latency_ms"]["queue_wait"]["max_ms"] > target_s * 1000
 
 
 # --- (c) reports --------------------------------------------------------------------------------
@@ -224,7 +227,9 @@ async def test_the_pool_grows_so_slow_answers_do_not_delay_sends() -> None:
     assert result.pool_waits == 0 and 4 <= result.pool_peak <= 12
     assert result.stats.accepted == 50 and result.stats.tracked == 10
     assert result.stats.tasks["succeeded"] == 10 and result.polls == 10
-    assert result.stats.submit.percentile(0.99) == pytest.approx(0.1, abs=0.05)
+    # no request waited for a connection (above): each answer took the server's 100 ms, and the
+    # sends kept to their schedule; how much longer a busy machine made some answers is noise
+    assert result.stats.submit.minimum >= 0.095, result.stats.submit.summary()
     assert result.stats.achieved_rate() == pytest.approx(50, rel=0.05)
 
 
@@ -380,8 +385,41 @@ def test_verdicts_come_from_the_slo_objects() -> None:
                                           "finished_at": "2026-01-01T00:00:02+00:00"})
     wait = {v.slo: v for v in verdicts(drill)}["queue-wait"]
     assert wait.status == BREACH and "drill override" in wait.detail
-    drill.record_unfinished(started=False, waited_s=2.0)  # never started, already too late
+    drill.record_unfinished("echo", started=False, waited_s=2.0)  # never started, already too late
     assert {v.slo: v for v in verdicts(drill)}["queue-wait"].total == 2
+
+
+@pytest.mark.unit
+def test_queue_wait_is_judged_by_the_agent_types_class() -> None:
+    """5 s of waiting is late for a no-op agent and on time for a model call."""
+    stats = RunStats()
+    for agent in ("echo", "llm"):
+        stats.record_final(agent, 0.0, 0.0, {
+            "status": "succeeded", "created_at": "2026-01-01T00:00:00+00:00",
+            "started_at": "2026-01-01T00:00:05+00:00",
+            "finished_at": "2026-01-01T00:00:06+00:00"})
+    stats.record_unfinished("echo", started=False, waited_s=2.0)  # late already
+    stats.record_unfinished("llm", started=False, waited_s=2.0)  # not yet
+    assert (stats.queue_wait_good, stats.queue_wait_total) == (1, 3)
+    assert RunStats(queue_wait_target_s=30.0).wait_target_s("echo") == 30.0  # a drill's
+
+
+@pytest.mark.unit
+def test_the_queue_wait_is_split_into_outbox_and_queue() -> None:
+    stats = RunStats(QUEUE_WAIT_TARGET_S)
+    for second, published in ((0, "00.200"), (1, "01.050")):
+        stats.record_final("echo", float(second), 0.0, {
+            "status": "succeeded", "created_at": f"2026-01-01T00:00:0{second}.000+00:00",
+            "published_at": f"2026-01-01T00:00:{published}+00:00",
+            "started_at": f"2026-01-01T00:00:0{second}.500+00:00",
+            "finished_at": f"2026-01-01T00:00:0{second}.600+00:00"})
+    assert stats.outbox_wait.maximum == pytest.approx(0.2, rel=0.01)
+    assert stats.outbox_wait.minimum == pytest.approx(0.05, rel=0.01)
+    assert stats.broker_wait.maximum == pytest.approx(0.45, rel=0.01)
+    assert stats.queue_wait.count == 2 and stats.queue_wait.maximum == pytest.approx(0.5, rel=0.01)
+    rows = series_rows(stats)
+    half_second = pytest.approx(500, rel=MAX_RELATIVE_ERROR)
+    assert [row["queue_wait_p99_ms"] for row in rows] == [half_second, half_second]
 
 
 def synthetic_result(rate: float, stage_s: float, capacity: float) -> RunResult:
@@ -494,3 +532,15 @@ def test_without_a_key_the_load_runs_on_a_key_of_its_own_with_limits_above_it(
                             capture_output=True, text=True, timeout=60)
     made = [k for k in json.loads(listed.stdout) if k["name"].startswith("loadtest-")]
     assert made and all(k["revoked_at"] and k["rate_limit"] == "100000/s" for k in made), made
+
+
+@pytest.mark.unit
+def test_the_soak_folds_seconds_into_minutes_by_the_worst_queue_wait() -> None:
+    from loadtest.soak import per_minute
+
+    series = [{"second": s, "completed": 10, "queue_wait_p99_ms": float(s)} for s in range(130)]
+    series[70]["queue_wait_p99_ms"] = None  # a second without a tracked task
+    assert per_minute(series) == [
+        {"minute": 0, "completed": 600, "queue_wait_p99_ms": 59.0},
+        {"minute": 1, "completed": 600, "queue_wait_p99_ms": 119.0},
+        {"minute": 2, "completed": 100, "queue_wait_p99_ms": 129.0}]

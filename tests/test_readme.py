@@ -139,6 +139,7 @@ def runbook_commands(page: str) -> list[str]:
             if line.strip()]
 
 
+@pytest.mark.timeout(600)  # the stack may take up to 420 s to come up (see below)
 def test_the_readme_first_command_pages_you_from_a_fresh_clone(clone: Clone) -> None:
     # Given `stack/run-local`, run as the README says, is up
     wait_until(lambda: b"orchestrator is up" in clone.output.read_bytes()

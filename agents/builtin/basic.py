@@ -18,9 +18,16 @@ async def echo(payload: Any, ctx: TaskContext) -> Any:
 
 @agent("sleep")
 async def sleep(payload: Any, ctx: TaskContext) -> dict[str, Any]:
-    """Sleep for ``{"seconds": s}`` (load tests, slow-agent and cancel drills)."""
+    """Sleep for ``{"seconds": s}`` (load tests, slow-agent and cancel drills); with
+    ``"steps": n`` in n equal steps, reporting progress after each."""
     seconds = float(_field(payload, "seconds", 1.0))
-    await asyncio.sleep(seconds)
+    steps = _field(payload, "steps", 1)
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= 1000:
+        raise NonRetryableError('sleep: "steps" must be a whole number from 1 to 1000')
+    for step in range(1, steps + 1):
+        await asyncio.sleep(seconds / steps)
+        if steps > 1:
+            await ctx.progress(step / steps, f"step {step} of {steps}")
     return {"slept_s": seconds}
 
 

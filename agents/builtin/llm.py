@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import time
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -41,41 +43,126 @@ def retry_after_s(value: str | None, now: datetime | None = None) -> float | Non
 async def llm(payload: Any, ctx: TaskContext) -> dict[str, Any]:
     """Chat completion for ``{"prompt": str}`` or ``{"messages": [...]}``.
 
-    Optional ``model`` (default ``ORCH_LLM_MODEL``), ``max_tokens`` and ``temperature``.
+    Optional ``model`` (default ``ORCH_LLM_MODEL``), ``max_tokens``, ``temperature`` and
+    ``stream`` (default ``ORCH_LLM_STREAM``: each piece of the answer goes to the task's stream
+    as it comes).
     """
     endpoint = ctx.llm
-    body = build_request(payload, endpoint.model)
-    url = endpoint.base_url.rstrip("/") + "/chat/completions"
-    headers = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
-    started = time.perf_counter()
-    model = body["model"]
+    body = build_request(payload, endpoint.model, endpoint.stream)
+    call = Call(endpoint, endpoint.base_url.rstrip("/") + "/chat/completions", body, ctx)
     try:
-        response = await _post(endpoint, url, body, headers)
+        return await (call.streamed() if body.get("stream") else call.whole())
     except httpx.TimeoutException as exc:
-        ctx.record_model_error(model, "timeout", time.perf_counter() - started)
-        raise AgentError(f"LLM endpoint {url} timed out after {endpoint.timeout_s}s "
+        call.failed("timeout")
+        raise AgentError(f"LLM endpoint {call.url} timed out after {endpoint.timeout_s}s "
                          f"({type(exc).__name__})") from exc
     except httpx.TransportError as exc:
-        ctx.record_model_error(model, "unreachable", time.perf_counter() - started)
-        raise AgentError(f"LLM endpoint {url} is not reachable ({type(exc).__name__}: {exc}); "
-                         "check ORCH_LLM_BASE_URL and that the server is up") from exc
-    latency_s = time.perf_counter() - started
-    try:
-        _raise_for_status(response, url)
-        return _parse_response(response, url, model, latency_s, ctx)
-    except AgentError:
-        ctx.record_model_error(model, _kind(response.status_code), latency_s)
-        raise
+        call.failed("unreachable")
+        raise AgentError(f"LLM endpoint {call.url} is not reachable ({type(exc).__name__}:"
+                         f" {exc}); check ORCH_LLM_BASE_URL and that the server is up") from exc
 
 
-async def _post(endpoint: LlmEndpoint, url: str, body: dict[str, Any],
-                headers: dict[str, str]) -> httpx.Response:
-    """One request, on the process's client when the runtime gave one."""
-    if endpoint.client is not None:
-        return await endpoint.client.post(url, json=body, headers=headers,
-                                          timeout=endpoint.timeout_s)
-    async with httpx.AsyncClient(timeout=endpoint.timeout_s) as client:
-        return await client.post(url, json=body, headers=headers)
+class Call:
+    """One chat-completions request, whole or streamed, and its accounting."""
+
+    def __init__(self, endpoint: LlmEndpoint, url: str, body: dict[str, Any],
+                 ctx: TaskContext) -> None:
+        self.endpoint, self.url, self.body, self.ctx = endpoint, url, body, ctx
+        self.model: str = body["model"]
+        self.headers = {"Authorization": f"Bearer {endpoint.api_key}"} \
+            if endpoint.api_key else {}
+        self.started = time.perf_counter()
+
+    @property
+    def latency_s(self) -> float:
+        return time.perf_counter() - self.started
+
+    def failed(self, kind: ModelError) -> None:
+        self.ctx.record_model_error(self.model, kind, self.latency_s)
+
+    async def whole(self) -> dict[str, Any]:
+        endpoint = self.endpoint
+        if endpoint.client is not None:
+            response = await endpoint.client.post(self.url, json=self.body, headers=self.headers,
+                                                  timeout=endpoint.timeout_s)
+        else:
+            async with httpx.AsyncClient(timeout=endpoint.timeout_s) as client:
+                response = await client.post(self.url, json=self.body, headers=self.headers)
+        latency_s = self.latency_s
+        try:
+            _raise_for_status(response, self.url)
+            data = response.json()
+            choice = data["choices"][0]
+            content = choice["message"]["content"]
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            self.failed("invalid_response")
+            raise _not_a_completion(self.url, exc) from exc
+        except AgentError:
+            self.failed(_kind(response.status_code))
+            raise
+        return self._result(data.get("model"), content, choice.get("finish_reason"),
+                            data.get("usage"), latency_s)
+
+    async def streamed(self) -> dict[str, Any]:
+        """Server-sent ``chat.completion.chunk`` objects; every piece of content is emitted to
+        the task's stream in order, the usage comes in the last chunk."""
+        endpoint = self.endpoint
+        async with contextlib.AsyncExitStack() as stack:
+            client = endpoint.client if endpoint.client is not None else \
+                await stack.enter_async_context(httpx.AsyncClient(timeout=endpoint.timeout_s))
+            response = await stack.enter_async_context(client.stream(
+                "POST", self.url, json=self.body, headers=self.headers,
+                timeout=endpoint.timeout_s))
+            if not 200 <= response.status_code < 300:
+                await response.aread()
+                try:
+                    _raise_for_status(response, self.url)
+                finally:
+                    self.failed(_kind(response.status_code))
+            pieces: list[str] = []
+            model = finish = usage = None
+            try:
+                async for line in response.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        break
+                    chunk = json.loads(data)
+                    model = chunk.get("model") or model
+                    usage = chunk.get("usage") or usage
+                    for choice in chunk.get("choices") or ():
+                        text = (choice.get("delta") or {}).get("content")
+                        if text:
+                            pieces.append(text)
+                            await self.ctx.emit(text)
+                        finish = choice.get("finish_reason") or finish
+            except (ValueError, AttributeError, TypeError) as exc:
+                self.failed("invalid_response")
+                raise _not_a_completion(self.url, exc) from exc
+        return self._result(model, "".join(pieces), finish, usage, self.latency_s)
+
+    def _result(self, model: Any, content: Any, finish_reason: Any, usage: Any,
+                latency_s: float) -> dict[str, Any]:
+        usage = usage if isinstance(usage, dict) else {}
+        tokens_in = int(usage.get("prompt_tokens") or 0)
+        tokens_out = int(usage.get("completion_tokens") or 0)
+        model = str(model or self.model)
+        self.ctx.record_model_call(model, tokens_in, tokens_out, latency_s)
+        return {
+            "model": model,
+            "content": content,
+            "finish_reason": finish_reason,
+            "usage": {"prompt_tokens": tokens_in, "completion_tokens": tokens_out,
+                      "total_tokens": int(usage.get("total_tokens") or tokens_in + tokens_out)},
+            "latency_s": latency_s,
+        }
+
+
+def _not_a_completion(url: str, exc: Exception) -> NonRetryableError:
+    return NonRetryableError(
+        f"LLM endpoint {url} sent a response that is no chat completion"
+        f" ({type(exc).__name__}: {exc}); is it an OpenAI-compatible endpoint?")
 
 
 def _kind(status: int) -> ModelError:
@@ -86,7 +173,7 @@ def _kind(status: int) -> ModelError:
     return "invalid_response" if 200 <= status < 300 else "refused"
 
 
-def build_request(payload: Any, default_model: str) -> dict[str, Any]:
+def build_request(payload: Any, default_model: str, stream: bool = False) -> dict[str, Any]:
     """Validate the agent input and turn it into a chat-completions request body."""
     if not isinstance(payload, dict):
         raise NonRetryableError('llm: input must be an object with "prompt" or "messages"')
@@ -117,6 +204,12 @@ def build_request(payload: Any, default_model: str) -> dict[str, Any]:
                 or not 0 <= temperature <= 2:
             raise NonRetryableError('llm: "temperature" must be a number from 0 to 2')
         body["temperature"] = temperature
+    streamed = payload.get("stream", stream)
+    if not isinstance(streamed, bool):
+        raise NonRetryableError('llm: "stream" must be true or false')
+    if streamed:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
     return body
 
 
@@ -146,28 +239,3 @@ def _error_message(response: httpx.Response) -> str:
         if isinstance(error, str) and error:
             return error
     return str(data)[:500]
-
-
-def _parse_response(response: httpx.Response, url: str, requested_model: str,
-                    latency_s: float, ctx: TaskContext) -> dict[str, Any]:
-    try:
-        data = response.json()
-        choice = data["choices"][0]
-        content = choice["message"]["content"]
-    except (ValueError, KeyError, IndexError, TypeError) as exc:
-        raise NonRetryableError(
-            f"LLM endpoint {url} sent a response without choices[0].message.content "
-            f"({type(exc).__name__}: {exc}); is it an OpenAI-compatible endpoint?") from exc
-    usage = data.get("usage") or {}
-    tokens_in = int(usage.get("prompt_tokens") or 0)
-    tokens_out = int(usage.get("completion_tokens") or 0)
-    model = str(data.get("model") or requested_model)
-    ctx.record_model_call(model, tokens_in, tokens_out, latency_s)
-    return {
-        "model": model,
-        "content": content,
-        "finish_reason": choice.get("finish_reason"),
-        "usage": {"prompt_tokens": tokens_in, "completion_tokens": tokens_out,
-                  "total_tokens": int(usage.get("total_tokens") or tokens_in + tokens_out)},
-        "latency_s": latency_s,
-    }

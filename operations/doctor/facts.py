@@ -239,10 +239,11 @@ async def _database(settings: Settings, db: DatabaseFacts, tasks: TaskFacts) -> 
 async def _broker(settings: Settings, agents: list[str]) -> BrokerFacts:
     facts = BrokerFacts()
     try:
-        connection = await aio_pika.connect(settings.broker.url, timeout=HTTP_TIMEOUT_S,
+        connection = await aio_pika.connect(settings.broker.urls[0], timeout=HTTP_TIMEOUT_S,
                                             client_properties={"connection_name": "doctor"})
     except Exception as exc:
-        facts.error = f"RabbitMQ at {_host(settings.broker.url)}: {one_line(exc) or 'no answer'}"
+        where = _host(settings.broker.urls[0])
+        facts.error = f"RabbitMQ at {where}: {one_line(exc) or 'no answer'}"
         return facts
     facts.reachable = True
     try:

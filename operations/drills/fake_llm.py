@@ -2,7 +2,9 @@
 API is an outside SaaS that cannot be reached from here, so this speaks its protocol.
 
 The reply is deterministic: content is ``"echo: " + <last user message>``, and token counts
-are whitespace-separated word counts. Every request is recorded for assertions.
+are whitespace-separated word counts. A request with ``"stream": true`` gets it as server-sent
+``chat.completion.chunk`` objects, one word each (and the usage last, when ``stream_options``
+asks for it). Every request is recorded for assertions.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ class FakeLLM:
     base_url: str = ""
     requests: list[RecordedRequest] = field(default_factory=list)
     delay_s: float = 0.0
+    chunk_delay_s: float = 0.0
+    """Pause between the chunks of a streamed answer."""
     response_model: str | None = None
     _failures: list[tuple[int, str, str | None]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -107,8 +111,36 @@ def _handler(fake: FakeLLM) -> type[BaseHTTPRequestHandler]:
                 self._error(400, "you must provide a model parameter")
             elif not isinstance(body.get("messages"), list) or not body["messages"]:
                 self._error(400, "'messages' must be a non-empty array")
+            elif body.get("stream"):
+                self._stream(completion(body, number, fake.response_model),
+                             bool((body.get("stream_options") or {}).get("include_usage")))
             else:
                 self._send(200, completion(body, number, fake.response_model))
+
+        def _stream(self, whole: dict[str, Any], include_usage: bool) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            choice = whole["choices"][0]
+            words = choice["message"]["content"].split(" ")
+            head = {k: whole[k] for k in ("id", "created", "model")}
+            for n, word in enumerate(words):
+                self._event({**head, "object": "chat.completion.chunk", "choices": [
+                    {"index": 0, "delta": {"content": word if n == 0 else " " + word},
+                     "finish_reason": choice["finish_reason"] if n == len(words) - 1
+                     else None}]})
+                if fake.chunk_delay_s:
+                    time.sleep(fake.chunk_delay_s)
+            if include_usage:
+                self._event({**head, "object": "chat.completion.chunk", "choices": [],
+                             "usage": whole["usage"]})
+            self.wfile.write(b"data: [DONE]\n\n")
+            self.close_connection = True
+
+        def _event(self, chunk: dict[str, Any]) -> None:
+            self.wfile.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+            self.wfile.flush()
 
         def _error(self, status: int, message: str, retry_after: str | None = None) -> None:
             kind = ERROR_TYPES.get(status, "server_error" if status >= 500 else "api_error")

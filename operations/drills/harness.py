@@ -41,6 +41,9 @@ DRILL_TIMINGS = {
 """What the drills shorten (stated in every drill report); everything else is the default."""
 DRILL_LIMITS = {"ORCH_RATE_LIMIT": "5000/s", "ORCH_RATE_LIMIT_BURST": "5000"}
 """A drill's own traffic (1,500 submits in a row, 30 clients listing) is not what it tests."""
+DRILL_CAPACITY = {"ORCH_CONCURRENCY": "16", "ORCH_PREFETCH": "32"}
+"""The drills' workloads are sized for agents of 16 slots (1,500 five-second tasks back up the
+sleep queue; 300 one-second ones leave 100 ready to purge), not the default 100."""
 SCRATCH_MIB = 64
 
 
@@ -151,7 +154,7 @@ class DrillStack:
         self.llm_port = free_port()
         self.environ = {
             **{k: v for k, v in os.environ.items() if not k.startswith("ORCH_")},
-            **DRILL_TIMINGS, **DRILL_LIMITS,
+            **DRILL_TIMINGS, **DRILL_LIMITS, **DRILL_CAPACITY,
             "ORCH_STATE_DIR": str(self.root / "state"),
             "ORCH_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{self.proxy.port}/orchestrator",
             "ORCH_REDIS_URL": redis.url, "ORCH_AMQP_URL": rabbitmq.url, **rabbitmq.env,

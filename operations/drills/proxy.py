@@ -10,12 +10,15 @@ from collections.abc import Iterator
 
 
 class CuttableProxy:
-    """Forwards 127.0.0.1:<port> to a target; ``cut()`` drops every connection and refuses new
-    ones until ``restore()``; ``delay_s`` holds every chunk that long in each direction (a slow
-    link: a round trip takes twice as long more)."""
+    """Forwards ``listen_host:<port>`` (127.0.0.1 and a free port by default) to a target;
+    ``cut()`` drops every connection and refuses new ones until ``restore()``; ``delay_s``
+    holds every chunk that long in each direction (a slow link: a round trip takes twice as
+    long more)."""
 
-    def __init__(self, target_host: str, target_port: int) -> None:
+    def __init__(self, target_host: str, target_port: int, listen_host: str = "127.0.0.1",
+                 listen_port: int = 0) -> None:
         self.target = (target_host, target_port)
+        self.listen = (listen_host, listen_port)
         self.port = 0
         self._open = True
         self.delay_s = 0.0
@@ -52,7 +55,7 @@ class CuttableProxy:
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)
         server = self._loop.run_until_complete(
-            asyncio.start_server(self._handle, "127.0.0.1", 0))
+            asyncio.start_server(self._handle, *self.listen))
         self.port = server.sockets[0].getsockname()[1]
         self._ready.set()
         self._loop.run_forever()

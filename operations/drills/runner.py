@@ -18,6 +18,7 @@ from alerts.links import anchor
 from operations.doctor.report import diagnose
 from operations.drills.drills import Drill
 from operations.drills.harness import (
+    DRILL_CAPACITY,
     DRILL_TIMINGS,
     DrillStack,
     Notification,
@@ -197,11 +198,16 @@ def table(outcomes: Sequence[Outcome]) -> str:
         lines += [f"{o.drill}: {problem}" for problem in o.problems]
         if o.slo_burns:
             lines.append(f"{o.drill}: SLO burn alerts notified (not judged): {o.slo_burns}")
-    timings = ", ".join(f"{k.removeprefix('ORCH_')}={v}" for k, v in DRILL_TIMINGS.items())
-    lines.append(f"drill timings: {timings}")
+    lines.append(f"drill timings: {_settings(DRILL_TIMINGS)}")
+    lines.append(f"drill agents: {_settings(DRILL_CAPACITY)} (the workloads are sized for them)")
     return "\n".join(lines)
+
+
+def _settings(values: dict[str, str]) -> str:
+    return ", ".join(f"{k.removeprefix('ORCH_')}={v}" for k, v in values.items())
 
 
 def as_json(outcomes: Sequence[Outcome]) -> dict[str, Any]:
     return {"passed": all(o.passed for o in outcomes), "timings": DRILL_TIMINGS,
+            "capacity": DRILL_CAPACITY,
             "drills": [asdict(o) for o in outcomes]}

@@ -16,9 +16,11 @@ from litestar.status_codes import HTTP_204_NO_CONTENT
 __all__ = ["answer_options"]
 
 
-def answer_options(request: Request[Any, Any, Any]) -> Response[None] | None:
+async def answer_options(request: Request[Any, Any, Any]) -> Response[None] | None:
     """A ``before_request`` hook: ``204`` with the path's methods for an ``OPTIONS`` request
-    (the API has no ``OPTIONS`` handler of its own); ``None`` (carry on) for the others."""
+    (the API has no ``OPTIONS`` handler of its own); ``None`` (carry on) for the others.
+
+    A coroutine: Litestar runs a plain function hook in a thread, for every request."""
     if request.method != "OPTIONS":
         return None
     handler = request.route_handler

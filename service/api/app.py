@@ -18,11 +18,13 @@ from service.api.admin_dead_letters import DeadLettersController
 from service.api.admin_dead_letters import Purge as DeadLetterPurge
 from service.api.admin_dead_letters import Replay as DeadLetterReplay
 from service.api.admin_keys import CreateKey, KeysController
+from service.api.admin_queue_stats import QueueStatsController
 from service.api.admin_report import ReportController
 from service.api.admin_stats import StatsController
 from service.api.agents import list_agents
 from service.api.allow import answer_options
 from service.api.auth import require_api_key
+from service.api.callbacks import CallbacksController
 from service.api.errors import EXCEPTION_HANDLERS
 from service.api.health import live, ready
 from service.api.json_depth import JsonDepthLimit
@@ -31,6 +33,7 @@ from service.api.openapi import SECURITY, declare_rules, openapi_config
 from service.api.schedules import CreateSchedule, SchedulesController
 from service.api.schemas import SubmitTask
 from service.api.state import services_lifespan
+from service.api.task_stream import TaskStreamController
 from service.api.tasks import TaskController
 from service.settings import Settings, get_settings
 from service.telemetry.http import ASGIApp, RequestTelemetry, traced
@@ -41,8 +44,9 @@ from service.telemetry.tracing import configure_tracing, spans_exported
 def create_app(settings: Settings | None = None, extra_handlers: Sequence[Any] = ()) -> Litestar:
     settings = settings or get_settings()
     v1 = Router(path="/",
-                route_handlers=[TaskController, KeysController, StatsController,
-                                DeadLettersController, ReportController, SchedulesController,
+                route_handlers=[TaskController, TaskStreamController, KeysController,
+                                StatsController, QueueStatsController, DeadLettersController,
+                                ReportController, SchedulesController, CallbacksController,
                                 list_agents],
                 guards=[require_api_key], security=SECURITY)
     handlers: list[Any] = [v1, live, ready, *extra_handlers]

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import msgspec
 
 from service.api.openapi import STORABLE_JSON, documented
+from service.callback_target import MAX_URL_CHARS, URL_PATTERN
 from service.domain import Task, TaskEvent, TaskStatus
 
 Priority = Annotated[int, msgspec.Meta(ge=0, le=9, description="0 (default) to 9")]
@@ -40,6 +41,20 @@ class SubmitTask(TaskBody, forbid_unknown_fields=True):
 
     run_at: RunAt | None = None
     delay_s: Delay | None = None
+    callback_url: Annotated[str, msgspec.Meta(
+        max_length=MAX_URL_CHARS, pattern=URL_PATTERN, description=(
+            "POSTed the final task when it ends, signed with the tenant's secret"
+            " (Orchestrator-Signature; GET /v1/callbacks/secret)"))] | None = None
+
+
+class CallbackSecretOut(msgspec.Struct):
+    """The secret a tenant's callbacks are signed with (HMAC-SHA256 of ``"<t>." + body``)."""
+
+    tenant: str
+    secret: str
+    previous_secret_valid_until: datetime | None
+    """After a rotation the previous secret signs too, until then."""
+    signature_header: str
 
 
 class Links(msgspec.Struct):
@@ -85,6 +100,11 @@ class TaskOut(msgspec.Struct, kw_only=True):
     tokens_out: int
     cost_usd: float
     """Model tokens its attempts used, and their cost (``ORCH_LLM_PRICES``)."""
+    callback_url: str | None
+    callback_state: str | None
+    """Its completion callback once it ended: pending, delivered, failed (given up) or refused
+    (an address callbacks may not call)."""
+    callback_attempts: int
     links: Links
 
     @classmethod
@@ -108,6 +128,15 @@ class EventsOut(msgspec.Struct):
     events: list[TaskEvent]
 
 
+class AgentLimits(msgspec.Struct):
+    """An agent type's flow limits across all its workers (``null``: none)."""
+
+    rate: str | None
+    tokens: str | None
+    concurrency: int | None
+    max_concurrency_per_key: int | None
+
+
 class AgentType(msgspec.Struct):
     name: str
     description: str
@@ -116,6 +145,8 @@ class AgentType(msgspec.Struct):
     queues: list[str]
     """Every queue of the agent type, one per priority band, lowest first."""
     live_workers: int
+    limits: AgentLimits
+    """As declared with ``@agent`` and changed by this deployment's ``ORCH_AGENT_LIMITS``."""
 
 
 class AgentsOut(msgspec.Struct):

@@ -11,11 +11,16 @@ from litestar import Litestar
 from prometheus_client import CollectorRegistry
 
 from agents.registry import load_agent_modules
+from catalog import metrics
 from service.api.auth import KeyCache
+from service.api.draining import drain_on_exit_signals
 from service.api.limits import TenantLimits
+from service.api.schemas import TaskOut
 from service.broker.publisher import Publisher
 from service.broker.relay import OutboxRelay
 from service.cache import Cache
+from service.callbacks import CallbackDispatcher
+from service.db.callbacks import CallbackStore
 from service.db.keys import KeyStore
 from service.db.pool import Pool
 from service.db.retention import RetentionJob, RetentionStore
@@ -25,10 +30,12 @@ from service.db.tasks import TaskStore
 from service.db.workers import WorkerRegistry
 from service.gauges.sampler import StateSampler
 from service.lifecycle import zero_agent_counters
+from service.periodic import Periodic
 from service.resources import open_resources
 from service.retention import RetentionPolicy
 from service.scheduler import Scheduler
 from service.settings import Settings
+from service.streams import TaskStreams
 from service.telemetry.exposition import api_registry, mark_build
 from service.telemetry.http import flush_http_metrics
 from service.telemetry.tracing import shutdown_tracing
@@ -52,6 +59,8 @@ class Services:
     registry: CollectorRegistry
     limits: TenantLimits
     schedules: ScheduleStore
+    streams: TaskStreams
+    callbacks: CallbackStore
 
 
 @asynccontextmanager
@@ -69,6 +78,8 @@ async def open_services(settings: Settings, name: str = "api") -> AsyncIterator[
                                settings.worker.deployed_agents, cache=resources.cache)
         mark_build("api")
         zero_agent_counters(agents)
+        for outcome in metrics.CALLBACK_OUTCOMES:
+            metrics.CALLBACKS.labels(outcome)
         tasks = settings.tasks
         retention = RetentionJob(RetentionStore(pool), RetentionPolicy.of(tasks),
                                  tasks.retention_interval_s, tasks.retention_batch)
@@ -77,6 +88,12 @@ async def open_services(settings: Settings, name: str = "api") -> AsyncIterator[
         scheduler = Scheduler(schedules, interval_s=tasks.schedule_interval_s,
                               grace_s=tasks.schedule_grace_s, on_fired=resources.relay.wake)
         scheduler.start()
+        counts = Periodic("task counts", tasks.count_fold_interval_s, TaskStats(pool).fold_counts)
+        counts.start()
+        callbacks = CallbackStore(pool)
+        dispatcher = CallbackDispatcher(callbacks, settings.callbacks, show=TaskOut.of,
+                                        recorded=resources.cache.put_task)
+        dispatcher.start()
         try:
             await resources.cache.ping()
             yield Services(settings, pool, amqp, resources.cache,
@@ -85,8 +102,10 @@ async def open_services(settings: Settings, name: str = "api") -> AsyncIterator[
                            resources.publisher, resources.relay, agents, sampler,
                            api_registry([sampler], settings.api.workers),
                            TenantLimits(settings.limits, resources.cache, TaskStats(pool)),
-                           schedules)
+                           schedules, TaskStreams.of(resources.cache, settings), callbacks)
         finally:
+            await dispatcher.stop()
+            await counts.stop()
             await scheduler.stop()
             await retention.stop()
             shutdown_tracing()
@@ -99,5 +118,9 @@ def services_lifespan(
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         async with open_services(settings) as services:
             app.state.services = services
-            yield
+            restore_signals = drain_on_exit_signals()
+            try:
+                yield
+            finally:
+                restore_signals()
     return lifespan

@@ -20,6 +20,7 @@ from service.api.openapi import problems
 from service.api.schemas import BODIES, EventsOut, SubmitTask, TaskOut, TaskPage
 from service.api.state import Services
 from service.api.task_fields import task_fields
+from service.callback_target import check_url
 from service.db.tasks import ID_PREFIX, NewTask, id_range
 from service.domain import Task, TaskStatus, json_text
 from service.errors import UnknownAgent
@@ -79,7 +80,16 @@ def _run_at(text: str | None) -> datetime | None:
     return when.astimezone(UTC)
 
 
-def _visible(request: Request[Any, Any, Any]) -> str | None:
+def _callback_url(url: str | None, allow_private: bool) -> str | None:
+    """``callback_url`` when callbacks may call it; 400 naming the field when not."""
+    problem = check_url(url, allow_private) if url is not None else None
+    if problem is not None:
+        raise ValidationException(f"callback_url {problem}", extra=[
+            {"source": "body", "key": "callback_url", "message": problem}])
+    return url
+
+
+def visible_tenant(request: Request[Any, Any, Any]) -> str | None:
     """The tenant whose tasks the caller may see (``None``: an admin sees all)."""
     return request_key(request).visible_tenant
 
@@ -108,13 +118,15 @@ class TaskController(Controller):
         fields = task_fields(services, key, data.agent, data.input, data.priority,
                              data.max_attempts, data.timeout_s)
         run_at = _run_at(data.run_at)
+        callback_url = _callback_url(data.callback_url,
+                                     services.settings.callbacks.allow_private)
         await services.limits.admit_task(key)
         traceparent, trace_id = current_traceparent()
         new = NewTask(
             agent=fields.agent, input=fields.input, tenant=key.tenant, priority=fields.priority,
             max_attempts=fields.max_attempts, timeout_s=fields.timeout_s,
             checksum=fields.checksum, run_at=run_at, delay_s=data.delay_s or 0.0,
-            concurrency_key=data.concurrency_key,
+            concurrency_key=data.concurrency_key, callback_url=callback_url,
             idempotency_key=idempotency_key, trace_id=trace_id, traceparent=traceparent,
         )
         task, created = await services.tasks.submit(new)
@@ -129,7 +141,7 @@ class TaskController(Controller):
          responses=problems(404))
     async def get_task(self, request: Request[Any, Any, Any], task_id: TaskId) -> TaskOut:
         services: Services = request.app.state.services
-        task_id, tenant = parse_task_id(task_id), _visible(request)
+        task_id, tenant = parse_task_id(task_id), visible_tenant(request)
         task = await services.cache.get_task(task_id)
         if task is None or (tenant is not None and task.tenant != tenant):
             task = await services.tasks.get(task_id, tenant)  # another tenant's: 404
@@ -163,8 +175,9 @@ class TaskController(Controller):
         bodies = _parse_include(include)
         after = decode_cursor(cursor) if cursor else None
         tasks = await services.tasks.page(
-            status=status, agent=agent, limit=limit + 1, after=after, tenant=_visible(request),
-            with_bodies=bool(bodies), id_prefix=_parse_id_prefix(id_prefix),
+            status=status, agent=agent, limit=limit + 1, after=after,
+            tenant=visible_tenant(request), with_bodies=bool(bodies),
+            id_prefix=_parse_id_prefix(id_prefix),
             stuck_queued_s=services.settings.tasks.stuck_queued_s if stuck else None)
         page, more = tasks[:limit], len(tasks) > limit
         items = [TaskOut.of(t, bodies) for t in page]
@@ -178,7 +191,7 @@ class TaskController(Controller):
     async def events(self, request: Request[Any, Any, Any], task_id: TaskId) -> EventsOut:
         services: Services = request.app.state.services
         task_id = parse_task_id(task_id)
-        return EventsOut(task_id, await services.tasks.events(task_id, _visible(request)))
+        return EventsOut(task_id, await services.tasks.events(task_id, visible_tenant(request)))
 
     @post("/{task_id:str}/cancel", status_code=HTTP_200_OK, opt={"scope": "tasks:write"},
           responses=problems(404, 409),
@@ -187,7 +200,7 @@ class TaskController(Controller):
     async def cancel(self, request: Request[Any, Any, Any], task_id: TaskId) -> TaskOut:
         services: Services = request.app.state.services
         task = await services.tasks.cancel(parse_task_id(task_id), actor(request),
-                                           _visible(request))
+                                           visible_tenant(request))
         if task.status is TaskStatus.RUNNING:
             await services.publisher.broadcast_cancel(task.id)
         else:
@@ -201,7 +214,7 @@ class TaskController(Controller):
     async def retry(self, request: Request[Any, Any, Any], task_id: TaskId) -> TaskOut:
         services: Services = request.app.state.services
         task = await services.tasks.requeue(parse_task_id(task_id), actor(request),
-                                            _visible(request))
+                                            visible_tenant(request))
         services.relay.wake()
         await services.cache.put_task_now(task)
         return TaskOut.of(task)

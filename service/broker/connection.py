@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import aio_pika
@@ -12,6 +14,8 @@ from aiormq.exceptions import (
     InvalidFrameError,
     ProbableAuthenticationError,
 )
+from pamqp.common import FieldTable
+from yarl import URL
 
 from service.errors import DependencyLoginRefused, DependencyResourceMissing, DependencyUnavailable
 from service.reachability import not_answering, redact, unreachable_reason
@@ -22,14 +26,59 @@ AMQP_VARIABLE = "ORCH_AMQP_URL"
 AMQP_PORTS = {"amqp": 5672, "amqps": 5671}
 
 
+NODE_LIST_RECONNECT_S = 1.0
+"""With several nodes a reconnection goes to the next one at once (one of them is up)."""
+
+
+class NodeListConnection(aio_pika.RobustConnection):
+    """A robust connection to one of several nodes of a cluster: every reconnection attempt
+    goes to the next node of the list, so a client on a node that is lost moves to another
+    (aio-pika's own reconnects to the node it lost). Topology and consumers are restored on
+    the new node as on the old one."""
+
+    def __init__(self, url: URL, *, nodes: list[URL], **kwargs: Any) -> None:
+        self._nodes, self._transport_resets = nodes, 0
+        super().__init__(url, **kwargs)
+
+    @property
+    def transport(self) -> Any:
+        return self._transport
+
+    @transport.setter
+    def transport(self, value: Any) -> None:
+        """Each attempt begins by clearing the transport: from the third clearing on (after
+        ``__init__`` and the first attempt), the attempt goes to the next node."""
+        self._transport = value
+        if value is None:
+            self._transport_resets += 1
+            if self._transport_resets > 2:
+                self.url = self._nodes[(self._transport_resets - 2) % len(self._nodes)]
+
+
 async def connect(broker: BrokerSettings, name: str) -> AbstractRobustConnection:
-    """A robust connection (reconnects and restores topology and consumers by itself)."""
-    try:
-        return await aio_pika.connect_robust(
-            broker.url, client_properties={"connection_name": name}, timeout=10
-        )
-    except Exception as exc:
-        raise await broker_error(broker.url, exc) from exc
+    """A robust connection (reconnects and restores topology and consumers by itself); with
+    several node URLs (``ORCH_AMQP_URL`` comma-separated) the first that answers, moving to
+    the next on every reconnection."""
+    urls = broker.urls
+    properties: FieldTable = {"connection_name": name}
+    if len(urls) == 1:
+        try:
+            return await aio_pika.connect_robust(urls[0], client_properties=properties,
+                                                 timeout=10)
+        except Exception as exc:
+            raise await broker_error(urls[0], exc) from exc
+    failure: Exception | None = None
+    for start in range(len(urls)):
+        nodes = [URL(u) for u in urls[start:] + urls[:start]]
+        try:
+            return await aio_pika.connect_robust(
+                nodes[0], client_properties=properties, timeout=10,
+                reconnect_interval=NODE_LIST_RECONNECT_S,
+                connection_class=functools.partial(NodeListConnection, nodes=nodes))
+        except Exception as exc:
+            failure = failure or exc
+    assert failure is not None
+    raise await broker_error(urls[0], failure) from failure
 
 
 def _refused_vhost(exc: BaseException) -> bool:

@@ -84,9 +84,8 @@ class DeadLetterRecorder:
         channel = await self.amqp.channel()
         await channel.set_qos(prefetch_count=_PREFETCH)
         await channel.queue_delete(names.LEGACY_RECONCILE_QUEUE)  # absent: a no-op
-        queue = await channel.declare_queue(names.DEAD_LETTER_QUEUE, durable=True,
-                                            arguments={"x-queue-type": "quorum"})
-        await queue.bind(names.DEAD_EXCHANGE)
+        # declared and bound by the process's topology (``declare_core``), with its arguments
+        queue = await channel.get_queue(names.DEAD_LETTER_QUEUE, ensure=True)
         await queue.consume(self.on_message)
 
     async def on_message(self, message: AbstractIncomingMessage) -> None:

@@ -13,7 +13,8 @@ TASK_COLUMNS = (
     "id::text AS id, agent, tenant, status, input, priority, attempts, max_attempts, timeout_s,"
     " result, error, trace_id, idempotency_key, input_checksum, cancel_requested, worker_id,"
     " version, available_at, created_at, started_at, finished_at, updated_at, published_at,"
-    " concurrency_key, waits, tokens_in, tokens_out, cost_usd"
+    " concurrency_key, waits, tokens_in, tokens_out, cost_usd, callback_url, callback_state,"
+    " callback_attempts"
 )
 
 EVENT_COLUMNS = "id, task_id::text AS task_id, at, kind, status, attempt, worker_id, detail"

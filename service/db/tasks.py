@@ -43,21 +43,22 @@ class NewTask:
     delay_s: float = 0.0
     """Not before ``run_at`` and not before ``delay_s`` from now (the later of the two)."""
     concurrency_key: str | None = None
+    callback_url: str | None = None
 
 
 _INSERT_INPUTS = {
     "id": "uuid", "agent": "text", "tenant": "text", "input": "jsonb", "priority": "smallint",
     "max_attempts": "integer", "timeout_s": "float8", "idempotency_key": "text",
     "trace_id": "text", "traceparent": "text", "checksum": "text", "run_at": "timestamptz",
-    "delay_s": "float8", "concurrency_key": "text",
+    "delay_s": "float8", "concurrency_key": "text", "callback_url": "text",
 }
 _INSERT = (
     "WITH t AS (INSERT INTO tasks (id, agent, tenant, input, status, priority, max_attempts,"
     " timeout_s, idempotency_key, trace_id, traceparent, input_checksum, available_at,"
-    " concurrency_key)"
+    " concurrency_key, callback_url)"
     " SELECT id, agent, tenant, input, 'queued', priority, max_attempts, timeout_s,"
     " idempotency_key, trace_id, traceparent, checksum,"
-    " greatest(run_at, now() + make_interval(secs => delay_s)), concurrency_key"
+    " greatest(run_at, now() + make_interval(secs => delay_s)), concurrency_key, callback_url"
     f" FROM {unnest_inputs(_INSERT_INPUTS)}"
     " ON CONFLICT (tenant, idempotency_key) DO NOTHING RETURNING *),"
     " e AS (INSERT INTO task_events (task_id, kind, status, attempt, detail)"
@@ -132,7 +133,7 @@ class TaskStore(Store):
         row = await self._inserts.submit((
             uuid.uuid4(), new.agent, new.tenant, json_text(new.input), new.priority,
             new.max_attempts, new.timeout_s, new.idempotency_key, new.trace_id, new.traceparent,
-            new.checksum, new.run_at, new.delay_s, new.concurrency_key))
+            new.checksum, new.run_at, new.delay_s, new.concurrency_key, new.callback_url))
         if row is not None:
             return to_task(row), True
         found = await self.fetch_one(
@@ -204,6 +205,16 @@ class TaskStore(Store):
             {"id": task_id, "tenant": tenant})
         if not rows:
             await self.get(task_id, tenant)  # raises TaskNotFound for an unknown id
+        return [to_event(row) for row in rows]
+
+    async def events_after(self, task_id: str, after: int,
+                           limit: int = 1000) -> builtins.list[TaskEvent]:
+        """The task's timeline events after event ``after``, oldest first (for a follower
+        that has already been shown the task is the caller's)."""
+        rows = await self.fetch_all(
+            "task_events_after",
+            f"SELECT {EVENT_COLUMNS} FROM task_events WHERE task_id = %(id)s AND id > %(after)s"
+            " ORDER BY id LIMIT %(limit)s", {"id": task_id, "after": after, "limit": limit})
         return [to_event(row) for row in rows]
 
     async def cancel(self, task_id: str, requested_by: str, tenant: str | None = None) -> Task:

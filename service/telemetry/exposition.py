@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+import socket
+import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from wsgiref.simple_server import WSGIServer
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import (
     CollectorRegistry,
     disable_created_metrics,
     generate_latest,
-    start_http_server,
+    make_wsgi_app,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.process_collector import ProcessCollector
@@ -97,9 +102,42 @@ def render(registry: CollectorRegistry) -> bytes:
     return generate_latest(registry)
 
 
-def serve_agent_metrics(host: str, port: int) -> WSGIServer:
+Health = Callable[[], tuple[bool, str]]
+"""A health check: whether it holds, and a line saying why (the answer's ``detail``)."""
+HEALTH_PATHS = {"/health/live": "live", "/health/ready": "ready"}
+
+
+class _IPv6Server(ThreadingWSGIServer):
+    address_family = socket.AF_INET6
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Scrapes and probes every few seconds: not worth a log line each."""
+
+
+def serve_agent_metrics(host: str, port: int,
+                        health: Mapping[str, Health] | None = None) -> WSGIServer:
     """Serve the default registry (with process and GC collectors) on ``host:port`` in a
-    thread (``port=0`` picks a free one; ``server_port`` says which)."""
+    thread (``port=0`` picks a free one; ``server_port`` says which), and the ``health``
+    checks (``live``, ``ready``) at ``/health/live`` and ``/health/ready``: 200 or 503 with
+    ``{"status", "detail"}``, for probes."""
     disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series
-    server, _ = start_http_server(port, addr=host)
+    metrics_app = make_wsgi_app()
+    checks = dict(health or {})
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        check = checks.get(HEALTH_PATHS.get(environ.get("PATH_INFO", ""), ""))
+        if check is None:
+            return metrics_app(environ, start_response)  # type: ignore[no-any-return]
+        ok, detail = check()
+        body = json.dumps({"status": "ok" if ok else "unavailable", "detail": detail}).encode()
+        start_response("200 OK" if ok else "503 Service Unavailable", [
+            ("Content-Type", "application/json"), ("Content-Length", str(len(body))),
+            ("Cache-Control", "no-store")])
+        return [body]
+
+    server_class = _IPv6Server if ":" in host else ThreadingWSGIServer
+    server = make_server(host, port, app, server_class, handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, name="agent-metrics", daemon=True).start()
     return server

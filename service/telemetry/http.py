@@ -49,11 +49,14 @@ class RequestTelemetry:
             await self.app(scope, receive, send)
             return
         status = 500
+        answered: float | None = None  # a stream's latency is the time to its headers
 
         async def send_and_note_status(message: Message) -> None:
-            nonlocal status
+            nonlocal status, answered
             if message["type"] == "http.response.start":
                 status = message["status"]
+                if _is_event_stream(message):
+                    answered = time.perf_counter()
                 if self.name_spans:
                     # now, not after the app returns: the ASGI instrumentation ends the server
                     # span as soon as the last body chunk is sent
@@ -71,7 +74,8 @@ class RequestTelemetry:
             if self.name_spans:
                 _name_server_span(scope)  # again, for a request that raised
             if self.record_metrics:
-                self._observe(route, method, status, time.perf_counter() - started)
+                ended = answered if answered is not None else time.perf_counter()
+                self._observe(route, method, status, ended - started)
 
     def _observe(self, route: str, method: str, status: int, seconds: float) -> None:
         tally = self._tallies.get((route, method, status))
@@ -88,6 +92,12 @@ class RequestTelemetry:
             metrics.HTTP_REQUESTS.labels(route, method, str(status)).inc(tally.count)
             add_to_histogram(metrics.HTTP_REQUEST_DURATION.labels(route, method), tally.buckets,
                              tally.seconds)
+
+
+def _is_event_stream(start: Message) -> bool:
+    """A Server-Sent Events answer: it lasts as long as what it follows."""
+    return any(name.lower() == b"content-type" and value.startswith(b"text/event-stream")
+               for name, value in start.get("headers", ()))
 
 
 class _Tally:

@@ -34,6 +34,7 @@ from service.errors import IntegrityError
 from service.lifecycle import standard_lifecycle
 from service.pricing import PriceTable, parse_prices
 from service.settings import LlmSettings, TaskSettings
+from service.streams import TaskStreams
 from service.telemetry.scrub import error_text
 from service.telemetry.tracing import process_span, tracer
 from service.worker.flow import FlowControl, Wait
@@ -50,14 +51,18 @@ EARLY_WAIT_S = 1.0
 class TaskExecutor:
     """Runs deliveries with bounded concurrency and records every outcome."""
 
-    def __init__(self, runs: RunStore, cache: Cache, *, concurrency: int, tasks: TaskSettings,
+    def __init__(self, runs: RunStore, cache: Cache, *, concurrency: dict[str, int],
+                 tasks: TaskSettings,
                  llm: LlmSettings, on_outbox_change: Callable[[], None],
                  max_json_depth: int = 64, lower_band_share: float = 0.1,
                  flow: FlowControl | None = None,
-                 llm_client: httpx.AsyncClient | None = None) -> None:
+                 llm_client: httpx.AsyncClient | None = None,
+                 streams: TaskStreams | None = None) -> None:
         self.runs = runs
         self.lifecycle = standard_lifecycle(cache)
-        self.llm = LlmEndpoint(llm.base_url, llm.api_key, llm.model, llm.timeout_s, llm_client)
+        self.llm = LlmEndpoint(llm.base_url, llm.api_key, llm.model, llm.timeout_s, llm_client,
+                               llm.stream)
+        self.streams = streams
         self.prices = PriceTable(parse_prices(llm.prices))
         self.on_outbox_change = on_outbox_change
         self.flow = flow
@@ -67,7 +72,9 @@ class TaskExecutor:
             max_attempts=tasks.max_attempts, base_delay_s=tasks.retry_base_delay_s,
             max_delay_s=tasks.retry_max_delay_s, jitter=tasks.retry_jitter,
         )
-        self.slots = BandedSlots(concurrency, len(BANDS), lower_band_share)
+        self.slots = {agent: BandedSlots(size, len(BANDS), lower_band_share)
+                      for agent, size in concurrency.items()}
+        """Each agent type's run slots (``ORCH_CONCURRENCY``)."""
         self.handlers: set[asyncio.Task[Any]] = set()
         self.unacked: Counter[str] = Counter()
         """Deliveries this worker holds unacknowledged, by queue (running or waiting for a
@@ -100,12 +107,14 @@ class TaskExecutor:
                 if task_id not in self._cancel_requested:
                     self.request_cancel(task_id)
 
-    def consumer(self, band: int) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
-        """The consumer callback for the queues of one priority band."""
-        return functools.partial(self.handle, band=band)
+    def consumer(self, agent: str,
+                 band: int) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
+        """The consumer callback for the queue of one agent type's priority band."""
+        return functools.partial(self.handle, agent=agent, band=band)
 
-    async def handle(self, delivery: AbstractIncomingMessage, band: int = 0) -> None:
-        """One delivery from a queue of ``band``: waits for a slot, highest band first."""
+    async def handle(self, delivery: AbstractIncomingMessage, agent: str, band: int = 0) -> None:
+        """One delivery from the queue of ``agent``'s ``band``: waits for one of the agent
+        type's slots, highest band first."""
         me = asyncio.current_task()
         assert me is not None
         self.handlers.add(me)
@@ -116,10 +125,10 @@ class TaskExecutor:
                 logger.error("malformed task message dropped to the dead-letter queue: {}", exc)
                 await delivery.reject(requeue=False)
                 return
-            queue = names.agent_queue(message.agent, band)
+            queue = names.agent_queue(agent, band)
             self.unacked[queue] += 1
             try:
-                async with self.slots.hold(band):
+                async with self.slots[agent].hold(band):
                     await self._handle(message, delivery, queue)
             finally:
                 self.unacked[queue] -= 1
@@ -265,8 +274,10 @@ class TaskExecutor:
         spec = get_agent(task.agent)
         if spec is None:
             return None, NonRetryableError(f"no agent {task.agent!r} registered in this worker")
+        report = functools.partial(self.streams.append, task.id, task.agent) \
+            if self.streams else None
         ctx = TaskContext(task.id, task.agent, task.attempts, task.max_attempts,
-                          self.runs.worker_id, self.llm, calls)
+                          self.runs.worker_id, self.llm, calls, report)
         timeout_s = min(task.timeout_s, spec.timeout_s or task.timeout_s)
         async def traced_call() -> Any:
             with tracer().start_as_current_span(f"agent {task.agent}", attributes={
