@@ -35,6 +35,14 @@ class DatabaseSettings:
     pool_min: int = var("DB_POOL_MIN", 2)
     pool_max: int = var("DB_POOL_MAX", 20)
     pool_timeout_s: float = var("DB_POOL_TIMEOUT_S", 5.0)
+    idle_in_transaction_timeout_s: float = var("DB_IDLE_IN_TRANSACTION_TIMEOUT_S", 30.0)
+    """PostgreSQL ends a session that sits this long inside a transaction, releasing its locks:
+    a process cut off mid-transaction (a lost host, a partition) cannot hold the rows of its
+    claims and outbox batches for the hours TCP takes to notice. 0 turns it off."""
+    keepalive_idle_s: int = var("DB_KEEPALIVE_IDLE_S", 10)
+    """TCP keepalives on every database connection: after this many idle seconds a probe every
+    ``keepalive_idle_s / 2`` s, three unanswered ones end the connection, so the pool replaces
+    it instead of waiting on a peer that is gone."""
     backup_dir: str = var("BACKUP_DIR", "")
     """Where ``orchestrator backup create`` writes dumps (default: ``backups`` in the state
     folder; a relative path is taken from the folder the command runs in)."""

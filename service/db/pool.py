@@ -18,7 +18,8 @@ from service.errors import (
 from service.reachability import not_answering, redact, unreachable_reason
 from service.settings import DatabaseSettings
 
-__all__ = ["POSTGRES_HINT", "Pool", "ensure_database", "open_pool", "postgres_error", "redact"]
+__all__ = ["POSTGRES_HINT", "Pool", "ensure_database", "open_pool", "postgres_error", "redact",
+           "session_guards"]
 
 POSTGRES_HINT = (
     "Start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
@@ -40,7 +41,8 @@ async def open_pool(database: DatabaseSettings, name: str = "orchestrator") -> P
         min_size=database.pool_min,
         max_size=database.pool_max,
         timeout=database.pool_timeout_s,
-        kwargs={"autocommit": True, "row_factory": dict_row, "application_name": name},
+        kwargs={"autocommit": True, "row_factory": dict_row, "application_name": name,
+                **session_guards(database)},
         name=name,
         open=False,
     )
@@ -50,6 +52,24 @@ async def open_pool(database: DatabaseSettings, name: str = "orchestrator") -> P
         await pool.close()
         raise await _pool_error(database, exc) from exc
     return pool
+
+
+def session_guards(database: DatabaseSettings) -> dict[str, str | int]:
+    """Connection parameters that free what a vanished process held: PostgreSQL ends a session
+    idle inside a transaction, TCP keepalives end a connection to a peer that is gone. Options
+    the URL already sets are kept."""
+    guards: dict[str, str | int] = {}
+    if database.keepalive_idle_s > 0:
+        guards.update(keepalives=1, keepalives_idle=database.keepalive_idle_s,
+                      keepalives_interval=max(1, database.keepalive_idle_s // 2),
+                      keepalives_count=3)
+    if database.idle_in_transaction_timeout_s > 0:
+        given = str(conninfo.conninfo_to_dict(database.url).get("options") or "")
+        timeout_ms = int(database.idle_in_transaction_timeout_s * 1000)
+        guards["options"] = " ".join(
+            part for part in (given, f"-c idle_in_transaction_session_timeout={timeout_ms}")
+            if part)
+    return guards
 
 
 async def _pool_error(database: DatabaseSettings, exc: BaseException) -> DependencyUnavailable:
