@@ -70,6 +70,8 @@ class Topology:
             names.DEAD_EXCHANGE, ExchangeType.FANOUT, durable=True)
         self.exchanges[names.CONTROL_EXCHANGE] = await ch.declare_exchange(
             names.CONTROL_EXCHANGE, ExchangeType.FANOUT, durable=True)
+        # No delivery limit here, on purpose: past it a message would be dropped (the queue has
+        # no dead-letter exchange of its own); its consumer acks each once PostgreSQL holds it.
         dead = await self._quorum_queue(names.DEAD_LETTER_QUEUE, {})
         await dead.bind(self.exchanges[names.DEAD_EXCHANGE])
 
